@@ -1,0 +1,109 @@
+// The admin port: readiness, Envoy-format stats, Prometheus, config and cluster state.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { renderEnvoyText, renderPrometheus, type StatSource } from '../telemetry/stats.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { Runtime } from '../runtime.ts';
+import type { Cluster } from '../upstream/cluster.ts';
+
+export interface AdminContext {
+  ready(): { ok: boolean; state: string };
+  runtime(): Runtime | null;
+  statSources(): StatSource[];
+  metrics: Metrics;
+  clusters(): Cluster[];
+  configDump(): unknown;
+  /** Extra routes (e.g. the dtab delegator) contributed by other stages. */
+  extra?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' });
+  res.end(body);
+}
+
+export function renderClusters(clusters: Cluster[], nowMs: number): string {
+  let out = '';
+  for (const c of clusters) {
+    const n = c.name;
+    const l = c.spec.connectionPool;
+    out += `${n}::observability_name::${n}\n`;
+    if (c.detector) {
+      for (const k of ['success_rate_average', 'success_rate_ejection_threshold', 'local_origin_success_rate_average', 'local_origin_success_rate_ejection_threshold']) out += `${n}::outlier::${k}::-1\n`;
+    }
+    out += `${n}::default_priority::max_connections::${l.maxConnections}\n${n}::default_priority::max_pending_requests::${l.maxPendingRequests}\n`;
+    out += `${n}::default_priority::max_requests::${l.maxRequests}\n${n}::default_priority::max_retries::${l.maxRetries}\n`;
+    out += `${n}::high_priority::max_connections::1024\n${n}::high_priority::max_pending_requests::1024\n${n}::high_priority::max_requests::1024\n${n}::high_priority::max_retries::3\n`;
+    out += `${n}::added_via_api::true\n`;
+    for (const e of c.endpoints) {
+      const h = `${n}::${e.key}`;
+      const s = e.pool.hostStats;
+      for (const k of ['cx_active', 'cx_connect_fail', 'cx_total', 'rq_active', 'rq_error', 'rq_success', 'rq_timeout', 'rq_total'] as const) out += `${h}::${k}::${s[k]}\n`;
+      out += `${h}::hostname::${e.spec.address}\n`;
+      out += `${h}::health_flags::${e.outlier.ejected ? '/failed_outlier_check' : 'healthy'}\n`;
+      out += `${h}::weight::1\n${h}::region::\n${h}::zone::\n${h}::sub_zone::\n${h}::canary::false\n${h}::priority::0\n`;
+      out += `${h}::success_rate::-1\n${h}::local_origin_success_rate::-1\n`;
+      out += `${h}::labels::${Object.entries(e.spec.labels).map(([k, v]) => `${k}=${v}`).join(',')}\n`;
+      if (e.outlier.ejected && c.detector) out += `${h}::ejected_until_ms::${Math.max(0, Math.round(c.detector.returnsAt(e.outlier) - nowMs))}\n`;
+    }
+  }
+  return out;
+}
+
+function clustersJson(clusters: Cluster[], nowMs: number): unknown {
+  return {
+    cluster_statuses: clusters.map((c) => ({
+      name: c.name,
+      service: c.spec.service,
+      subset: c.spec.subset,
+      circuit_breakers: { thresholds: [{ priority: 'DEFAULT', max_connections: c.spec.connectionPool.maxConnections, max_pending_requests: c.spec.connectionPool.maxPendingRequests, max_requests: c.spec.connectionPool.maxRequests, max_retries: c.spec.connectionPool.maxRetries }] },
+      host_statuses: c.endpoints.map((e) => ({
+        address: { socket_address: { address: e.spec.address, port_value: e.spec.port } },
+        labels: e.spec.labels,
+        stats: e.pool.hostStats,
+        health_status: { eds_health_status: 'HEALTHY', failed_outlier_check: e.outlier.ejected },
+        ejected_for_ms: e.outlier.ejected && c.detector ? Math.max(0, Math.round(c.detector.returnsAt(e.outlier) - nowMs)) : 0,
+      })),
+    })),
+  };
+}
+
+export function createAdmin(ctx: AdminContext): Server {
+  return createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    try {
+      switch (url.pathname) {
+        case '/ready': {
+          const r = ctx.ready();
+          return send(res, r.ok ? 200 : 503, `${r.state}\n`);
+        }
+        case '/stats': {
+          const filter = url.searchParams.get('filter');
+          let re: RegExp | undefined;
+          if (filter) {
+            try { re = new RegExp(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
+          }
+          if (url.searchParams.get('format') === 'prometheus') return send(res, 200, renderPrometheus(ctx.statSources()), 'text/plain; version=0.0.4');
+          return send(res, 200, renderEnvoyText(ctx.statSources(), { filter: re, usedOnly: url.searchParams.has('usedonly') }));
+        }
+        case '/stats/prometheus': {
+          const body = (await ctx.metrics.registry.metrics()) + renderPrometheus(ctx.statSources());
+          return send(res, 200, body, ctx.metrics.registry.contentType);
+        }
+        case '/config_dump':
+          return send(res, 200, `${JSON.stringify(ctx.configDump(), null, 2)}\n`, 'application/json');
+        case '/clusters': {
+          const now = performance.now();
+          if (url.searchParams.get('format') === 'json') return send(res, 200, `${JSON.stringify(clustersJson(ctx.clusters(), now), null, 2)}\n`, 'application/json');
+          return send(res, 200, renderClusters(ctx.clusters(), now));
+        }
+        case '/':
+          return send(res, 200, ['meshlet admin', '/ready', '/stats', '/stats?format=prometheus', '/stats/prometheus', '/config_dump', '/clusters', '/clusters?format=json', '/delegator', '/delegator.json'].join('\n') + '\n');
+        default:
+          if (ctx.extra && ctx.extra(req, res, url)) return;
+          return send(res, 404, 'not found\n');
+      }
+    } catch (e) {
+      if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
+    }
+  });
+}

@@ -1,0 +1,81 @@
+// `meshlet proxy`: flags -> startProxy, signals (SIGHUP reload, SIGTERM/SIGINT drain).
+import { FlagError, helpText, parseFlags, type FlagSpec } from '../cli/flags.ts';
+import { ConfigError } from './config/resources.ts';
+import { startProxy, DEFAULT_PROXY_OPTIONS as D } from './main.ts';
+import type { AccessLogMode } from './telemetry/log.ts';
+
+const SPECS: FlagSpec[] = [
+  { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
+  { name: 'outbound-port', type: 'number', default: D.outboundPort, help: 'outbound listener port (0 = pick one)' },
+  { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
+  { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
+  { name: 'app-port', type: 'number', help: 'the local app behind the inbound listener (127.0.0.1:<port>)' },
+  { name: 'bind', type: 'string', default: D.bind, help: 'address the listeners bind' },
+  { name: 'service', type: 'string', help: 'the service this sidecar fronts' },
+  { name: 'labels', type: 'string', help: "labels of this sidecar's app, e.g. 'version=v2,team=a'" },
+  { name: 'log-level', type: 'string', default: D.logLevel, help: 'trace|debug|info|warn|error|silent' },
+  { name: 'access-log', type: 'string', default: D.accessLog, help: 'off | errors (status >= 500 or any flag) | all' },
+  { name: 'watch', type: 'boolean', default: false, help: 're-read the config when the file or directory changes' },
+  { name: 'drain-timeout', type: 'number', default: D.drainTimeoutMs / 1000, help: 'seconds in-flight requests get on SIGTERM' },
+  { name: 'trust-envoy-headers', type: 'boolean', default: false, help: 'honour x-envoy-* timeout/retry headers from callers' },
+  { name: 'shadow-host-suffix', type: 'boolean', default: false, help: "append '-shadow' to mirrored Host (Istio < 1.28 behaviour)" },
+  { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
+  { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
+  { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
+];
+
+export function parseLabels(s: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!s) return out;
+  for (const part of s.split(',')) {
+    const [k, ...v] = part.split('=');
+    if (!k.trim() || v.length === 0) throw new FlagError(`--labels: expected key=value, got '${part}'`);
+    out[k.trim()] = v.join('=').trim();
+  }
+  return out;
+}
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  let p;
+  try {
+    p = parseFlags(argv, SPECS);
+  } catch (e) {
+    console.error(`meshlet proxy: ${(e as Error).message}`);
+    return 2;
+  }
+  if (p.help) { console.log(helpText('meshlet proxy --config <file|dir> [flags]', 'Run the sidecar: outbound and inbound listeners and the admin port.', SPECS)); return 0; }
+  const f = p.flags;
+  const accessLog = String(f['access-log']);
+  if (!['off', 'errors', 'all'].includes(accessLog)) { console.error(`meshlet proxy: --access-log must be off, errors or all`); return 2; }
+  if (!f.config) { console.error('meshlet proxy: --config <file|dir> is required'); return 2; }
+  let proxy;
+  try {
+    proxy = await startProxy({
+      config: f.config as string,
+      outboundPort: f['outbound-port'] as number, inboundPort: f['inbound-port'] as number, adminPort: f['admin-port'] as number,
+      appPort: f['app-port'] as number | undefined, bind: f.bind as string,
+      service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
+      logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
+      drainTimeoutMs: (f['drain-timeout'] as number) * 1000, trustEnvoyHeaders: f['trust-envoy-headers'] as boolean,
+      shadowHostSuffix: f['shadow-host-suffix'] as boolean, legacyStatNames: f['legacy-stat-names'] as boolean,
+      retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
+      maxRequestHeadersKb: f['max-request-headers-kb'] as number,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof FlagError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }
+    console.error(`meshlet proxy: ${(e as Error).message}`);
+    return 1;
+  }
+  process.on('SIGHUP', () => { proxy.reload(); });
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    proxy.log.info({ signal: sig, inFlight: proxy.inFlight() }, 'draining');
+    proxy.drain().then(() => { proxy.log.info('drained; exiting'); process.exit(0); });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return undefined;
+}

@@ -1,0 +1,84 @@
+// Traffic mirroring: a fire-and-forget copy to the mirror cluster. It never delays, fails or
+// alters the primary; its concurrency is capped and overflow drops the copy (counted).
+import type { Dispatcher } from 'undici';
+import type { Cluster } from '../upstream/cluster.ts';
+import type { Conn, PoolFailure, Waiter } from '../upstream/pool.ts';
+import type { HttpStats } from '../telemetry/stats.ts';
+import { chargeCode } from '../telemetry/stats.ts';
+
+export interface MirrorOptions {
+  maxInFlight: number;
+  /** Istio >= 1.28 default: no `-shadow` Host suffix (DISABLE_SHADOW_HOST_SUFFIX=true). */
+  shadowSuffix: boolean;
+}
+
+let inFlight = 0;
+
+/** `httpbin:8000` -> `httpbin-shadow:8000` (Envoy inserts before any port). */
+export function shadowHost(host: string): string {
+  const colon = host.lastIndexOf(':');
+  if (colon > 0 && host.indexOf(']') < colon) return `${host.slice(0, colon)}-shadow${host.slice(colon)}`;
+  return `${host}-shadow`;
+}
+
+class MirrorRequest implements Waiter, Dispatcher.DispatchHandler {
+  private cluster: Cluster;
+  private method: string;
+  private path: string;
+  private headers: string[];
+  private body: Buffer | null;
+  private stats: HttpStats;
+  private conn: Conn | null = null;
+  private done = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(cluster: Cluster, method: string, path: string, headers: string[], body: Buffer | null, stats: HttpStats, timeoutMs: number) {
+    this.cluster = cluster;
+    this.method = method;
+    this.path = path;
+    this.headers = headers;
+    this.body = body;
+    this.stats = stats;
+    if (timeoutMs > 0) { this.timer = setTimeout(() => this.finish(false), timeoutMs); this.timer.unref(); }
+  }
+
+  private finish(ok: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    inFlight--;
+    if (this.timer) clearTimeout(this.timer);
+    if (!ok) this.stats['mirror.failed']++;
+    const c = this.conn;
+    this.conn = null;
+    if (c) c.pool.release(c, ok);
+  }
+
+  onAttached(conn: Conn): void {
+    if (this.done) { conn.pool.release(conn, true); return; }
+    this.conn = conn;
+    conn.client!.dispatch({ path: this.path, method: this.method, headers: this.headers, body: this.body }, this);
+  }
+  onPoolFailure(_r: PoolFailure): void { this.finish(false); }
+  onRequestStart(): void {}
+  onResponseStart(_c: Dispatcher.DispatchController, status: number): void { if (status >= 200) chargeCode(this.cluster.stats, status); }
+  onResponseData(): void {}
+  onResponseEnd(): void { this.finish(true); }
+  onResponseError(): void { this.finish(false); }
+}
+
+export function sendMirror(
+  cluster: Cluster, method: string, path: string, headers: string[], body: Buffer | null,
+  stats: HttpStats, opts: MirrorOptions, timeoutMs: number,
+): void {
+  if (inFlight >= opts.maxInFlight) { stats['mirror.dropped']++; return; }
+  const ep = cluster.pick(null);
+  if (!ep) { stats['mirror.failed']++; return; }
+  inFlight++;
+  stats['mirror.sent']++;
+  let h = headers;
+  if (opts.shadowSuffix) {
+    h = headers.slice();
+    for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() === 'host') h[i + 1] = shadowHost(h[i + 1]);
+  }
+  ep.pool.request(new MirrorRequest(cluster, method, path, h, body, stats, timeoutMs));
+}

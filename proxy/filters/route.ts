@@ -1,0 +1,158 @@
+// The logical level: Host -> virtual host -> first matching route -> weighted destination.
+// Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
+import type { IncomingMessage } from 'node:http';
+import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
+import { compileFullRegex } from '../config/validate.ts';
+import type { Cluster } from '../upstream/cluster.ts';
+
+type Test = (v: string) => boolean;
+
+function stringTest(m: StringMatchSpec, ignoreCase = false): Test {
+  if (m.exact !== undefined) {
+    const x = ignoreCase ? m.exact.toLowerCase() : m.exact;
+    return ignoreCase ? (v) => v.toLowerCase() === x : (v) => v === x;
+  }
+  if (m.prefix !== undefined) {
+    const x = ignoreCase ? m.prefix.toLowerCase() : m.prefix;
+    return ignoreCase ? (v) => v.toLowerCase().startsWith(x) : (v) => v.startsWith(x);
+  }
+  const re = compileFullRegex(m.regex!, ignoreCase ? 'i' : '');
+  return (v) => re.test(v);
+}
+
+/** What the matcher may look at; the query is parsed only if some route needs it. */
+export interface RequestView {
+  method: string;
+  path: string;        // without query
+  query: string;       // without '?'
+  authority: string;
+  headers: IncomingMessage['headers'];
+}
+
+type Matcher = (r: RequestView, q: () => URLSearchParams) => boolean;
+
+function compileMatch(m: MatchSpec): Matcher {
+  const tests: Matcher[] = [];
+  if (m.uri) { const t = stringTest(m.uri, m.ignoreUriCase); tests.push((r) => t(r.path)); }
+  if (m.method) { const t = stringTest(m.method); tests.push((r) => t(r.method)); }
+  if (m.authority) { const t = stringTest(m.authority); tests.push((r) => t(r.authority)); }
+  for (const [name, sm] of Object.entries(m.headers ?? {})) {
+    const t = stringTest(sm);
+    tests.push((r) => { const v = r.headers[name]; return v !== undefined && t(Array.isArray(v) ? v.join(',') : v); });
+  }
+  for (const [name, sm] of Object.entries(m.withoutHeaders ?? {})) {
+    const t = stringTest(sm);
+    tests.push((r) => { const v = r.headers[name]; return v === undefined || !t(Array.isArray(v) ? v.join(',') : v); });
+  }
+  for (const [name, sm] of Object.entries(m.queryParams ?? {})) {
+    const t = stringTest(sm);
+    tests.push((_r, q) => { const v = q().get(name); return v !== null && t(v); });
+  }
+  if (tests.length === 0) return () => true;
+  if (tests.length === 1) return tests[0];
+  return (r, q) => { for (const t of tests) if (!t(r, q)) return false; return true; };
+}
+
+export interface Destination {
+  cluster: Cluster;
+  host: string;
+  subset: string;
+  weight: number;
+  headers?: { request?: HeaderOpsSpec; response?: HeaderOpsSpec };
+}
+
+export interface CompiledRoute {
+  name: string;
+  vhost: string;
+  service: string;
+  matches: Matcher[];
+  destinations: Destination[];
+  totalWeight: number;
+  rewrite?: { uri?: string; authority?: string };
+  prefixMatch?: string;         // for prefix rewrites: the matched prefix of the first uri.prefix match
+  headers?: { request?: HeaderOpsSpec; response?: HeaderOpsSpec };
+  timeoutMs: number;            // 0 = none
+  retries: RetrySpec | null;
+  fault: FaultSpec | null;
+  mirrors: Array<{ cluster: Cluster; host: string; percent: number }>;
+}
+
+export interface CompiledVHost {
+  name: string;
+  service: string;
+  routes: CompiledRoute[];
+  needsQuery: boolean;
+}
+
+export class RouteTable {
+  private byDomain = new Map<string, CompiledVHost>();
+  private byService = new Map<string, CompiledVHost>();
+
+  constructor(snapshot: Snapshot, clusters: Map<string, Cluster>) {
+    for (const vh of snapshot.virtualHosts) {
+      const c = compileVHost(vh, clusters);
+      for (const d of vh.domains) this.byDomain.set(d, c);
+      // A service's own VirtualService wins over its default vhost.
+      if (vh.service && (!this.byService.has(vh.service) || !vh.name.startsWith('default:'))) this.byService.set(vh.service, c);
+    }
+  }
+
+  /** Host header value (may carry a port, any case) -> virtual host. */
+  forHost(host: string): CompiledVHost | undefined {
+    let h = host;
+    const colon = h.lastIndexOf(':');
+    if (colon > 0 && h.indexOf(']') < colon) h = h.slice(0, colon);
+    return this.byDomain.get(h) ?? this.byDomain.get(h.toLowerCase());
+  }
+
+  forService(service: string): CompiledVHost | undefined { return this.byService.get(service); }
+}
+
+function compileVHost(vh: VirtualHostSpec, clusters: Map<string, Cluster>): CompiledVHost {
+  let needsQuery = false;
+  const routes = vh.routes.map((r: RouteSpec): CompiledRoute => {
+    if (r.match.some((m) => m.queryParams && Object.keys(m.queryParams).length > 0)) needsQuery = true;
+    const destinations = r.destinations.map((d) => {
+      const cluster = clusters.get(d.cluster);
+      if (!cluster) throw new Error(`route ${r.name}: cluster ${d.cluster} missing from snapshot`);
+      return { cluster, host: d.host, subset: d.subset, weight: d.weight, headers: d.headers };
+    });
+    const mirrors = (r.mirrors ?? []).map((m) => {
+      const cluster = clusters.get(m.cluster);
+      if (!cluster) throw new Error(`route ${r.name}: mirror cluster ${m.cluster} missing from snapshot`);
+      return { cluster, host: m.host, percent: m.percent };
+    });
+    const prefixMatch = r.match.find((m) => m.uri?.prefix !== undefined)?.uri?.prefix;
+    return {
+      name: r.name, vhost: vh.name, service: vh.service,
+      matches: r.match.map(compileMatch),
+      destinations, totalWeight: destinations.reduce((s, d) => s + d.weight, 0),
+      rewrite: r.rewrite, prefixMatch, headers: r.headers,
+      timeoutMs: r.timeoutMs ?? 0, retries: r.retries ?? null, fault: r.fault ?? null, mirrors,
+    };
+  });
+  return { name: vh.name, service: vh.service, routes, needsQuery };
+}
+
+/** First route whose match list (OR of ANDs) accepts the request; undefined = no route (404 NR). */
+export function matchRoute(vh: CompiledVHost, r: RequestView): CompiledRoute | undefined {
+  let params: URLSearchParams | null = null;
+  const q = () => (params ??= new URLSearchParams(r.query));
+  for (const route of vh.routes) {
+    if (route.matches.length === 0) return route;
+    for (const m of route.matches) if (m(r, q)) return route;
+  }
+  return undefined;
+}
+
+/** Envoy's weighted cluster pick: a random point in [0, total) over cumulative integer weights. */
+export function pickDestination(route: CompiledRoute, random = Math.random): Destination | undefined {
+  const ds = route.destinations;
+  if (ds.length === 1) return ds[0].weight > 0 ? ds[0] : undefined;
+  let point = Math.floor(random() * route.totalWeight);
+  for (const d of ds) {
+    if (point < d.weight) return d;
+    point -= d.weight;
+  }
+  return undefined;
+}

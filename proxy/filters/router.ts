@@ -1,0 +1,430 @@
+// The router stage (Envoy's router filter): attempts against the chosen cluster with the route's
+// timeouts and retry policy, and the response streamed back. One Exchange per request, one
+// Attempt per try; an Attempt is both the pool's waiter and undici's dispatch handler, so a
+// request allocates no closures for features it does not use.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { BODY, localReply, resetBody } from '../local-reply.ts';
+import { downstreamResponseHeaders } from '../listener/headers.ts';
+import type { Cluster, Endpoint } from '../upstream/cluster.ts';
+import type { Conn, PoolFailure, Waiter } from '../upstream/pool.ts';
+import { chargeCode } from '../telemetry/stats.ts';
+import { Backoff, accepts, type FailureKind, type RetryPolicy } from './retry.ts';
+import type { CompiledRoute, Destination } from './route.ts';
+import type { HeaderOpsSpec } from '../config/schema.ts';
+
+/** Envoy's order for joined flags (e.g. `UF,URX`). */
+const FLAG_ORDER = ['UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'DC', 'URX', 'UPE', 'NC', 'IH'];
+
+export const RETRY_BUFFER_LIMIT = 1024 * 1024; // Envoy's per_connection_buffer_limit_bytes default
+
+export interface ExchangeHooks {
+  /** Called once when the exchange ends (response finished, reset, or local reply). */
+  onDone(ex: Exchange): void;
+}
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly start = performance.now();
+  method: string;
+  path: string;
+  headers: string[];
+  route: CompiledRoute | null = null;
+  dest: Destination | null = null;
+  cluster: Cluster | null = null;
+  /** Request body: null (none), a Buffer (replayable) or a stream (single use). */
+  body: Buffer | Readable | null = null;
+  bodyUsed = false;
+  flags: string[] | null = null;
+  status = 0;
+  bytesOut = 0;
+  upstreamHost: string | null = null;
+  retry: RetryPolicy | null = null;
+  retriesLeft = 0;
+  retried = false;
+  retriesHeld = 0;
+  reusedRetryDone = false;
+  attempts = 0;
+  globalTimeoutMs = 0;
+  committed = false;
+  done = false;
+  current: Attempt | null = null;
+  previous: Endpoint[] | null = null;
+  backoff: Backoff | null = null;
+  globalTimer: NodeJS.Timeout | null = null;
+  backoffTimer: NodeJS.Timeout | null = null;
+  responseOps: HeaderOpsSpec[] | null = null;
+  hooks: ExchangeHooks;
+  dtabOverride = false;
+  requestId = '';
+
+  constructor(req: IncomingMessage, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
+    this.req = req;
+    this.res = res;
+    this.method = req.method ?? 'GET';
+    this.path = req.url ?? '/';
+    this.headers = headers;
+    this.hooks = hooks;
+  }
+
+  addFlag(f: string): void {
+    const fl = (this.flags ??= []);
+    if (!fl.includes(f)) { fl.push(f); fl.sort((a, b) => FLAG_ORDER.indexOf(a) - FLAG_ORDER.indexOf(b)); }
+  }
+
+  flagString(): string { return this.flags ? this.flags.join(',') : '-'; }
+}
+
+/** Reply locally (no upstream response) and end the exchange. */
+export function finishLocal(ex: Exchange, status: number, body: string, flag: string | null, extra?: Record<string, string>): void {
+  if (ex.done) return;
+  if (flag) ex.addFlag(flag);
+  ex.status = status;
+  if (ex.committed) ex.res.destroy(); // a reply already started cannot be replaced: reset it
+  else localReply(ex.res, status, body, ex.flags ? ex.flags.join(',') : null, extra);
+  end(ex);
+}
+
+function end(ex: Exchange): void {
+  if (ex.done) return;
+  ex.done = true;
+  if (ex.globalTimer) clearTimeout(ex.globalTimer);
+  if (ex.backoffTimer) clearTimeout(ex.backoffTimer);
+  if (ex.retriesHeld > 0 && ex.cluster) ex.cluster.br.retriesActive -= ex.retriesHeld;
+  ex.retriesHeld = 0;
+  if (ex.cluster && ex.status > 0 && !ex.committed) chargeCode(ex.cluster.stats, ex.status);
+  ex.hooks.onDone(ex);
+}
+
+/**
+ * Read up to the retry buffer limit of the request body so it can be replayed; a larger body is
+ * streamed (prefix first) and its request is then not retried once sent.
+ */
+export function prepareBody(ex: Exchange, wantReplay: boolean, cb: () => void): void {
+  const req = ex.req;
+  const cl = req.headers['content-length'];
+  const hasBody = (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+  if (!hasBody) { ex.body = null; cb(); return; }
+  if (!wantReplay || (cl !== undefined && Number(cl) > RETRY_BUFFER_LIMIT)) {
+    if (wantReplay && ex.cluster) ex.cluster.stats.retry_or_shadow_abandoned++;
+    ex.body = req;
+    cb();
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const onData = (c: Buffer) => {
+    chunks.push(c);
+    size += c.length;
+    if (size > RETRY_BUFFER_LIMIT) {
+      cleanup();
+      req.pause();
+      if (ex.cluster) ex.cluster.stats.retry_or_shadow_abandoned++;
+      ex.body = Readable.from(concatStream(chunks, req), { objectMode: false });
+      cb();
+    }
+  };
+  const onEnd = () => { cleanup(); ex.body = Buffer.concat(chunks, size); cb(); };
+  const onErr = () => { cleanup(); }; // downstream went away; res 'close' handles the exchange
+  const cleanup = () => { req.off('data', onData); req.off('end', onEnd); req.off('error', onErr); };
+  req.on('data', onData);
+  req.once('end', onEnd);
+  req.once('error', onErr);
+}
+
+async function* concatStream(prefix: Buffer[], rest: IncomingMessage): AsyncGenerator<Buffer> {
+  yield* prefix;
+  for await (const c of rest) yield c as Buffer;
+}
+
+/** Start forwarding: timers, downstream-reset handling, first attempt. */
+export function forward(ex: Exchange): void {
+  if (ex.retry) {
+    ex.retriesLeft = ex.retry.numRetries;
+    ex.backoff = new Backoff();
+  }
+  if (ex.globalTimeoutMs > 0) ex.globalTimer = setTimeout(onGlobalTimeout, ex.globalTimeoutMs, ex);
+  startAttempt(ex);
+}
+
+/** The downstream connection closed before the response finished. */
+export function onDownstreamReset(ex: Exchange): void {
+  if (ex.done) return;
+  ex.addFlag('DC');
+  ex.current?.abandon();
+  ex.current = null;
+  ex.status = ex.status || 0;
+  end(ex);
+}
+
+function startAttempt(ex: Exchange): void {
+  ex.backoffTimer = null;
+  if (ex.done) return;
+  const cluster = ex.cluster!;
+  const ep = cluster.pick(ex.previous);
+  if (!ep) {
+    cluster.stats.upstream_cx_none_healthy++;
+    finishLocal(ex, 503, BODY.noHealthy, 'UH');
+    return;
+  }
+  ex.attempts++;
+  ex.upstreamHost = ep.key;
+  const a = new Attempt(ex, ep);
+  ex.current = a;
+  const perTry = ex.retry?.perTryTimeoutMs ?? 0;
+  // A per-try timeout at or above a non-zero global timeout is ignored (Envoy).
+  if (perTry > 0 && (ex.globalTimeoutMs === 0 || perTry < ex.globalTimeoutMs)) a.timer = setTimeout(onPerTryTimeout, perTry, a);
+  ep.pool.request(a);
+}
+
+function canReplay(ex: Exchange): boolean {
+  return !ex.bodyUsed || ex.body === null || Buffer.isBuffer(ex.body);
+}
+
+/** Try to schedule a retry for a failure; false = the failure goes to the client. */
+function retryOrGiveUp(ex: Exchange, kind: FailureKind, status = 0): boolean {
+  const p = ex.retry;
+  if (!p || ex.done || ex.committed) return false;
+  if (!accepts(p, kind, status)) return false;
+  // A streamed body already sent cannot be replayed; connect failures never consumed it.
+  if (!canReplay(ex)) return false;
+  const cluster = ex.cluster!;
+  if (ex.retriesLeft === 0) {
+    cluster.stats.upstream_rq_retry_limit_exceeded++;
+    ex.addFlag('URX');
+    return false;
+  }
+  ex.retriesLeft--;
+  if (cluster.br.retriesActive >= cluster.br.limits.maxRetries || !cluster.budget.tryWithdraw()) {
+    cluster.stats.upstream_rq_retry_overflow++;
+    ex.addFlag('UO');
+    return false;
+  }
+  cluster.br.retriesActive++;
+  ex.retriesHeld++;
+  cluster.stats.upstream_rq_retry++;
+  cluster.stats.upstream_rq_retry_backoff_exponential++;
+  if (kind === 'status') cluster.stats.retryCodes.set(status, (cluster.stats.retryCodes.get(status) ?? 0) + 1);
+  ex.retried = true;
+  (ex.previous ??= []).push(ex.current!.ep);
+  ex.current = null;
+  ex.backoffTimer = setTimeout(startAttempt, ex.backoff!.next(), ex);
+  return true;
+}
+
+function onGlobalTimeout(ex: Exchange): void {
+  ex.globalTimer = null;
+  if (ex.done) return;
+  const cluster = ex.cluster!;
+  cluster.stats.upstream_rq_timeout++;
+  const a = ex.current;
+  if (a) {
+    if (a.conn) { a.ep.pool.hostStats.rq_timeout++; cluster.detector?.onLocalOrigin(a.ep.outlier, 'timeout'); }
+    a.abandon();
+  }
+  ex.current = null;
+  // Never retried (spec section 4.1).
+  finishLocal(ex, 504, BODY.timeout, 'UT');
+}
+
+function onPerTryTimeout(a: Attempt): void {
+  a.timer = null;
+  const ex = a.ex;
+  if (a.finished || ex.done) return;
+  const cluster = ex.cluster!;
+  cluster.stats.upstream_rq_per_try_timeout++;
+  if (a.conn) { a.ep.pool.hostStats.rq_timeout++; cluster.detector?.onLocalOrigin(a.ep.outlier, 'timeout'); }
+  a.abandon();
+  if (retryOrGiveUp(ex, 'per_try_timeout')) return;
+  ex.current = null;
+  finishLocal(ex, 504, BODY.timeout, 'UT');
+}
+
+function applyOps(headers: string[], ops: HeaderOpsSpec | undefined): void {
+  if (!ops) return;
+  if (ops.remove) for (const n of ops.remove) { const l = n.toLowerCase(); for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === l) headers.splice(i, 2); }
+  if (ops.set) for (const [n, v] of Object.entries(ops.set)) { const l = n.toLowerCase(); for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === l) headers.splice(i, 2); headers.push(n, v); }
+  if (ops.add) for (const [n, v] of Object.entries(ops.add)) headers.push(n, v);
+}
+export { applyOps };
+
+class AbandonError extends Error {}
+
+/** One try: the pool's waiter, then undici's handler for the upstream exchange. */
+export class Attempt implements Waiter, Dispatcher.DispatchHandler {
+  readonly ex: Exchange;
+  readonly ep: Endpoint;
+  conn: Conn | null = null;
+  controller: Dispatcher.DispatchController | null = null;
+  timer: NodeJS.Timeout | null = null;
+  finished = false;
+  discarding = false;
+  private gotHeaders = false;
+
+  constructor(ex: Exchange, ep: Endpoint) {
+    this.ex = ex;
+    this.ep = ep;
+  }
+
+  /** Stop this attempt (timeout, retry of a status, downstream reset). */
+  abandon(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.conn) {
+      const c = this.conn;
+      this.conn = null;
+      this.controller?.abort(new AbandonError('abandoned'));
+      c.pool.release(c, false);
+    } else {
+      this.ep.pool.cancel(this);
+    }
+  }
+
+  private settle(reusable: boolean): void {
+    this.finished = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const c = this.conn;
+    this.conn = null;
+    if (c) c.pool.release(c, reusable);
+  }
+
+  // --- pool waiter ---
+  onAttached(conn: Conn): void {
+    if (this.finished) { conn.pool.release(conn, true); return; }
+    const ex = this.ex;
+    this.conn = conn;
+    ex.cluster!.detector?.onConnectSuccess(this.ep.outlier);
+    const headers = ex.headers.slice();
+    headers.push('x-envoy-attempt-count', String(ex.attempts));
+    const expected = this.timer ? ex.retry!.perTryTimeoutMs : ex.globalTimeoutMs;
+    if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    let body: Buffer | Readable | null = ex.body;
+    if (body !== null && !Buffer.isBuffer(body)) {
+      if (ex.bodyUsed) { this.onResponseError(null, new Error('request body already consumed')); return; }
+      ex.bodyUsed = true;
+    }
+    const max = conn.pool.br.limits.maxRequestsPerConnection;
+    conn.client!.dispatch({
+      path: ex.path, method: ex.method, headers, body,
+      // Ask for close on the connection's last allowed request.
+      reset: max > 0 && conn.requests >= max,
+    }, this);
+  }
+
+  onPoolFailure(reason: PoolFailure, detail: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const ex = this.ex;
+    if (ex.done) return;
+    if (reason === 'overflow') {
+      // Never retried, never fed to outlier detection (Envoy >= 1.26).
+      ex.current = null;
+      finishLocal(ex, 503, BODY.overflow, 'UO', { 'x-envoy-overloaded': 'true' });
+      return;
+    }
+    ex.cluster!.detector?.onLocalOrigin(this.ep.outlier, 'connect');
+    if (retryOrGiveUp(ex, 'connect')) return;
+    ex.current = null;
+    const body = reason === 'connect_timeout'
+      ? resetBody('connection timeout', ex.retried)
+      : resetBody('remote connection failure', ex.retried, detail);
+    finishLocal(ex, 503, body, 'UF');
+  }
+
+  // --- undici handler ---
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.finished) controller.abort(new AbandonError('abandoned'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
+    if (this.finished) return;
+    if (statusCode < 200) return; // 1xx from upstream: not forwarded (we answered Expect ourselves)
+    this.gotHeaders = true;
+    const ex = this.ex;
+    const cluster = ex.cluster!;
+    cluster.detector?.onStatus(this.ep.outlier, statusCode);
+    if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
+    if (ex.retry && statusCode >= 400 && retryOrGiveUp(ex, 'status', statusCode)) {
+      chargeCode(cluster.stats, statusCode);
+      this.discarding = true;
+      this.abandon();
+      return;
+    }
+    if (ex.retried) cluster.stats.upstream_rq_retry_success++;
+    ex.committed = true;
+    ex.status = statusCode;
+    chargeCode(cluster.stats, statusCode);
+    const out = downstreamResponseHeaders(controller.rawHeaders as Buffer[]);
+    if (ex.responseOps) for (const ops of ex.responseOps) applyOps(out, ops);
+    if (ex.flags) out.push('x-meshlet-flags', ex.flags.join(','));
+    const res = ex.res;
+    if (res.destroyed) return;
+    if (statusMessage) res.writeHead(statusCode, statusMessage, out);
+    else res.writeHead(statusCode, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.finished || this.discarding) return;
+    const ex = this.ex;
+    ex.bytesOut += chunk.length;
+    if (!ex.res.write(chunk)) {
+      controller.pause();
+      ex.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.finished) return;
+    const ex = this.ex;
+    const close = this.conn !== null && this.conn.closed;
+    this.settle(!close);
+    ex.current = null;
+    ex.res.end();
+    end(ex);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    if (this.finished || err instanceof AbandonError) return;
+    const ex = this.ex;
+    const conn = this.conn;
+    const reused = conn !== null && conn.requests > 1;
+    this.settle(false);
+    if (ex.done) return;
+    const cluster = ex.cluster!;
+    if (ex.committed) {
+      // Upstream reset mid-response: reset the client too, never a truncated body presented as complete.
+      cluster.stats.upstream_cx_destroy_remote_with_active_rq++;
+      ex.addFlag('UC');
+      ex.current = null;
+      ex.res.destroy();
+      end(ex);
+      return;
+    }
+    const protocol = (err as { code?: string }).code === 'HPE_INVALID_CONSTANT' || err.name === 'HTTPParserError';
+    if (protocol) {
+      cluster.stats.upstream_cx_protocol_error++;
+      cluster.detector?.onStatus(this.ep.outlier, 502);
+      if (retryOrGiveUp(ex, 'reset')) return;
+      ex.current = null;
+      finishLocal(ex, 502, resetBody('protocol error', ex.retried), 'UPE');
+      return;
+    }
+    // A keep-alive connection the server closed as we reused it: try once more on a fresh one.
+    if (reused && !this.gotHeaders && !ex.reusedRetryDone && canReplay(ex) && (ex.method === 'GET' || ex.method === 'HEAD' || ex.method === 'OPTIONS' || ex.method === 'PUT' || ex.method === 'DELETE')) {
+      ex.reusedRetryDone = true;
+      ex.current = null;
+      startAttempt(ex);
+      return;
+    }
+    cluster.stats.upstream_cx_destroy_remote_with_active_rq++;
+    cluster.detector?.onLocalOrigin(this.ep.outlier, 'connect');
+    if (retryOrGiveUp(ex, 'reset')) return;
+    ex.current = null;
+    finishLocal(ex, 503, resetBody('connection termination', ex.retried), 'UC');
+  }
+}

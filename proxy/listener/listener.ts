@@ -1,0 +1,232 @@
+// A listener: an HTTP/1.1 server whose requests run through the proxy's stages in one
+// direction: sanitize -> route (logical) -> fault -> body/mirror -> router (concrete, endpoint).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { getRaw, upstreamRequestHeaders, ENVOY_CONTROL } from './headers.ts';
+import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, applyOps, type ExchangeHooks } from '../filters/router.ts';
+import { matchRoute, pickDestination, type CompiledRoute, type RequestView } from '../filters/route.ts';
+import { policyFrom, type RetryPolicy } from '../filters/retry.ts';
+import { rollFault } from '../filters/fault.ts';
+import { sendMirror, type MirrorOptions } from '../filters/mirror.ts';
+import { BODY } from '../local-reply.ts';
+import type { Runtime } from '../runtime.ts';
+import type { Cluster } from '../upstream/cluster.ts';
+import { chargeDownstream, newHttpStats, type HttpStats } from '../telemetry/stats.ts';
+
+export interface ListenerOptions {
+  name: 'outbound' | 'inbound';
+  maxHeaderBytes: number;
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  /** Honour x-envoy-* control headers from callers (off by default, as Istio sidecars). */
+  trustEnvoyHeaders: boolean;
+  mirror: MirrorOptions;
+}
+
+/** What a listener needs from the proxy: the current runtime and the inbound cluster. */
+export interface ListenerContext {
+  runtime(): Runtime | null;
+  inboundCluster(): Cluster | null;
+  onDone(ex: Exchange, listener: Listener): void;
+  draining(): boolean;
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
+
+export class Listener implements ExchangeHooks {
+  readonly opts: ListenerOptions;
+  readonly server: Server;
+  readonly stats: HttpStats = newHttpStats();
+  readonly prefix: string;
+  private ctx: ListenerContext;
+  private sockets = new Set<Socket>();
+
+  constructor(opts: ListenerOptions, ctx: ListenerContext) {
+    this.opts = opts;
+    this.ctx = ctx;
+    this.prefix = `http.${opts.name}`;
+    this.server = createServer({
+      maxHeaderSize: opts.maxHeaderBytes,
+      keepAliveTimeout: opts.idleTimeoutMs,
+      headersTimeout: opts.headersTimeoutMs,
+      requestTimeout: 0, // long uploads are fine; slow heads are bounded by headersTimeout
+      noDelay: true,
+    }, (req, res) => this.handle(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.stats.downstream_cx_total++;
+      this.stats.downstream_cx_active++;
+      this.sockets.add(s);
+      s.once('close', () => { this.stats.downstream_cx_active--; this.sockets.delete(s); });
+    });
+    // Malformed requests: a clear status, never a crash (llhttp rejects smuggling forms: CL+TE, bad chunks, ...).
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return; }
+      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'HPE_URI_TOO_LONG' ? 414
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = code === 400 ? `malformed request: ${err.code ?? 'parse error'}` : STATUS_TEXT[code];
+      socket.end(`HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as { port: number }).port);
+      });
+    });
+  }
+
+  /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  destroyConnections(): void { for (const s of this.sockets) s.destroy(); }
+
+  onDone(ex: Exchange): void {
+    this.stats.downstream_rq_active--;
+    if (ex.status > 0) chargeDownstream(this.stats, ex.status);
+    this.ctx.onDone(ex, this);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const st = this.stats;
+    st.downstream_rq_total++;
+    st.downstream_rq_active++;
+    if (this.ctx.draining()) res.shouldKeepAlive = false;
+    const raw = req.rawHeaders;
+    const trust = this.opts.trustEnvoyHeaders;
+    const headers = upstreamRequestHeaders(raw, null);
+    let requestId = getRaw(raw, 'x-request-id');
+    if (!requestId) { requestId = randomUUID(); headers.push('x-request-id', requestId); }
+    const xff = getRaw(raw, 'x-forwarded-for');
+    const remote = req.socket.remoteAddress ?? '';
+    if (xff !== undefined) {
+      for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === 'x-forwarded-for') { headers[i + 1] = `${xff}, ${remote}`; break; }
+    } else headers.push('x-forwarded-for', remote);
+    headers.push('x-forwarded-proto', 'http');
+
+    const ex = new Exchange(req, res, headers, this);
+    ex.requestId = requestId;
+    res.on('close', () => { if (!res.writableFinished) { st.downstream_rq_rx_reset++; onDownstreamReset(ex); } });
+
+    if (this.opts.name === 'inbound') {
+      const cluster = this.ctx.inboundCluster();
+      if (!cluster) { finishLocal(ex, 503, BODY.noHealthy, 'UH'); return; }
+      ex.cluster = cluster;
+      this.dispatch(ex, null, trust);
+      return;
+    }
+
+    const rt = this.ctx.runtime();
+    const host = req.headers.host ?? '';
+    const vh = rt?.routes.forHost(host);
+    if (!vh) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
+    const url = ex.path;
+    const q = url.indexOf('?');
+    const view: RequestView = {
+      method: ex.method, path: q < 0 ? url : url.slice(0, q), query: q < 0 ? '' : url.slice(q + 1),
+      authority: host, headers: req.headers,
+    };
+    const route = matchRoute(vh, view);
+    if (!route) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
+    this.routeTo(ex, route, view, trust);
+  }
+
+  private routeTo(ex: Exchange, route: CompiledRoute, view: RequestView, trust: boolean): void {
+    const dest = pickDestination(route);
+    if (!dest) { this.stats.no_cluster++; finishLocal(ex, 503, '', 'NC'); return; }
+    ex.route = route;
+    ex.dest = dest;
+    ex.cluster = dest.cluster;
+    if (route.rewrite) {
+      if (route.rewrite.uri !== undefined) {
+        // Istio: with a prefix match the matched prefix is replaced, otherwise the whole path.
+        const p = route.prefixMatch !== undefined && view.path.startsWith(route.prefixMatch)
+          ? route.rewrite.uri + view.path.slice(route.prefixMatch.length) : route.rewrite.uri;
+        ex.path = view.query ? `${p || '/'}?${view.query}` : p || '/';
+      }
+      if (route.rewrite.authority !== undefined) {
+        const h = ex.headers;
+        for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() === 'host') h[i + 1] = route.rewrite.authority;
+      }
+    }
+    if (route.headers?.request) applyOps(ex.headers, route.headers.request);
+    if (dest.headers?.request) applyOps(ex.headers, dest.headers.request);
+    if (route.headers?.response || dest.headers?.response) {
+      ex.responseOps = [route.headers?.response, dest.headers?.response].filter((x) => x !== undefined);
+    }
+    ex.globalTimeoutMs = route.timeoutMs;
+    const fault = route.fault ? rollFault(route.fault) : null;
+    if (fault) {
+      const st = this.stats;
+      if (fault.delayMs > 0) {
+        ex.addFlag('DI');
+        st['fault.delays_injected']++;
+        st['fault.active_faults']++;
+        setTimeout(() => {
+          st['fault.active_faults']--;
+          if (ex.done) return;
+          if (fault.abortStatus > 0) { st['fault.aborts_injected']++; finishLocal(ex, fault.abortStatus, BODY.faultAbort, 'FI'); return; }
+          this.dispatch(ex, route, trust);
+        }, fault.delayMs);
+        return;
+      }
+      st['fault.aborts_injected']++;
+      finishLocal(ex, fault.abortStatus, BODY.faultAbort, 'FI');
+      return;
+    }
+    this.dispatch(ex, route, trust);
+  }
+
+  private dispatch(ex: Exchange, route: CompiledRoute | null, trust: boolean): void {
+    const raw = ex.req.rawHeaders;
+    if (trust) {
+      const t = getRaw(raw, 'x-envoy-upstream-rq-timeout-ms');
+      if (t !== undefined && /^\d+$/.test(t)) ex.globalTimeoutMs = Number(t);
+    }
+    const retryOnHdr = trust ? getRaw(raw, 'x-envoy-retry-on') : undefined;
+    const maxRetriesHdr = trust ? getRaw(raw, 'x-envoy-max-retries') : undefined;
+    ex.retry = policyFrom(route?.retries ?? null, retryOnHdr, maxRetriesHdr);
+    if (ex.retry && trust) {
+      const pt = getRaw(raw, 'x-envoy-upstream-rq-per-try-timeout-ms');
+      if (pt !== undefined && /^\d+$/.test(pt)) ex.retry.perTryTimeoutMs = Number(pt);
+    }
+    ex.cluster!.budget.onRequest();
+    const mirrors = route && route.mirrors.length > 0 ? route.mirrors : null;
+    // Buffer the body only when a retry could need to replay it after it was sent, or a mirror copies it.
+    const wantReplay = mirrors !== null || (ex.retry !== null && !onlyBeforeSend(ex.retry));
+    prepareBody(ex, wantReplay, () => {
+      if (ex.done) return;
+      if (mirrors) {
+        const body = Buffer.isBuffer(ex.body) ? ex.body : null;
+        for (const m of mirrors) {
+          if (m.percent < 100 && Math.random() * 100 >= m.percent) continue;
+          if (ex.body !== null && body === null) { m.cluster.stats.retry_or_shadow_abandoned++; continue; }
+          sendMirror(m.cluster, ex.method, ex.path, ex.headers, body, this.stats, this.opts.mirror, ex.globalTimeoutMs);
+        }
+      }
+      forward(ex);
+    });
+  }
+}
+
+/** Policies that only ever retry before the request was sent need no body buffer. */
+function onlyBeforeSend(p: RetryPolicy): boolean {
+  for (const c of p.on) {
+    if (c === 'connect-failure' || c === 'refused-stream' || c === 'reset-before-request') continue;
+    // gRPC conditions and an empty status list never match an HTTP/1.1 response either.
+    if (c === 'unavailable' || c === 'cancelled' || c === 'deadline-exceeded' || c === 'internal' || c === 'resource-exhausted') continue;
+    if (c === 'retriable-status-codes' && p.codes.length === 0) continue;
+    return false;
+  }
+  return true;
+}
+
+export { ENVOY_CONTROL };

@@ -1,0 +1,31 @@
+// Replies the proxy makes itself, with Envoy's exact statuses and bodies (envoy-semantics.md
+// section 0) and the response flag in `x-meshlet-flags`.
+import type { ServerResponse } from 'node:http';
+
+export const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
+
+export const BODY = {
+  overflow: `${RESET_PREFIX}reset reason: overflow`,
+  noHealthy: 'no healthy upstream',
+  timeout: 'upstream request timeout',
+  faultAbort: 'fault filter abort',
+  bufferLimit: 'exceeded request buffer limit while retrying upstream',
+};
+
+/** Envoy's reset body, with its "retried and the latest" wording after a retry. */
+export function resetBody(reason: string, retried: boolean, transport?: string): string {
+  const head = retried ? `${RESET_PREFIX.slice(0, -2)}. retried and the latest reset reason: ` : `${RESET_PREFIX}reset reason: `;
+  return `${head}${reason}${transport ? `, transport failure reason: ${transport}` : ''}`;
+}
+
+export function localReply(
+  res: ServerResponse, status: number, body: string, flags: string | null,
+  extra?: Record<string, string>,
+): void {
+  if (res.headersSent || res.destroyed) { res.destroy(); return; }
+  const headers: Record<string, string | number> = { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), server: 'meshlet' };
+  if (flags) headers['x-meshlet-flags'] = flags;
+  if (extra) Object.assign(headers, extra);
+  res.writeHead(status, headers);
+  res.end(body);
+}

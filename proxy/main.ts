@@ -1,0 +1,214 @@
+// The proxy process: listeners, admin, the current Runtime, reloads and draining. Used by the
+// CLI (`meshlet proxy`) and by tests that start a real proxy on loopback ports.
+import { watch, type FSWatcher } from 'node:fs';
+import type { Logger } from 'pino';
+import { loadSnapshot } from './config/load.ts';
+import type { ClusterSpec, Snapshot } from './config/schema.ts';
+import { DEFAULT_CONNECTION_POOL } from './config/schema.ts';
+import { Runtime } from './runtime.ts';
+import { Listener } from './listener/listener.ts';
+import { createAdmin } from './admin/admin.ts';
+import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
+import { Metrics } from './telemetry/metrics.ts';
+import { createLogger, type AccessLogMode } from './telemetry/log.ts';
+import type { StatSource } from './telemetry/stats.ts';
+import type { Exchange } from './filters/router.ts';
+
+export interface ProxyOptions {
+  config?: string;
+  snapshot?: Snapshot;
+  outboundPort: number;
+  inboundPort: number;
+  adminPort: number;
+  appPort?: number;
+  bind: string;
+  service?: string;
+  labels: Record<string, string>;
+  logLevel: string;
+  accessLog: AccessLogMode;
+  watch: boolean;
+  drainTimeoutMs: number;
+  trustEnvoyHeaders: boolean;
+  shadowHostSuffix: boolean;
+  legacyStatNames: boolean;
+  retryBudget: { ratio: number; minPerSecond: number };
+  maxRequestHeadersKb: number;
+  downstreamIdleTimeoutMs: number;
+  maxMirrorsInFlight: number;
+  logger?: Logger;
+}
+
+export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
+  outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
+  accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
+  legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
+  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64,
+};
+
+export interface RunningProxy {
+  ports: { outbound: number; inbound: number; admin: number };
+  log: Logger;
+  runtime(): Runtime | null;
+  /** Validate and apply a snapshot atomically; throws with the validation message. */
+  apply(snapshot: Snapshot): void;
+  /** Re-read the config path; the old config stays in force on error. */
+  reload(): { ok: true; version: string } | { ok: false; error: string };
+  /** Stop accepting, let in-flight requests finish (bounded), close everything. */
+  drain(timeoutMs?: number): Promise<void>;
+  inFlight(): number;
+}
+
+export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
+  const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
+  const log = opts.logger ?? createLogger(opts.logLevel);
+  const clusterOpts: ClusterOptions = { retryBudget: opts.retryBudget };
+  const metrics = new Metrics({ workload: opts.service ?? 'unknown', version: opts.labels.version ?? 'unknown' });
+  let version = 0;
+  let runtime = null as Runtime | null;
+  let lastError: string | null = null;
+  let draining = false;
+  let inFlight = 0;
+  let inbound: Cluster | null = null;
+  if (opts.appPort !== undefined) {
+    const spec: ClusterSpec = {
+      name: `inbound|${opts.appPort}||`, service: opts.service ?? 'app', subset: '', port: opts.appPort, lb: 'ROUND_ROBIN',
+      endpoints: [{ address: '127.0.0.1', port: opts.appPort, labels: opts.labels }], connectionPool: { ...DEFAULT_CONNECTION_POOL },
+    };
+    inbound = new Cluster(spec, undefined, clusterOpts);
+  }
+
+  const apply = (snapshot: Snapshot): void => {
+    const next = Runtime.build(snapshot, runtime, clusterOpts);
+    const prev = runtime;
+    runtime = next;
+    prev?.retire(next);
+    lastError = null;
+    log.info({ version: snapshot.version, hash: snapshot.hash, source: snapshot.source, clusters: snapshot.clusters.length }, 'config applied');
+  };
+
+  const loadFromPath = (): Snapshot => loadSnapshot(opts.config!, String(version + 1));
+  if (opts.snapshot) { apply(opts.snapshot); version = Number(opts.snapshot.version) || 1; }
+  else if (opts.config) { apply(loadFromPath()); version = 1; }
+
+  const accessLog = opts.accessLog;
+  const access = accessLog === 'off' ? null : log.child({ log: 'access' });
+  const onDone = (ex: Exchange, l: Listener): void => {
+    inFlight--;
+    const dur = performance.now() - ex.start;
+    const flags = ex.flagString();
+    const code = ex.status;
+    if (ex.cluster) {
+      const c = ex.cluster;
+      const reporter = l.opts.name === 'inbound' ? 'destination' : 'source';
+      const m = metrics.children(reporter, c.name, c.spec.service, c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride);
+      m.requests.inc();
+      m.duration.observe(dur);
+    }
+    if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
+      access.info({
+        start_time: new Date(Date.now() - dur).toISOString(), method: ex.method, path: ex.req.url, protocol: `HTTP/${ex.req.httpVersion}`,
+        response_code: code, response_flags: flags, bytes_received: Number(ex.req.headers['content-length'] ?? 0), bytes_sent: ex.bytesOut,
+        duration_ms: Math.round(dur * 1000) / 1000, upstream_host: ex.upstreamHost, upstream_cluster: ex.cluster?.name ?? null,
+        x_request_id: ex.requestId, listener: l.opts.name, attempts: ex.attempts,
+      });
+    }
+  };
+
+  const listenerCtx = {
+    runtime: () => runtime,
+    inboundCluster: () => inbound,
+    draining: () => draining,
+    onDone,
+  };
+  const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
+  const common = {
+    maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,
+    trustEnvoyHeaders: opts.trustEnvoyHeaders, mirror,
+  };
+  const outbound = new Listener({ ...common, name: 'outbound' }, listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound' }, listenerCtx);
+  for (const l of [outbound, inboundL]) l.server.on('request', () => { inFlight++; });
+
+  const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
+  const statSources = (): StatSource[] => {
+    const out: StatSource[] = [];
+    const cs = [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])];
+    for (const c of cs) out.push({ prefix: `cluster.${c.name}${sep}`, stats: c.stats as unknown as StatSource['stats'], prom: ['envoy_cluster_', { cluster_name: c.name }] });
+    for (const l of [outbound, inboundL]) out.push({ prefix: l.prefix, stats: l.stats, prom: ['envoy_http_', { http_conn_manager_prefix: l.opts.name }] });
+    return out;
+  };
+  let listening = false;
+  const admin = createAdmin({
+    ready: () => (draining ? { ok: false, state: 'DRAINING' } : listening && runtime ? { ok: true, state: 'LIVE' } : { ok: false, state: 'INITIALIZING' }),
+    runtime: () => runtime,
+    statSources,
+    metrics,
+    clusters: () => [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])],
+    configDump: () => ({
+      version: runtime?.snapshot.version ?? null, hash: runtime?.snapshot.hash ?? null, source: runtime?.snapshot.source ?? null,
+      applied_at: runtime?.appliedAt.toISOString() ?? null, last_error: lastError,
+      node: { service: opts.service ?? null, labels: opts.labels },
+      snapshot: runtime?.snapshot ?? null,
+    }),
+  });
+
+  const ports = {
+    outbound: await outbound.listen(opts.outboundPort, opts.bind),
+    inbound: await inboundL.listen(opts.inboundPort, opts.bind),
+    admin: await new Promise<number>((resolve, reject) => {
+      admin.once('error', reject);
+      admin.listen(opts.adminPort, opts.bind, () => resolve((admin.address() as { port: number }).port));
+    }),
+  };
+  listening = true;
+
+  const reload = (): { ok: true; version: string } | { ok: false; error: string } => {
+    if (!opts.config) return { ok: false, error: 'no --config path to reload' };
+    try {
+      const snap = loadFromPath();
+      if (runtime && snap.hash === runtime.snapshot.hash) return { ok: true, version: runtime.snapshot.version };
+      apply(snap);
+      version++;
+      return { ok: true, version: snap.version };
+    } catch (e) {
+      lastError = (e as Error).message;
+      log.error({ err: lastError }, 'config rejected; the previous config stays in force');
+      return { ok: false, error: lastError };
+    }
+  };
+
+  let watcher: FSWatcher | null = null;
+  if (opts.watch && opts.config) {
+    let t: NodeJS.Timeout | null = null;
+    // Debounced: editors and git write several events per change; a half-written file fails
+    // validation and is retried on the next event.
+    watcher = watch(opts.config, { recursive: false }, () => {
+      if (t) clearTimeout(t);
+      t = setTimeout(() => { t = null; reload(); }, 150);
+    });
+  }
+
+  log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, 'meshlet proxy ready');
+
+  return {
+    ports, log,
+    runtime: () => runtime,
+    apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
+    reload,
+    inFlight: () => inFlight,
+    async drain(timeoutMs = opts.drainTimeoutMs) {
+      draining = true;
+      watcher?.close();
+      const closed = Promise.all([outbound.close(), inboundL.close()]);
+      const deadline = Date.now() + timeoutMs;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      outbound.destroyConnections();
+      inboundL.destroyConnections();
+      await closed;
+      await new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); });
+      runtime?.retire(null);
+      inbound?.drain();
+      for (const c of [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])]) for (const e of c.endpoints) e.pool.destroy();
+    },
+  };
+}

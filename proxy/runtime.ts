@@ -1,0 +1,49 @@
+// A snapshot made executable: clusters (kept across snapshots when their spec is unchanged, so
+// pools and outlier state survive unrelated changes) and the compiled route table. Requests hold
+// the Runtime they started with, so an apply never changes an in-flight request's config.
+import type { Snapshot } from './config/schema.ts';
+import { checkRegexes } from './config/compile.ts';
+import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
+import { RouteTable } from './filters/route.ts';
+
+export class Runtime {
+  readonly snapshot: Snapshot;
+  readonly clusters: Map<string, Cluster>;
+  readonly routes: RouteTable;
+  readonly appliedAt = new Date();
+
+  private constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, routes: RouteTable) {
+    this.snapshot = snapshot;
+    this.clusters = clusters;
+    this.routes = routes;
+  }
+
+  /**
+   * Validate and build a runtime for `snapshot`, reusing clusters of `prev` whose spec is equal.
+   * Throws (and builds nothing that needs cleanup) if the snapshot cannot be applied.
+   */
+  static build(snapshot: Snapshot, prev: Runtime | null, opts: ClusterOptions): Runtime {
+    checkRegexes(snapshot);
+    const specs = new Map<string, { spec: Snapshot['clusters'][number]; json: string }>();
+    for (const c of snapshot.clusters) specs.set(c.name, { spec: c, json: JSON.stringify(c) });
+    // Compile routes against placeholder-free clusters: create new clusters lazily after checks.
+    const clusters = new Map<string, Cluster>();
+    for (const [name, { spec, json }] of specs) {
+      const old = prev?.clusters.get(name);
+      clusters.set(name, old && old.specJson === json ? old : new Cluster(spec, json, opts));
+    }
+    let routes: RouteTable;
+    try {
+      routes = new RouteTable(snapshot, clusters);
+    } catch (e) {
+      for (const [name, c] of clusters) if (prev?.clusters.get(name) !== c) c.drain();
+      throw e;
+    }
+    return new Runtime(snapshot, clusters, routes);
+  }
+
+  /** Retire what `next` no longer uses: pools drain after their in-flight requests. */
+  retire(next: Runtime | null): void {
+    for (const [name, c] of this.clusters) if (next?.clusters.get(name) !== c) c.drain();
+  }
+}

@@ -1,0 +1,103 @@
+// The concrete level: one cluster per destination (service x port x subset), owning its
+// endpoints, balancer, breakers, outlier detector and stats. Knows nothing of routes.
+import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
+import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
+import { EndpointPool, type Breakers } from './pool.ts';
+import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
+import { RetryBudget } from '../filters/retry.ts';
+
+export interface ClusterOptions {
+  retryBudget?: { ratio: number; minPerSecond: number };
+}
+
+export class Endpoint {
+  readonly spec: EndpointSpec;
+  readonly pool: EndpointPool;
+  readonly outlier: HostOutlierState = newHostOutlierState();
+  constructor(spec: EndpointSpec, br: Breakers) {
+    this.spec = spec;
+    this.pool = new EndpointPool(spec.address, spec.port, br);
+  }
+  get key(): string { return `${this.spec.address}:${this.spec.port}`; }
+}
+
+export class Cluster {
+  readonly spec: ClusterSpec;
+  readonly specJson: string;
+  readonly stats: ClusterStats = newClusterStats();
+  readonly br: Breakers;
+  readonly endpoints: Endpoint[];
+  readonly detector: OutlierDetector | null;
+  readonly budget: RetryBudget;
+  private rr = 0;
+
+  constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
+    this.spec = spec;
+    this.specJson = specJson;
+    this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
+    this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
+    this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
+    this.stats.membership_total = this.endpoints.length;
+    this.stats.membership_healthy = this.endpoints.length;
+    this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
+  }
+
+  get name(): string { return this.spec.name; }
+
+  /**
+   * Pick an endpoint, skipping ejected ones and, when possible, those in `avoid` (Envoy's
+   * previous_hosts retry predicate). Undefined = no healthy upstream (503 UH).
+   */
+  pick(avoid?: Endpoint[] | null): Endpoint | undefined {
+    const eps = this.endpoints;
+    const n = eps.length;
+    if (n === 0) return undefined;
+    let healthy = 0;
+    for (const e of eps) if (!e.outlier.ejected) healthy++;
+    this.stats.membership_healthy = healthy;
+    // Panic (Envoy healthy_panic_threshold = Istio minHealthPercent): balance across all hosts.
+    const minHealth = this.spec.outlier ? this.spec.outlier.minHealthPercent : 50;
+    const panic = healthy < n && 100 * healthy / n < minHealth;
+    if (healthy === 0 && !panic) return undefined;
+    const ok = (e: Endpoint) => panic || !e.outlier.ejected;
+    let choice: Endpoint | undefined;
+    // Envoy's host_selection_retry_max_attempts (Istio: 5) re-picks to avoid previous hosts.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      choice = this.choose(ok, healthy, panic);
+      if (!choice || !avoid || !avoid.includes(choice)) break;
+    }
+    return choice;
+  }
+
+  private choose(ok: (e: Endpoint) => boolean, healthy: number, panic: boolean): Endpoint | undefined {
+    const eps = this.endpoints;
+    const n = eps.length;
+    if (n === 1) return ok(eps[0]) ? eps[0] : undefined;
+    switch (this.spec.lb) {
+      case 'ROUND_ROBIN':
+        for (let i = 0; i < n; i++) {
+          const e = eps[this.rr++ % n];
+          if (ok(e)) return e;
+        }
+        return undefined;
+      case 'RANDOM': {
+        const pool = panic || healthy === n ? eps : eps.filter(ok);
+        return pool[(Math.random() * pool.length) | 0];
+      }
+      default: {
+        // LEAST_REQUEST: Envoy's power of two choices over hosts' active requests.
+        const pool = panic || healthy === n ? eps : eps.filter(ok);
+        if (pool.length === 1) return pool[0];
+        const a = pool[(Math.random() * pool.length) | 0];
+        let b = pool[(Math.random() * pool.length) | 0];
+        if (a === b) b = pool[(pool.indexOf(a) + 1) % pool.length];
+        return b.pool.activeRequests < a.pool.activeRequests ? b : a;
+      }
+    }
+  }
+
+  drain(): void {
+    this.detector?.stop();
+    for (const e of this.endpoints) e.pool.drain();
+  }
+}

@@ -1,0 +1,267 @@
+// The endpoint level: one connection pool per upstream host, with Envoy's HTTP/1.1 circuit
+// breaker semantics (envoy-semantics.md section 2). Each connection is one undici Client bound
+// to a socket we connect ourselves, so the pool knows exactly when a connection is ready, can
+// hold requests in a bounded pending queue, and can count connections against cluster limits.
+import { connect as netConnect, type Socket } from 'node:net';
+import { Client } from 'undici';
+import type { ConnectionPoolSpec } from '../config/schema.ts';
+import type { ClusterStats } from '../telemetry/stats.ts';
+
+/** Limits and counters shared by every host of one cluster (Envoy: cluster x priority). */
+export interface Breakers {
+  limits: ConnectionPoolSpec;
+  stats: ClusterStats;
+  cxActive: number;
+  rqActive: number;
+  pendingActive: number;
+  retriesActive: number;
+}
+
+export type PoolFailure = 'overflow' | 'connect_failure' | 'connect_timeout';
+
+/** A request waiting for (or holding) a connection. */
+export interface Waiter {
+  onAttached(conn: Conn): void;
+  onPoolFailure(reason: PoolFailure, detail: string): void;
+}
+
+export interface HostStats {
+  cx_active: number; cx_connect_fail: number; cx_total: number;
+  rq_active: number; rq_error: number; rq_success: number; rq_timeout: number; rq_total: number;
+}
+
+export class Conn {
+  client: Client | null = null;
+  pool: EndpointPool;
+  requests = 0;
+  busy = false;
+  closed = false;
+  constructor(pool: EndpointPool) { this.pool = pool; }
+}
+
+export class EndpointPool {
+  readonly host: string;
+  readonly port: number;
+  readonly origin: string;
+  readonly br: Breakers;
+  readonly hostStats: HostStats = { cx_active: 0, cx_connect_fail: 0, cx_total: 0, rq_active: 0, rq_error: 0, rq_success: 0, rq_timeout: 0, rq_total: 0 };
+  private conns = new Set<Conn>();
+  private idle: Conn[] = [];
+  private pending: Waiter[] = [];
+  private connecting = 0;
+  private draining = false;
+
+  constructor(host: string, port: number, br: Breakers) {
+    this.host = host;
+    this.port = port;
+    this.origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.br = br;
+  }
+
+  get activeRequests(): number { return this.hostStats.rq_active; }
+  get connectionCount(): number { return this.conns.size; }
+
+  /** Envoy's newStream: attach to a ready connection, else queue (bounded) and connect. */
+  request(w: Waiter): void {
+    const br = this.br;
+    const c = this.popIdle();
+    if (c) {
+      if (br.rqActive >= br.limits.maxRequests) { this.idle.push(c); return this.overflow(w); }
+      this.attach(c, w);
+      return;
+    }
+    if (br.pendingActive >= br.limits.maxPendingRequests) return this.overflow(w);
+    this.pending.push(w);
+    br.pendingActive++;
+    br.stats.upstream_rq_pending_active++;
+    br.stats.upstream_rq_pending_total++;
+    this.updateOpen();
+    this.maybeConnect();
+  }
+
+  /** Remove a waiter that gave up (downstream reset, route timeout) while still pending. */
+  cancel(w: Waiter): boolean {
+    const i = this.pending.indexOf(w);
+    if (i < 0) return false;
+    this.pending.splice(i, 1);
+    this.br.pendingActive--;
+    this.br.stats.upstream_rq_pending_active--;
+    this.br.stats.upstream_rq_cancelled++;
+    this.updateOpen();
+    return true;
+  }
+
+  /** A request finished with its connection. `reusable` = the exchange ended cleanly with keep-alive. */
+  release(conn: Conn, reusable: boolean): void {
+    if (!conn.busy) return;
+    conn.busy = false;
+    this.br.rqActive--;
+    this.br.stats.upstream_rq_active--;
+    this.hostStats.rq_active--;
+    const max = this.br.limits.maxRequestsPerConnection;
+    if (!reusable || conn.closed || this.draining || (max > 0 && conn.requests >= max)) {
+      this.destroyConn(conn);
+      this.maybeConnect();
+    } else {
+      this.onReady(conn);
+    }
+    this.updateOpen();
+  }
+
+  /** Stop using this pool: close idle connections now, busy ones after their request. */
+  drain(): void {
+    this.draining = true;
+    for (const c of this.idle) this.destroyConn(c);
+    this.idle = [];
+    for (const w of this.pending.splice(0)) {
+      this.br.pendingActive--;
+      this.br.stats.upstream_rq_pending_active--;
+      w.onPoolFailure('connect_failure', 'endpoint removed');
+    }
+  }
+
+  destroy(): void {
+    this.drain();
+    for (const c of [...this.conns]) this.destroyConn(c);
+  }
+
+  private overflow(w: Waiter): void {
+    this.br.stats.upstream_rq_pending_overflow++;
+    w.onPoolFailure('overflow', 'overflow');
+  }
+
+  private popIdle(): Conn | undefined {
+    while (this.idle.length > 0) {
+      const c = this.idle.pop()!; // LIFO: the warmest connection, and idle ones age out
+      if (!c.closed) return c;
+    }
+    return undefined;
+  }
+
+  private attach(c: Conn, w: Waiter): void {
+    c.busy = true;
+    c.requests++;
+    this.br.rqActive++;
+    this.br.stats.upstream_rq_active++;
+    this.br.stats.upstream_rq_total++;
+    this.hostStats.rq_active++;
+    this.hostStats.rq_total++;
+    w.onAttached(c);
+  }
+
+  private onReady(c: Conn): void {
+    while (this.pending.length > 0) {
+      const w = this.pending.shift()!; // oldest first
+      this.br.pendingActive--;
+      this.br.stats.upstream_rq_pending_active--;
+      if (this.br.rqActive >= this.br.limits.maxRequests) { this.overflow(w); continue; }
+      this.attach(c, w);
+      this.updateOpen();
+      return;
+    }
+    this.idle.push(c);
+  }
+
+  private maybeConnect(): void {
+    const br = this.br;
+    // Connect only while queued requests outnumber connections already on their way.
+    while (!this.draining && this.pending.length > this.connecting) {
+      if (br.cxActive >= br.limits.maxConnections) {
+        br.stats.upstream_cx_overflow++;
+        // Envoy opens a connection anyway when this host's pool has none at all (spec section 9.2).
+        if (this.conns.size > 0) return;
+      }
+      this.connect();
+    }
+  }
+
+  private connect(): void {
+    const conn = new Conn(this);
+    const br = this.br;
+    this.conns.add(conn);
+    this.connecting++;
+    br.cxActive++;
+    br.stats.upstream_cx_active++;
+    br.stats.upstream_cx_total++;
+    this.hostStats.cx_active++;
+    this.hostStats.cx_total++;
+    this.updateOpen();
+    const sock: Socket = netConnect({ host: this.host, port: this.port });
+    sock.setNoDelay(true);
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; sock.destroy(); }, br.limits.connectTimeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      this.connecting--;
+      br.stats.upstream_cx_connect_fail++;
+      if (timedOut) br.stats.upstream_cx_connect_timeout++;
+      this.hostStats.cx_connect_fail++;
+      this.destroyConn(conn);
+      // Requests queued beyond the connections still on their way fail with this one.
+      const reason: PoolFailure = timedOut ? 'connect_timeout' : 'connect_failure';
+      const detail = timedOut ? 'connection timeout' : transportText(err);
+      while (this.pending.length > this.connecting) {
+        const w = this.pending.shift()!;
+        br.pendingActive--;
+        br.stats.upstream_rq_pending_active--;
+        br.stats.upstream_rq_pending_failure_eject++;
+        w.onPoolFailure(reason, detail);
+      }
+      this.updateOpen();
+    };
+    sock.once('error', onError);
+    sock.once('close', () => { if (timedOut) onError(new Error('connection timeout')); });
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.removeListener('error', onError);
+      sock.removeAllListeners('close');
+      this.connecting--;
+      let handed = false;
+      const client = new Client(this.origin, {
+        // One Client = one socket's lifetime: it must never dial on its own.
+        // undici must get the callback asynchronously (it connects from inside its resume loop).
+        connect: (_opts, cb) => {
+          if (handed || sock.destroyed) { process.nextTick(cb, new Error('connection closed'), null); return; }
+          handed = true;
+          process.nextTick(cb, null, sock);
+        },
+        pipelining: 1,
+        keepAliveTimeout: br.limits.idleTimeoutMs,
+        keepAliveMaxTimeout: br.limits.idleTimeoutMs,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        strictContentLength: true,
+      });
+      client.on('disconnect', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
+      client.on('connectionError', () => { conn.closed = true; });
+      conn.client = client;
+      if (this.draining) { this.destroyConn(conn); return; }
+      this.onReady(conn);
+    });
+  }
+
+  private destroyConn(conn: Conn): void {
+    conn.closed = true;
+    if (!this.conns.delete(conn)) return;
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.br.cxActive--;
+    this.br.stats.upstream_cx_active--;
+    this.hostStats.cx_active--;
+    this.updateOpen();
+    conn.client?.destroy().catch(() => {});
+  }
+
+  private updateOpen(): void {
+    const br = this.br;
+    const s = br.stats;
+    s['circuit_breakers.default.cx_open'] = br.cxActive >= br.limits.maxConnections ? 1 : 0;
+    s['circuit_breakers.default.rq_pending_open'] = br.pendingActive >= br.limits.maxPendingRequests ? 1 : 0;
+    s['circuit_breakers.default.rq_open'] = br.rqActive >= br.limits.maxRequests ? 1 : 0;
+  }
+}
+
+function transportText(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code ? `delayed connect error: ${code === 'ECONNREFUSED' ? 'Connection refused' : code}` : err.message;
+}

@@ -3,6 +3,7 @@ import { FlagError, helpText, parseFlags, type FlagSpec } from '../cli/flags.ts'
 import { ConfigError } from './config/resources.ts';
 import { startProxy, DEFAULT_PROXY_OPTIONS as D } from './main.ts';
 import type { AccessLogMode } from './telemetry/log.ts';
+import { startMemoryGuard } from './telemetry/memory.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
@@ -67,6 +68,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     console.error(`meshlet proxy: ${(e as Error).message}`);
     return 1;
   }
+  startMemoryGuard();
   process.on('SIGHUP', () => { proxy.reload(); });
   let stopping = false;
   const stop = (sig: string) => {

@@ -1,0 +1,115 @@
+// Shared test fixtures: real upstream servers and real proxies on loopback, port 0 everywhere.
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startProxy, type ProxyOptions, type RunningProxy } from '../proxy/main.ts';
+import { compile } from '../proxy/config/compile.ts';
+import { parseResourceText, ConfigError } from '../proxy/config/resources.ts';
+import type { Snapshot } from '../proxy/config/schema.ts';
+import { createLogger } from '../proxy/telemetry/log.ts';
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface Upstream { server: Server; port: number; hits: number; close(): Promise<void> }
+
+/** A real HTTP server on 127.0.0.1:0 that counts requests. */
+export async function startUpstream(handler: Handler): Promise<Upstream> {
+  const u = { hits: 0 } as Upstream;
+  const server = createServer((req, res) => { u.hits++; handler(req, res); });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  u.server = server;
+  u.port = (server.address() as { port: number }).port;
+  u.close = () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+  return u;
+}
+
+/** An upstream that answers `body` (default: its own name) and echoes what it saw in headers. */
+export function echo(name: string): Handler {
+  return (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      res.setHeader('x-upstream', name);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers, bodyLength: Buffer.concat(chunks).length }));
+    });
+  };
+}
+
+export function snapshotFromYaml(yaml: string, version = '1'): Snapshot {
+  const errors: string[] = [];
+  const resources = parseResourceText('test.yaml', yaml, errors);
+  if (errors.length) throw new ConfigError(errors);
+  return compile(resources, { version, source: 'test' });
+}
+
+export function writeConfig(yaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meshlet-test-'));
+  const file = join(dir, 'mesh.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/** Start a real proxy in this process on port 0 listeners, config from YAML text. */
+export async function proxyFor(yaml: string, opts: Partial<ProxyOptions> = {}): Promise<RunningProxy> {
+  return startProxy({
+    snapshot: snapshotFromYaml(yaml), outboundPort: 0, inboundPort: 0, adminPort: 0,
+    logger: createLogger('silent'), ...opts,
+  });
+}
+
+export interface Reply { status: number; headers: IncomingMessage['headers']; body: string }
+
+/** One HTTP/1.1 request over a fresh connection (agent: false) so tests do not share sockets. */
+export function send(port: number, opts: { host?: string; path?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', agent: false,
+      headers: { ...(opts.host ? { host: opts.host } : {}), ...opts.headers },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+export async function getText(port: number, path: string): Promise<string> {
+  return (await send(port, { path })).body;
+}
+
+/** Read one stat from the admin `/stats` text. */
+export async function stat(adminPort: number, name: string): Promise<number | undefined> {
+  const text = await getText(adminPort, '/stats');
+  for (const line of text.split('\n')) {
+    const i = line.lastIndexOf(': ');
+    if (i > 0 && line.slice(0, i) === name) return Number(line.slice(i + 2));
+  }
+  return undefined;
+}
+
+/** Two-endpoint mesh YAML used by several tests. */
+export function twoSubsetYaml(host: string, ports: { v1: number; v2: number }, extra = ''): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${host.split('.')[0]} }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 80, name: http }]
+  endpoints:
+    - { address: 127.0.0.1, ports: { http: ${ports.v1} }, labels: { version: v1 } }
+    - { address: 127.0.0.1, ports: { http: ${ports.v2} }, labels: { version: v2 } }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: ${host.split('.')[0]} }
+spec:
+  host: ${host}
+  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+${extra}`;
+}

@@ -68,6 +68,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
     console.error(`meshlet proxy: ${(e as Error).message}`);
     return 1;
   }
+  // The ready line is the contract for scripts and tests: print it whatever the log level.
+  if (!proxy.log.isLevelEnabled('info')) {
+    process.stdout.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, ports: proxy.ports, msg: 'meshlet proxy ready' })}\n`);
+  }
   startMemoryGuard();
   process.on('SIGHUP', () => { proxy.reload(); });
   let stopping = false;

@@ -1,0 +1,26 @@
+# meshlet: one image, one entry point (`meshlet proxy|control|load|...`).
+# Multi-stage: install production dependencies in a build stage, copy them into a slim runtime.
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production deps only; the `node` devDependency (the pinned runtime for dev boxes) is not needed
+# in an image that already runs Node 24.
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY cli ./cli
+COPY proxy ./proxy
+COPY control ./control
+COPY bench ./bench
+RUN ln -s /app/bin/meshlet.js /usr/local/bin/meshlet
+# Non-root, like a sidecar should run.
+USER node
+# 15001 outbound, 15006 inbound, 15000 admin, 15010 discovery, 15014 ops API.
+EXPOSE 15001 15006 15000 15010 15014
+ENTRYPOINT ["meshlet"]
+CMD ["--help"]

@@ -23,6 +23,8 @@ const SPECS: FlagSpec[] = [
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
   { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
   { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
+  { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
 ];
 
@@ -62,6 +64,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       shadowHostSuffix: f['shadow-host-suffix'] as boolean, legacyStatNames: f['legacy-stat-names'] as boolean,
       retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
+      traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
     });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof FlagError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }

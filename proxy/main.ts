@@ -13,6 +13,7 @@ import { Metrics } from './telemetry/metrics.ts';
 import { createLogger, type AccessLogMode } from './telemetry/log.ts';
 import type { StatSource } from './telemetry/stats.ts';
 import type { Exchange } from './filters/router.ts';
+import { Tracing } from './telemetry/tracing.ts';
 
 export interface ProxyOptions {
   config?: string;
@@ -35,6 +36,11 @@ export interface ProxyOptions {
   maxRequestHeadersKb: number;
   downstreamIdleTimeoutMs: number;
   maxMirrorsInFlight: number;
+  /** Parent-based ratio for root requests; tracing is on when > 0 and an OTLP endpoint is set. */
+  traceSampling: number;
+  traceEndpoint?: string;
+  traceProtocol?: string;
+  nodeId?: string;
   logger?: Logger;
 }
 
@@ -42,7 +48,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
   legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
-  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64,
+  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64, traceSampling: 0.01,
 };
 
 export interface RunningProxy {
@@ -90,10 +96,15 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   if (opts.snapshot) { apply(opts.snapshot); version = Number(opts.snapshot.version) || 1; }
   else if (opts.config) { apply(loadFromPath()); version = 1; }
 
+  const otlpConfigured = opts.traceEndpoint ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const tracing = opts.traceSampling >= 0 && otlpConfigured
+    ? await Tracing.start({ samplingRatio: opts.traceSampling, serviceName: opts.service ?? 'meshlet', nodeId: opts.nodeId ?? `${opts.service ?? 'meshlet'}-${process.pid}`, endpoint: opts.traceEndpoint, protocol: opts.traceProtocol })
+    : null;
   const accessLog = opts.accessLog;
   const access = accessLog === 'off' ? null : log.child({ log: 'access' });
   const onDone = (ex: Exchange, l: Listener): void => {
     inFlight--;
+    if (ex.serverSpan !== null) tracing!.end(ex.serverSpan, ex.status, ex.flagString(), ex.status >= 500 || ex.status === 0);
     const dur = performance.now() - ex.start;
     const flags = ex.flagString();
     const code = ex.status;
@@ -118,6 +129,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     runtime: () => runtime,
     inboundCluster: () => inbound,
     draining: () => draining,
+    tracing: () => tracing,
     onDone,
   };
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
@@ -135,6 +147,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     const cs = [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])];
     for (const c of cs) out.push({ prefix: `cluster.${c.name}${sep}`, stats: c.stats as unknown as StatSource['stats'], prom: ['envoy_cluster_', { cluster_name: c.name }] });
     for (const l of [outbound, inboundL]) out.push({ prefix: l.prefix, stats: l.stats, prom: ['envoy_http_', { http_conn_manager_prefix: l.opts.name }] });
+    if (tracing) out.push({ prefix: 'tracing', stats: tracing.stats as unknown as StatSource['stats'], prom: ['meshlet_tracing_', {}] });
     return out;
   };
   let listening = false;
@@ -208,6 +221,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       await new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); });
       runtime?.retire(null);
       inbound?.drain();
+      await tracing?.shutdown().catch(() => {});
       for (const c of [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])]) for (const e of c.endpoints) e.pool.destroy();
     },
   };

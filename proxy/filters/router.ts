@@ -13,6 +13,7 @@ import { chargeCode } from '../telemetry/stats.ts';
 import { Backoff, accepts, type FailureKind, type RetryPolicy } from './retry.ts';
 import type { CompiledRoute, Destination } from './route.ts';
 import type { HeaderOpsSpec } from '../config/schema.ts';
+import { injectHeaders, type ActiveSpan, type TraceContext, type Tracing } from '../telemetry/tracing.ts';
 
 /** Envoy's order for joined flags (e.g. `UF,URX`). */
 const FLAG_ORDER = ['UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'DC', 'URX', 'UPE', 'NC', 'IH'];
@@ -59,6 +60,10 @@ export class Exchange {
   hooks: ExchangeHooks;
   dtabOverride = false;
   requestId = '';
+  /** Set only for sampled requests: the tracer and the parent of this hop's spans. */
+  tracing: Tracing | null = null;
+  traceParent: TraceContext | null = null;
+  serverSpan: ActiveSpan | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
     this.req = req;
@@ -173,6 +178,13 @@ function startAttempt(ex: Exchange): void {
   ex.upstreamHost = ep.key;
   const a = new Attempt(ex, ep);
   ex.current = a;
+  if (ex.tracing !== null) {
+    a.span = ex.tracing.startSpan(ex.method, 'client', ex.traceParent, {
+      'http.request.method': ex.method, 'url.path': ex.path, 'server.address': ep.spec.address, 'server.port': ep.spec.port,
+      'meshlet.upstream_cluster': cluster.name, 'meshlet.subset': cluster.spec.subset, 'http.request.resend_count': ex.attempts - 1,
+      'meshlet.dtab_override': ex.dtabOverride,
+    });
+  }
   const perTry = ex.retry?.perTryTimeoutMs ?? 0;
   // A per-try timeout at or above a non-zero global timeout is ignored (Envoy).
   if (perTry > 0 && (ex.globalTimeoutMs === 0 || perTry < ex.globalTimeoutMs)) a.timer = setTimeout(onPerTryTimeout, perTry, a);
@@ -261,6 +273,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
   timer: NodeJS.Timeout | null = null;
   finished = false;
   discarding = false;
+  span: ActiveSpan | null = null;
   private gotHeaders = false;
 
   constructor(ex: Exchange, ep: Endpoint) {
@@ -268,10 +281,18 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     this.ep = ep;
   }
 
+  private endSpan(status: number, error: boolean): void {
+    const a = this.span;
+    if (a === null) return;
+    this.span = null;
+    this.ex.tracing!.end(a, status, this.ex.flagString(), error);
+  }
+
   /** Stop this attempt (timeout, retry of a status, downstream reset). */
   abandon(): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.span !== null) this.endSpan(0, true);
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     if (this.conn) {
       const c = this.conn;
@@ -285,6 +306,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
 
   private settle(reusable: boolean): void {
     this.finished = true;
+    if (this.span !== null) this.endSpan(this.ex.status, !reusable || this.ex.status >= 500);
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     const c = this.conn;
     this.conn = null;
@@ -301,6 +323,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     headers.push('x-envoy-attempt-count', String(ex.attempts));
     const expected = this.timer ? ex.retry!.perTryTimeoutMs : ex.globalTimeoutMs;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
     let body: Buffer | Readable | null = ex.body;
     if (body !== null && !Buffer.isBuffer(body)) {
       if (ex.bodyUsed) { this.onResponseError(null, new Error('request body already consumed')); return; }
@@ -317,6 +340,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
   onPoolFailure(reason: PoolFailure, detail: string): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.span !== null) this.endSpan(503, true);
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     const ex = this.ex;
     if (ex.done) return;

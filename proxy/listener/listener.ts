@@ -12,6 +12,7 @@ import { sendMirror, type MirrorOptions } from '../filters/mirror.ts';
 import { BODY } from '../local-reply.ts';
 import type { Runtime } from '../runtime.ts';
 import type { Cluster } from '../upstream/cluster.ts';
+import { extractContext, injectHeaders, isTraceHeader, randomHex, type Tracing } from '../telemetry/tracing.ts';
 import { chargeDownstream, newHttpStats, type HttpStats } from '../telemetry/stats.ts';
 
 export interface ListenerOptions {
@@ -30,6 +31,8 @@ export interface ListenerContext {
   inboundCluster(): Cluster | null;
   onDone(ex: Exchange, listener: Listener): void;
   draining(): boolean;
+  /** The tracer when tracing is on, else null (then requests do no tracing work at all). */
+  tracing(): Tracing | null;
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
@@ -102,7 +105,15 @@ export class Listener implements ExchangeHooks {
     if (this.ctx.draining()) res.shouldKeepAlive = false;
     const raw = req.rawHeaders;
     const trust = this.opts.trustEnvoyHeaders;
-    const headers = upstreamRequestHeaders(raw, null);
+    const tracing = this.ctx.tracing();
+    let sampled = false;
+    let parent = null;
+    if (tracing !== null) {
+      parent = extractContext(raw);
+      sampled = tracing.decide(parent);
+    }
+    // A sampled request gets our span ids downstream, so the incoming trace headers are replaced.
+    const headers = upstreamRequestHeaders(raw, sampled ? isTraceHeader : null);
     let requestId = getRaw(raw, 'x-request-id');
     if (!requestId) { requestId = randomUUID(); headers.push('x-request-id', requestId); }
     const xff = getRaw(raw, 'x-forwarded-for');
@@ -114,6 +125,24 @@ export class Listener implements ExchangeHooks {
 
     const ex = new Exchange(req, res, headers, this);
     ex.requestId = requestId;
+    if (sampled) {
+      if (this.opts.name === 'inbound') {
+        // One server span per inbound request; the app sees it as its parent.
+        const s = tracing!.startSpan(ex.method, 'server', parent, {
+          'http.request.method': ex.method, 'url.path': ex.path, 'network.peer.address': remote,
+          'user_agent.original': req.headers['user-agent'] ?? '',
+        });
+        ex.serverSpan = s;
+        injectHeaders(headers, s.ctx, s.spanId, true);
+      } else {
+        // Outbound: one client span per attempt, made by the router.
+        ex.tracing = tracing;
+        ex.traceParent = parent;
+      }
+    } else if (tracing !== null && parent === null) {
+      // An unsampled root: pass the decision on so the next hops do not roll again.
+      headers.push('traceparent', `00-${randomHex(16)}-${randomHex(8)}-00`);
+    }
     res.on('close', () => { if (!res.writableFinished) { st.downstream_rq_rx_reset++; onDownstreamReset(ex); } });
 
     if (this.opts.name === 'inbound') {

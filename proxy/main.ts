@@ -120,7 +120,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
         start_time: new Date(Date.now() - dur).toISOString(), method: ex.method, path: ex.req.url, protocol: `HTTP/${ex.req.httpVersion}`,
         response_code: code, response_flags: flags, bytes_received: Number(ex.req.headers['content-length'] ?? 0), bytes_sent: ex.bytesOut,
         duration_ms: Math.round(dur * 1000) / 1000, upstream_host: ex.upstreamHost, upstream_cluster: ex.cluster?.name ?? null,
-        x_request_id: ex.requestId, listener: l.opts.name, attempts: ex.attempts,
+        x_request_id: ex.requestId, trace_id: ex.traceId, listener: l.opts.name, attempts: ex.attempts,
       });
     }
   };

@@ -64,6 +64,8 @@ export class Exchange {
   tracing: Tracing | null = null;
   traceParent: TraceContext | null = null;
   serverSpan: ActiveSpan | null = null;
+  /** For the access log: the trace this request belongs to, when tracing is on. */
+  traceId: string | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
     this.req = req;

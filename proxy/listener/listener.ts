@@ -141,8 +141,11 @@ export class Listener implements ExchangeHooks {
       }
     } else if (tracing !== null && parent === null) {
       // An unsampled root: pass the decision on so the next hops do not roll again.
-      headers.push('traceparent', `00-${randomHex(16)}-${randomHex(8)}-00`);
+      ex.traceId = randomHex(16);
+      headers.push('traceparent', `00-${ex.traceId}-${randomHex(8)}-00`);
     }
+    if (parent !== null) ex.traceId = parent.traceId;
+    else if (ex.serverSpan !== null) ex.traceId = ex.serverSpan.ctx.traceId;
     res.on('close', () => { if (!res.writableFinished) { st.downstream_rq_rx_reset++; onDownstreamReset(ex); } });
 
     if (this.opts.name === 'inbound') {

@@ -106,4 +106,7 @@ ${admins}
   const stop = () => { mesh.stop(); setTimeout(() => process.exit(0), 500); };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGHUP', stop);
+  // Never leave sidecars behind, however this process ends.
+  process.on('exit', () => mesh.stop());
 }

@@ -62,6 +62,8 @@ export interface RunningProxy {
   /** Stop accepting, let in-flight requests finish (bounded), close everything. */
   drain(timeoutMs?: number): Promise<void>;
   inFlight(): number;
+  /** Drain per-edge counters (outbound clusters) for a report to the control server. */
+  edgeReports(): import('./telemetry/edges.ts').EdgeReport[];
 }
 
 export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
@@ -114,6 +116,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       const m = metrics.children(reporter, c.name, c.spec.service, c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride);
       m.requests.inc();
       m.duration.observe(dur);
+      if (l.opts.name === 'outbound') c.edge.record(code, ex.flags, dur);
     }
     if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
       access.info({
@@ -209,6 +212,11 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
     reload,
     inFlight: () => inFlight,
+    edgeReports: () => {
+      const out = [];
+      for (const c of runtime?.clusters.values() ?? []) { const r = c.edge.drain(); if (r) out.push(r); }
+      return out;
+    },
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;
       watcher?.close();

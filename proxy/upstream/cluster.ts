@@ -5,6 +5,7 @@ import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
 import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import { RetryBudget } from '../filters/retry.ts';
+import { EdgeCounters } from '../telemetry/edges.ts';
 
 export interface ClusterOptions {
   retryBudget?: { ratio: number; minPerSecond: number };
@@ -29,6 +30,8 @@ export class Cluster {
   readonly endpoints: Endpoint[];
   readonly detector: OutlierDetector | null;
   readonly budget: RetryBudget;
+  /** This cluster as an edge of the mesh graph (from this sidecar's service). */
+  readonly edge: EdgeCounters;
   private rr = 0;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
@@ -37,6 +40,7 @@ export class Cluster {
     this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
     this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
+    this.edge = new EdgeCounters(spec.service, spec.subset);
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;

@@ -28,7 +28,7 @@ export function startMemoryGuard(opts: { thresholdBytes?: number; intervalMs?: n
     // Backing stores of dead buffers are released by a full collection (a scavenge does not
     // return them); the heap of a proxy is small, so one costs about a millisecond.
     if (process.memoryUsage().arrayBuffers >= threshold) fn({ type: 'major' });
-  }, opts.intervalMs ?? 10);
+  }, opts.intervalMs ?? 20);
   t.unref();
   return () => clearInterval(t);
 }

@@ -214,7 +214,12 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inFlight: () => inFlight,
     edgeReports: () => {
       const out = [];
-      for (const c of runtime?.clusters.values() ?? []) { const r = c.edge.drain(); if (r) out.push(r); }
+      for (const c of runtime?.clusters.values() ?? []) {
+        let healthy = 0;
+        for (const e of c.endpoints) if (!e.outlier.ejected) healthy++;
+        const r = c.edge.drain({ healthy, total: c.endpoints.length });
+        if (r) out.push(r);
+      }
       return out;
     },
     async drain(timeoutMs = opts.drainTimeoutMs) {

@@ -27,10 +27,10 @@ export class EdgeCounters {
     this.buckets[i]++;
   }
 
-  /** The counts since the last drain, then zero. */
-  drain(): EdgeReport | null {
-    if (this.requests === 0) return null;
-    const r: EdgeReport = { destination: this.destination, subset: this.subset, requests: this.requests, errors5xx: this.errors5xx, flags: this.flags, buckets: this.buckets };
+  /** The counts since the last drain, then zero. `health` = the cluster's endpoints now. */
+  drain(health: { healthy: number; total: number }): EdgeReport | null {
+    if (this.requests === 0 && health.healthy === health.total) return null;
+    const r: EdgeReport = { destination: this.destination, subset: this.subset, requests: this.requests, errors5xx: this.errors5xx, flags: this.flags, buckets: this.buckets, ...health };
     this.requests = 0;
     this.errors5xx = 0;
     this.flags = {};
@@ -46,6 +46,8 @@ export interface EdgeReport {
   errors5xx: number;
   flags: Record<string, number>;
   buckets: number[];   // counts per EDGE_BUCKETS_MS bound, plus one open-ended bucket
+  healthy: number;     // endpoints not ejected, when drained
+  total: number;
 }
 
 /** Percentile (0..1) from bucket counts: the bucket's upper bound (conservative, like Prometheus). */

@@ -121,3 +121,34 @@ export class TopologyWindow {
     return { nodes, edges, window_s: this.windowMs / 1000 };
   }
 }
+
+export interface Split {
+  service: string;
+  route: string;
+  versions: Array<{ version: string; weight: number; observed: number | null }>;
+}
+
+/** Configured weights (from the snapshot's routes) next to the observed share per version. */
+export function splits(vhosts: Array<{ service: string; routes: Array<{ name: string; destinations: Array<{ host: string; subset: string; weight: number }> }> }>, topo: Topology): Split[] {
+  const out: Split[] = [];
+  for (const vh of vhosts) {
+    if (!vh.service) continue;
+    const svc = shortName(vh.service);
+    const rps = new Map<string, number>();
+    let total = 0;
+    for (const e of topo.edges) {
+      const [dService, dVersion = ''] = e.destination.split(':');
+      if (dService !== svc) continue;
+      rps.set(dVersion, (rps.get(dVersion) ?? 0) + e.rps);
+      total += e.rps;
+    }
+    for (const r of vh.routes) {
+      if (r.destinations.length < 2 && r.destinations.every((d) => d.subset === '')) continue;
+      out.push({
+        service: svc, route: r.name,
+        versions: r.destinations.map((d) => ({ version: d.subset, weight: d.weight, observed: total > 0 ? Math.round((1000 * (rps.get(d.subset) ?? 0)) / total) / 10 : null })),
+      });
+    }
+  }
+  return out;
+}

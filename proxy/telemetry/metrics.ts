@@ -16,7 +16,7 @@ export class Metrics {
   private requests: Counter<(typeof LABELS)[number]>;
   private duration: Histogram<(typeof LABELS)[number]>;
   private source: { workload: string; version: string };
-  private cache = new Map<string, Map<string, EdgeChildren>>();
+  private cache = new Map<string, { plain: Map<number, EdgeChildren>; other: Map<string, EdgeChildren> }>();
 
   constructor(source: { workload: string; version: string }) {
     this.source = source;
@@ -30,9 +30,11 @@ export class Metrics {
    */
   children(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean): EdgeChildren {
     let byEdge = this.cache.get(edgeKey);
-    if (!byEdge) { byEdge = new Map(); this.cache.set(edgeKey, byEdge); }
-    const k = `${code}|${flags}|${dtab ? 1 : 0}`;
-    let c = byEdge.get(k);
+    if (!byEdge) { byEdge = { plain: new Map(), other: new Map() }; this.cache.set(edgeKey, byEdge); }
+    // The common case (no flags, no dtab override) is keyed by the status code alone: no string built.
+    const plain = flags === '-' && !dtab;
+    const k = plain ? '' : `${code}|${flags}|${dtab ? 1 : 0}`;
+    let c = plain ? byEdge.plain.get(code) : byEdge.other.get(k);
     if (!c) {
       const labels = {
         reporter, source_workload: this.source.workload, source_version: this.source.version,
@@ -40,7 +42,7 @@ export class Metrics {
         response_code: String(code), response_flags: flags, dtab_override: dtab ? 'true' : 'false',
       };
       c = { requests: this.requests.labels(labels), duration: this.duration.labels(labels) };
-      byEdge.set(k, c);
+      if (plain) byEdge.plain.set(code, c); else byEdge.other.set(k, c);
     }
     return c;
   }

@@ -4,9 +4,15 @@ import { ConfigError } from './config/resources.ts';
 import { startProxy, DEFAULT_PROXY_OPTIONS as D } from './main.ts';
 import type { AccessLogMode } from './telemetry/log.ts';
 import { startMemoryGuard } from './telemetry/memory.ts';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { startControlClient } from './xds/client.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
+  { name: 'control', type: 'string', help: 'control server URL (http://host:15010); with --config: start from the file, then follow control' },
+  { name: 'node-id', type: 'string', help: 'this proxy\'s id at the control server (default <hostname>-<pid>)' },
+  { name: 'control-token-file', type: 'string', help: 'file holding the bearer token for the control server' },
   { name: 'outbound-port', type: 'number', default: D.outboundPort, help: 'outbound listener port (0 = pick one)' },
   { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
   { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
@@ -51,11 +57,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const f = p.flags;
   const accessLog = String(f['access-log']);
   if (!['off', 'errors', 'all'].includes(accessLog)) { console.error(`meshlet proxy: --access-log must be off, errors or all`); return 2; }
-  if (!f.config) { console.error('meshlet proxy: --config <file|dir> is required'); return 2; }
+  if (!f.config && !f.control) { console.error('meshlet proxy: --config <file|dir> or --control <url> is required'); return 2; }
   let proxy;
   try {
     proxy = await startProxy({
-      config: f.config as string,
+      config: f.config as string | undefined,
       outboundPort: f['outbound-port'] as number, inboundPort: f['inbound-port'] as number, adminPort: f['admin-port'] as number,
       appPort: f['app-port'] as number | undefined, bind: f.bind as string,
       service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
@@ -75,6 +81,24 @@ export async function main(argv: string[]): Promise<number | undefined> {
   if (!proxy.log.isLevelEnabled('info')) {
     process.stdout.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, ports: proxy.ports, msg: 'meshlet proxy ready' })}\n`);
   }
+  // With --control and no --config the proxy starts with no runtime: /ready says INITIALIZING
+  // until the first snapshot is applied.
+  let control: ReturnType<typeof startControlClient> | null = null;
+  if (f.control) {
+    try {
+      const bind = f.bind as string;
+      control = startControlClient(proxy, {
+        url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
+        service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
+        token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
+        register: f.service && f['app-port'] !== undefined ? { address: bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind, port: proxy.ports.inbound } : undefined,
+      });
+    } catch (e) {
+      console.error(`meshlet proxy: --control: ${(e as Error).message}`);
+      await proxy.drain(0);
+      return 1;
+    }
+  }
   startMemoryGuard();
   process.on('SIGHUP', () => { proxy.reload(); });
   let stopping = false;
@@ -82,7 +106,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     if (stopping) return;
     stopping = true;
     proxy.log.info({ signal: sig, inFlight: proxy.inFlight() }, 'draining');
-    proxy.drain().then(() => { proxy.log.info('drained; exiting'); process.exit(0); });
+    (control ? control.stop() : Promise.resolve()).then(() => proxy.drain()).then(() => { proxy.log.info('drained; exiting'); process.exit(0); });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

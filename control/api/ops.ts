@@ -1,0 +1,153 @@
+// Ops API edits (weights, promote, remove-version, rollback) expressed as VirtualService overrides
+// in the ops file. Each function returns the new set of overrides; the caller renders the file,
+// runs it through the full build (the same validation as any edit) and only then writes it.
+import type { Resource } from '../../proxy/config/resources.ts';
+import type { Snapshot } from '../../proxy/config/schema.ts';
+import { ANN, rawDocs, resKey, specHash, type Override, type Raw } from '../build.ts';
+import type { DirFiles } from '../sources/dir.ts';
+import { HttpError } from '../http.ts';
+
+const HISTORY_MAX = 20;
+
+export interface OpsContext {
+  snapshot: Snapshot;
+  resources: Resource[];               // effective resources of the last good build
+  overrides: Map<string, Override>;
+  files: DirFiles;                     // texts of the last good build
+}
+
+function clone<T>(v: T): T { return structuredClone(v); }
+
+/** The canonical host for any of its names, or a 404 naming the known hosts. */
+export function canonicalHost(ctx: OpsContext, host: string): Snapshot['services'][number] {
+  const h = host.toLowerCase();
+  const s = ctx.snapshot.services.find((x) => x.aliases.includes(h));
+  if (!s) throw new HttpError(404, `unknown host "${host}" (known: ${ctx.snapshot.services.map((x) => x.host).join(', ') || 'none'})`);
+  return s;
+}
+
+/** The override for `host`, creating one from the directory's VirtualService (or a new one). */
+function overrideFor(ctx: OpsContext, svc: Snapshot['services'][number]): Override {
+  const existing = ctx.overrides.get(svc.host);
+  if (existing) return { ...existing, raw: clone(existing.raw), history: [...existing.history], removed: [...existing.removed] };
+  const base = ctx.resources.find((r): r is Extract<Resource, { kind: 'VirtualService' }> =>
+    r.kind === 'VirtualService' && r.spec.hosts!.some((h) => svc.aliases.includes(h.toLowerCase())));
+  if (base) {
+    const file = base.file.replace(/ \(document \d+\)$/, '');
+    const text = ctx.files.get(file);
+    const raw = text === undefined ? undefined : rawDocs(text).find((d) =>
+      d.kind === 'VirtualService' && d.metadata?.name === base.name && (d.metadata?.namespace ?? 'default') === base.namespace);
+    if (!raw) throw new HttpError(500, `cannot find VirtualService ${resKey(base)} in ${file}`);
+    const copy = clone(raw);
+    copy.metadata = { ...copy.metadata, annotations: { ...(copy.metadata.annotations ?? {}) } };
+    return { host: svc.host, overrides: resKey(base), baseHash: specHash(base.spec), removed: [], history: [], raw: copy };
+  }
+  // No VirtualService routes the host yet: start from what default routing does (all to the
+  // subset-less cluster), so the first rollback returns to exactly that.
+  const raw: Raw = {
+    apiVersion: 'networking.istio.io/v1', kind: 'VirtualService',
+    metadata: { name: `ops-${svc.host.replace(/[^a-z0-9-]/g, '-')}`, namespace: 'default', annotations: {} },
+    spec: { hosts: [svc.host], http: [{ name: 'default', route: [{ destination: { host: svc.host } }] }] },
+  };
+  return { host: svc.host, overrides: '', baseHash: '', removed: [], history: [], raw };
+}
+
+function routesOf(o: Override): Raw[] {
+  const http = o.raw.spec?.http;
+  if (!Array.isArray(http)) throw new HttpError(409, `VirtualService ${o.raw.metadata?.name} has no spec.http routes`);
+  return http;
+}
+
+function goesTo(route: Raw, aliases: string[]): boolean {
+  const dests = route.route;
+  return Array.isArray(dests) && dests.length > 0 && dests.every((d: Raw) => aliases.includes(String(d?.destination?.host ?? '').toLowerCase()));
+}
+
+/** The routes a weight change applies to: the catch-all routes to the host, else all its routes. */
+function weightedRoutes(o: Override, svc: Snapshot['services'][number]): Raw[] {
+  const mine = routesOf(o).filter((r) => goesTo(r, svc.aliases));
+  const catchAll = mine.filter((r) => !Array.isArray(r.match) || r.match.length === 0);
+  const out = catchAll.length > 0 ? catchAll : mine;
+  if (out.length === 0) throw new HttpError(409, `VirtualService ${o.raw.metadata?.name} has no route that sends only to ${svc.host}`);
+  return out;
+}
+
+function remember(o: Override): void {
+  o.history.push({ http: clone(routesOf(o)), removed: [...o.removed] });
+  if (o.history.length > HISTORY_MAX) o.history.splice(0, o.history.length - HISTORY_MAX);
+}
+
+function stamp(o: Override): Override {
+  o.raw.metadata.annotations = { ...(o.raw.metadata.annotations ?? {}), [ANN.updated]: new Date().toISOString() };
+  return o;
+}
+
+export function setWeights(ctx: OpsContext, host: string, weights: Record<string, number>): Override {
+  const svc = canonicalHost(ctx, host);
+  const entries = Object.entries(weights);
+  if (entries.length === 0) throw new HttpError(400, 'give at least one <subset>=<weight>');
+  for (const [s, w] of entries) {
+    if (!svc.subsets.includes(s)) throw new HttpError(400, `host ${svc.host} has no subset "${s}" (subsets: ${svc.subsets.join(', ') || 'none; define them in a DestinationRule'})`);
+    if (!Number.isInteger(w) || w < 0 || w > 100) throw new HttpError(400, `weight of ${s} must be an integer 0..100, got ${w}`);
+  }
+  const o = overrideFor(ctx, svc);
+  remember(o);
+  for (const route of weightedRoutes(o, svc)) {
+    const port = route.route.find((d: Raw) => d?.destination?.port)?.destination?.port;
+    route.route = entries.map(([subset, weight]) => ({
+      destination: { host: route.route[0].destination.host, subset, ...(port ? { port: clone(port) } : {}) }, weight,
+    }));
+  }
+  // Sending traffic to a subset again undoes its removal.
+  o.removed = o.removed.filter((s) => !(s in weights));
+  return stamp(o);
+}
+
+export function promote(ctx: OpsContext, host: string, subset: string): Override {
+  return setWeights(ctx, host, { [subset]: 100 });
+}
+
+/** Largest-remainder rounding of weights scaled to sum to 100. */
+function rescale(ws: number[]): number[] {
+  const sum = ws.reduce((a, b) => a + b, 0);
+  const exact = sum === 0 ? ws.map(() => 100 / ws.length) : ws.map((w) => (w * 100) / sum);
+  const out = exact.map(Math.floor);
+  let left = 100 - out.reduce((a, b) => a + b, 0);
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0]);
+  for (const [, i] of order) { if (left <= 0) break; out[i]++; left--; }
+  return out;
+}
+
+export function removeVersion(ctx: OpsContext, host: string, subset: string): Override {
+  const svc = canonicalHost(ctx, host);
+  if (!svc.subsets.includes(subset)) throw new HttpError(400, `host ${svc.host} has no subset "${subset}"`);
+  const o = overrideFor(ctx, svc);
+  if (o.removed.includes(subset)) throw new HttpError(409, `subset ${subset} of ${svc.host} is already removed`);
+  remember(o);
+  routesOf(o).forEach((route, i) => {
+    if (!Array.isArray(route.route)) return;
+    const n = route.route.length;
+    const keep = route.route.filter((d: Raw) => !(svc.aliases.includes(String(d?.destination?.host ?? '').toLowerCase()) && d.destination.subset === subset));
+    if (keep.length === n) return;
+    if (keep.length === 0) throw new HttpError(409, `route ${route.name ?? `spec.http[${i}]`} sends only to ${svc.host} subset ${subset}; promote another subset first`);
+    const ws = rescale(keep.map((d: Raw) => (typeof d.weight === 'number' ? d.weight : n === 1 ? 100 : 0)));
+    keep.forEach((d: Raw, k: number) => { d.weight = ws[k]; });
+    route.route = keep;
+  });
+  o.removed = [...o.removed, subset];
+  return stamp(o);
+}
+
+/** Back to the state before the last change; null = the override is gone (the file's routes again). */
+export function rollback(ctx: OpsContext, host: string): Override | null {
+  const svc = canonicalHost(ctx, host);
+  const cur = ctx.overrides.get(svc.host);
+  if (!cur || cur.history.length === 0) throw new HttpError(409, `no previous weights for ${svc.host}: the ops API has not changed it (or the file replaced the change)`);
+  const o: Override = { ...cur, raw: clone(cur.raw), history: [...cur.history], removed: [...cur.removed] };
+  const prev = o.history.pop()!;
+  o.raw.spec.http = prev.http;
+  o.removed = prev.removed;
+  if (o.history.length === 0) return null;
+  return stamp(o);
+}
+

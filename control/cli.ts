@@ -1,0 +1,47 @@
+// `meshlet control`: flags -> startControl; SIGTERM/SIGINT close the servers.
+import { helpText, parseFlags, type FlagSpec } from '../cli/flags.ts';
+import { DEFAULT_CONTROL as D, startControl } from './main.ts';
+import { readToken } from './http.ts';
+
+const SPECS: FlagSpec[] = [
+  { name: 'config-dir', type: 'string', help: 'directory of resource files (Istio-shaped YAML), watched for changes' },
+  { name: 'port', type: 'number', default: D.port, help: 'discovery port (proxies connect here; 0 = pick one)' },
+  { name: 'api-port', type: 'number', default: D.apiPort, help: 'ops API port (meshlet ctl; 0 = pick one)' },
+  { name: 'bind', type: 'string', default: D.bind, help: 'address both ports bind (non-loopback needs --token-file)' },
+  { name: 'token-file', type: 'string', help: 'file holding the bearer token every request must carry' },
+  { name: 'endpoint-ttl', type: 'number', default: D.endpointTtlMs / 1000, help: 'seconds a registered endpoint lives without a heartbeat' },
+  { name: 'log-level', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|silent' },
+];
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  let p;
+  try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet control: ${(e as Error).message}`); return 2; }
+  if (p.help) { console.log(helpText('meshlet control --config-dir <dir> [flags]', 'Run the control server: compile the directory into snapshots, stream them to proxies, serve the ops API.', SPECS)); return 0; }
+  const f = p.flags;
+  if (!f['config-dir']) { console.error('meshlet control: --config-dir <dir> is required'); return 2; }
+  const ttl = f['endpoint-ttl'] as number;
+  if (!(ttl > 0)) { console.error('meshlet control: --endpoint-ttl must be > 0'); return 2; }
+  let control;
+  try {
+    const token = f['token-file'] ? readToken(f['token-file'] as string) : undefined;
+    control = await startControl({
+      configDir: f['config-dir'] as string, port: f.port as number, apiPort: f['api-port'] as number, bind: f.bind as string,
+      token, endpointTtlMs: ttl * 1000, logLevel: f['log-level'] as string,
+    });
+  } catch (e) {
+    console.error(`meshlet control: ${(e as Error).message}`);
+    return 1;
+  }
+  if (!control.log.isLevelEnabled('info')) {
+    process.stdout.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, ports: control.ports, msg: 'meshlet control ready' })}\n`);
+  }
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    control.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return undefined;
+}

@@ -1,0 +1,172 @@
+// `meshlet ctl`: operate a running control server through its ops API, and validate a config
+// directory locally with the same code the control server and the proxy use.
+import { FlagError, helpText, parseFlags, type FlagSpec } from '../cli/flags.ts';
+import { ConfigError } from '../proxy/config/resources.ts';
+import { readDir } from './sources/dir.ts';
+import { build } from './build.ts';
+import { readToken } from './http.ts';
+import { resolve } from 'node:path';
+
+const SPECS: FlagSpec[] = [
+  { name: 'server', type: 'string', default: 'http://127.0.0.1:15014', help: 'control server ops API URL' },
+  { name: 'token-file', type: 'string', help: 'file holding the bearer token' },
+  { name: 'json', type: 'boolean', default: false, help: 'print the raw JSON answer' },
+  { name: 'timeout', type: 'number', default: 10, help: 'seconds to wait for the server' },
+];
+
+const USAGE = `meshlet ctl [--server <url>] [--token-file <file>] [--json] <command>
+
+commands:
+  get proxies                          node, service, version, ACK/NACK (with error), last seen
+  get config                           version, hash, routing, rejected edits, ops overrides, notices
+  get endpoints                        endpoints registered by sidecars
+  weights <host> <subset>=<w> ...      set the split of the host's catch-all route(s); weights sum to 100
+  promote <host> <subset>              send all traffic to one subset
+  remove-version <host> <subset>       routes stop using the subset; its endpoints are drained
+  rollback <host>                      back to the previous weights
+  validate <dir>                       validate a config directory locally (no server needed)`;
+
+type Out = { code: number };
+
+async function call(f: Record<string, unknown>, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (f['token-file']) headers.authorization = `Bearer ${readToken(f['token-file'] as string)}`;
+  const url = new URL(path, f.server as string);
+  let res: Response;
+  try {
+    res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout((f.timeout as number) * 1000) });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  let json: any;
+  try { json = JSON.parse(text); } catch { json = { error: text }; }
+  return { status: res.status, json };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+function ago(iso: string | null | undefined): string {
+  if (!iso) return '-';
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return s < 1 ? 'now' : s < 120 ? `${Math.round(s)}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
+function printProxies(j: any): void {
+  const rows = [['NODE', 'SERVICE', 'LABELS', 'CONNECTED', 'STATUS', 'SENT', 'ACKED', 'LAST SEEN', 'NACK ERROR']];
+  for (const p of j.proxies ?? []) {
+    rows.push([
+      p.node, p.service || '-', Object.entries(p.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      p.connected ? 'yes' : 'no', p.status, p.sent?.version ?? '-', p.acked?.version ?? '-', ago(p.last_seen),
+      p.nacked ? `v${p.nacked.version}: ${p.nacked.error}` : '',
+    ]);
+  }
+  console.log(`control version ${j.version ?? '-'}`);
+  console.log(table(rows));
+}
+
+function printRouting(routing: any[]): void {
+  for (const r of routing ?? []) {
+    for (const rt of r.routes) console.log(`  ${r.host} [${r.vhost}] ${rt.route}: ${Object.entries(rt.split).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
+}
+
+function printConfig(j: any): void {
+  console.log(`version ${j.version ?? '-'}  hash ${j.hash ?? '-'}  applied ${j.applied_at ?? '-'}`);
+  console.log(`dir ${j.dir}  (ops overrides in ${j.ops_file})`);
+  console.log('routing:');
+  printRouting(j.routing);
+  if (j.overrides?.length) {
+    console.log('ops overrides:');
+    for (const o of j.overrides) console.log(`  ${o.host}: overrides ${o.overrides ?? '(created by the API)'}; removed subsets: ${o.removed_subsets.join(',') || '-'}; rollback depth ${o.rollback_depth}`);
+  }
+  if (j.last_error) {
+    console.log(`REJECTED (${j.last_error.at}, ${j.last_error.trigger}) — the last good snapshot is still served:`);
+    for (const e of j.last_error.errors) console.log(`  ${e}`);
+  }
+  for (const n of (j.notices ?? []).slice(-5)) console.log(`NOTICE ${n.at}: ${n.message}`);
+  console.log(`registered endpoints: ${j.endpoints}`);
+}
+
+function validate(dir: string): Out {
+  try {
+    const r = build(readDir(resolve(dir)), [], `dir:${resolve(dir)}`);
+    console.log(`${dir}: valid (${r.snapshot.services.length} services, ${r.snapshot.clusters.length} clusters, ${r.snapshot.virtualHosts.length} virtual hosts, hash ${r.snapshot.hash})`);
+    for (const n of r.notices) console.log(`NOTICE: ${n.message}`);
+    return { code: 0 };
+  } catch (e) {
+    if (e instanceof ConfigError) { console.error(`${dir}: invalid:\n  ${e.errors.join('\n  ')}`); return { code: 1 }; }
+    console.error(`${dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (e as Error).message}`);
+    return { code: 1 };
+  }
+}
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  let p;
+  try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet ctl: ${(e as Error).message}`); return 2; }
+  if (p.help || p.positional.length === 0) { console.log(helpText(USAGE, 'Operate a running control server.', SPECS)); return p.help ? 0 : 2; }
+  const f = p.flags;
+  const [cmd, ...args] = p.positional;
+  const need = (n: number, usage: string) => { if (args.length !== n) throw new FlagError(`usage: meshlet ctl ${usage}`); };
+  try {
+    let r: { status: number; json: any };
+    switch (cmd) {
+      case 'validate':
+        need(1, 'validate <dir>');
+        return validate(args[0]).code;
+      case 'get': {
+        need(1, 'get proxies|config|endpoints');
+        const what = args[0];
+        if (!['proxies', 'config', 'endpoints'].includes(what)) throw new FlagError(`get: unknown resource '${what}' (proxies, config, endpoints)`);
+        r = await call(f, 'GET', `/v1/${what}`);
+        if (r.status === 200 && !f.json) {
+          if (what === 'proxies') printProxies(r.json);
+          else if (what === 'config') printConfig(r.json);
+          else console.log(table([['NODE', 'SERVICE', 'ADDRESS', 'LABELS', 'EXPIRES'], ...r.json.endpoints.map((e: any) => [e.node, e.service, `${e.address}:${e.port}`, Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', e.expiresAt])]));
+          return 0;
+        }
+        break;
+      }
+      case 'weights': {
+        if (args.length < 2) throw new FlagError('usage: meshlet ctl weights <host> <subset>=<weight> ...');
+        const weights: Record<string, number> = {};
+        for (const a of args.slice(1)) {
+          const m = /^([^=]+)=(\d+)$/.exec(a);
+          if (!m) throw new FlagError(`weights: expected <subset>=<integer weight>, got '${a}'`);
+          weights[m[1]] = Number(m[2]);
+        }
+        r = await call(f, 'POST', '/v1/weights', { host: args[0], weights });
+        break;
+      }
+      case 'promote':
+        need(2, 'promote <host> <subset>');
+        r = await call(f, 'POST', '/v1/promote', { host: args[0], subset: args[1] });
+        break;
+      case 'remove-version':
+        need(2, 'remove-version <host> <subset>');
+        r = await call(f, 'POST', '/v1/remove-version', { host: args[0], subset: args[1] });
+        break;
+      case 'rollback':
+        need(1, 'rollback <host>');
+        r = await call(f, 'POST', '/v1/rollback', { host: args[0] });
+        break;
+      default:
+        throw new FlagError(`unknown command '${cmd}'\n\n${USAGE}`);
+    }
+    if (f.json) { console.log(JSON.stringify(r.json, null, 2)); return r.status === 200 ? 0 : 1; }
+    if (r.status !== 200) {
+      console.error(`meshlet ctl: ${r.status}: ${r.json.error ?? JSON.stringify(r.json)}`);
+      return 1;
+    }
+    console.log(`${r.json.change}: version ${r.json.version} (written to ${r.json.file})`);
+    printRouting(r.json.routing);
+    return 0;
+  } catch (e) {
+    console.error(`meshlet ctl: ${(e as Error).message}`);
+    return e instanceof FlagError ? 2 : 1;
+  }
+}

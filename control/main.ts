@@ -1,0 +1,109 @@
+// The control server, startable in-process (tests, demos) or from `meshlet control`.
+// Discovery on one port (proxies), the ops API on another (operators); both optionally behind a
+// bearer token, and never on a non-loopback address without one.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { createLogger } from '../proxy/telemetry/log.ts';
+import { apiHandler } from './api/server.ts';
+import { Discovery } from './discovery/server.ts';
+import { isLoopback, sendJson, tokenChecker, unauthorized } from './http.ts';
+import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
+import { ControlState } from './state.ts';
+
+export interface ControlOptions {
+  configDir: string;
+  port?: number;              // discovery (default 15010; 0 = pick one)
+  apiPort?: number;           // ops API (default 15014; 0 = pick one)
+  bind?: string;              // default 127.0.0.1
+  token?: string;             // bearer token required on every request when set
+  endpointTtlMs?: number;     // registered endpoints expire after this without a heartbeat
+  keepaliveMs?: number;       // stream keepalive period
+  dir?: Partial<DirSourceOptions>;
+  logger?: Logger;
+  logLevel?: string;
+}
+
+export interface RunningControl {
+  ports: { discovery: number; api: number };
+  state: ControlState;
+  discovery: Discovery;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_CONTROL = { port: 15010, apiPort: 15014, bind: '127.0.0.1', endpointTtlMs: 15_000, keepaliveMs: 10_000 };
+
+function listen(server: Server, port: number, bind: string): Promise<number> {
+  return new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, bind, () => { server.off('error', rej); res((server.address() as { port: number }).port); });
+  });
+}
+
+export async function startControl(opts: ControlOptions): Promise<RunningControl> {
+  const bind = opts.bind ?? DEFAULT_CONTROL.bind;
+  if (!isLoopback(bind) && !opts.token) {
+    throw new Error(`refusing to bind ${bind} without a token: a non-loopback control server must require one (--token-file)`);
+  }
+  const dir = resolve(opts.configDir);
+  let st;
+  try { st = statSync(dir); } catch { throw new Error(`--config-dir ${dir}: no such directory`); }
+  if (!st.isDirectory()) throw new Error(`--config-dir ${dir}: not a directory`);
+  const log = opts.logger ?? createLogger(opts.logLevel ?? 'info', 'meshlet-control');
+
+  let discovery: Discovery | null = null;
+  const state = new ControlState({
+    dir, log, endpointTtlMs: opts.endpointTtlMs ?? DEFAULT_CONTROL.endpointTtlMs,
+    onSnapshot: (s) => discovery?.publish(s),
+  });
+  discovery = new Discovery({ log, keepaliveMs: opts.keepaliveMs ?? DEFAULT_CONTROL.keepaliveMs, registry: state.registry });
+  // An invalid directory at start is not fatal: the API shows why, and the first valid edit is served.
+  state.fromDir(readDir(dir), 'startup');
+  const cur = state.current();
+  const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => state.fromDir(files), log);
+  const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
+  gc.unref();
+
+  const authorized = tokenChecker(opts.token);
+  const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
+    (req: IncomingMessage, res: ServerResponse) => {
+      if (!authorized(req)) { req.resume(); unauthorized(res); return; }
+      let url: URL;
+      try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
+      if (url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null }); return; }
+      handler(req, res, url).catch((e) => { log.error({ err: (e as Error).message }, 'request failed'); if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message }); });
+    };
+  const d = discovery;
+  const discoveryServer = createServer(guard(async (req, res, url) => {
+    if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  }));
+  const apiServer = createServer(guard(apiHandler(state, d)));
+  // ACK/heartbeat connections are kept alive by clients; streams are long-lived by design.
+  for (const s of [discoveryServer, apiServer]) { s.keepAliveTimeout = 65_000; s.requestTimeout = 0; }
+
+  let ports;
+  try {
+    ports = {
+      discovery: await listen(discoveryServer, opts.port ?? DEFAULT_CONTROL.port, bind),
+      api: await listen(apiServer, opts.apiPort ?? DEFAULT_CONTROL.apiPort, bind),
+    };
+  } catch (e) {
+    source.close(); state.close(); d.close(); clearInterval(gc);
+    discoveryServer.close(); apiServer.close();
+    throw e;
+  }
+  log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null }, 'meshlet control ready');
+
+  return {
+    ports, state, discovery: d, log,
+    async close() {
+      source.close();
+      state.close();
+      clearInterval(gc);
+      d.close();
+      await Promise.all([discoveryServer, apiServer].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
+    },
+  };
+}

@@ -1,0 +1,157 @@
+// The control server's state: the last good build, its version, what was rejected and why,
+// ops overrides and the notices about them. Every input (directory change, registration,
+// ops API call) ends in `commit`, which bumps the version only when the content hash changed.
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ConfigError } from '../proxy/config/resources.ts';
+import type { Snapshot } from '../proxy/config/schema.ts';
+import { build, OPS_FILE, renderOpsFile, type BuildResult, type Notice, type Override } from './build.ts';
+import { HttpError } from './http.ts';
+import { Registry } from './registry.ts';
+import type { DirFiles } from './sources/dir.ts';
+import type { OpsContext } from './api/ops.ts';
+
+export interface Rejection { at: string; trigger: string; errors: string[] }
+
+const keep = <T>(list: T[], item: T, max: number) => { list.push(item); if (list.length > max) list.splice(0, list.length - max); };
+
+export class ControlState {
+  readonly dir: string;
+  readonly opsPath: string;
+  readonly registry: Registry;
+  private readonly log: Logger;
+  private readonly onSnapshot: (s: Snapshot) => void;
+  private files: DirFiles = new Map();
+  private cur: (BuildResult & { appliedAt: Date }) | null = null;
+  private lastError: Rejection | null = null;
+  private readonly rejected: Rejection[] = [];
+  private readonly notices: Notice[] = [];
+  private seq = 0;
+  private registryTimer: NodeJS.Timeout | null = null;
+
+  constructor(opts: { dir: string; log: Logger; endpointTtlMs: number; onSnapshot: (s: Snapshot) => void }) {
+    this.dir = opts.dir;
+    this.opsPath = join(opts.dir, OPS_FILE);
+    this.log = opts.log;
+    this.onSnapshot = opts.onSnapshot;
+    // Registrations arrive in bursts (a rollout); coalesce them into one version.
+    this.registry = new Registry(opts.endpointTtlMs, (why) => {
+      this.log.info({ why }, 'endpoints changed');
+      if (this.registryTimer) return;
+      this.registryTimer = setTimeout(() => { this.registryTimer = null; this.rebuild('endpoints'); }, 25);
+    });
+  }
+
+  current(): (BuildResult & { appliedAt: Date }) | null { return this.cur; }
+
+  /** Version strings are decimal and increase across restarts too (seeded from the clock). */
+  private nextVersion(): string {
+    this.seq = Math.max(this.seq + 1, Date.now());
+    return String(this.seq);
+  }
+
+  private commit(result: BuildResult, files: DirFiles, trigger: string): void {
+    this.files = files;
+    for (const n of result.notices) { keep(this.notices, n, 50); this.log.warn({ host: n.host }, n.message); }
+    if (result.opsText !== null) this.writeOps(result.opsText);
+    const prev = this.cur;
+    if (prev && prev.snapshot.hash === result.snapshot.hash) {
+      this.cur = { ...result, snapshot: prev.snapshot, appliedAt: prev.appliedAt };
+      return;
+    }
+    const snapshot = { ...result.snapshot, version: this.nextVersion() };
+    this.cur = { ...result, snapshot, appliedAt: new Date() };
+    this.log.info({ version: snapshot.version, hash: snapshot.hash, trigger, clusters: snapshot.clusters.length }, 'snapshot published');
+    this.onSnapshot(snapshot);
+  }
+
+  private reject(trigger: string, e: unknown): Rejection {
+    const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
+    const r = { at: new Date().toISOString(), trigger, errors };
+    keep(this.rejected, r, 20);
+    this.log.error({ trigger, errors }, 'config rejected; the last good snapshot stays served');
+    return r;
+  }
+
+  /** A new read of the config directory. */
+  fromDir(files: DirFiles, trigger = 'directory'): void {
+    try {
+      const result = build(files, this.registry.list(), `dir:${this.dir}`);
+      this.lastError = null;
+      if (result.opsText !== null) files = new Map(files).set(this.opsPath, result.opsText);
+      this.commit(result, files, trigger);
+    } catch (e) {
+      this.lastError = this.reject(trigger, e);
+    }
+  }
+
+  /** Endpoints changed: rebuild from the last good directory contents. */
+  rebuild(trigger: string): void {
+    if (!this.cur) return;
+    try {
+      this.commit(build(this.files, this.registry.list(), `dir:${this.dir}`), this.files, trigger);
+    } catch (e) {
+      this.reject(trigger, e);
+    }
+  }
+
+  private writeOps(text: string): void {
+    // Write-then-rename: the watcher (ours, or a proxy's --watch) never sees half a file. The
+    // temporary name is hidden, which config readers skip.
+    const tmp = join(this.dir, `.${OPS_FILE}.${process.pid}.tmp`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, this.opsPath);
+  }
+
+  /** Run an ops edit: validate the resulting ops file with the full build, then write it. */
+  async applyOps(host: string, what: string, edit: (ctx: OpsContext) => Override | null): Promise<unknown> {
+    const cur = this.cur;
+    if (!cur) throw new HttpError(409, `no valid config yet: ${this.lastError?.errors.join('; ') ?? 'directory not read'}`);
+    const ctx: OpsContext = { snapshot: cur.snapshot, resources: cur.resources, overrides: cur.overrides, files: this.files };
+    const next = edit(ctx);
+    const canonical = ctx.snapshot.services.find((s) => s.aliases.includes(host.toLowerCase()))!.host;
+    const overrides = new Map(cur.overrides);
+    if (next) overrides.set(canonical, next); else overrides.delete(canonical);
+    const text = renderOpsFile(overrides.values());
+    const files = new Map(this.files).set(this.opsPath, text);
+    let result: BuildResult;
+    try {
+      result = build(files, this.registry.list(), `dir:${this.dir}`);
+    } catch (e) {
+      const r = this.reject(`api: ${what}`, e);
+      throw Object.assign(new HttpError(400, `rejected: ${r.errors.join('; ')}`), { errors: r.errors });
+    }
+    this.writeOps(text);
+    this.commit(result, files, `api: ${what}`);
+    this.log.info({ change: what, file: this.opsPath, version: this.cur!.snapshot.version }, 'ops change written');
+    return { change: what, version: this.cur!.snapshot.version, hash: this.cur!.snapshot.hash, file: this.opsPath, routing: routing(this.cur!.snapshot, canonical) };
+  }
+
+  describe(withSnapshot: boolean): unknown {
+    const c = this.cur;
+    return {
+      dir: this.dir, ops_file: this.opsPath,
+      version: c?.snapshot.version ?? null, hash: c?.snapshot.hash ?? null, source: c?.snapshot.source ?? null,
+      applied_at: c?.appliedAt.toISOString() ?? null,
+      last_error: this.lastError, rejected: this.rejected, notices: this.notices,
+      overrides: [...(c?.overrides.values() ?? [])].map((o) => ({ host: o.host, overrides: o.overrides || null, removed_subsets: o.removed, rollback_depth: o.history.length })),
+      routing: c ? routing(c.snapshot) : [],
+      endpoints: this.registry.list().length,
+      ...(withSnapshot ? { snapshot: c?.snapshot ?? null } : {}),
+    };
+  }
+
+  close(): void {
+    this.registry.close();
+    if (this.registryTimer) clearTimeout(this.registryTimer);
+  }
+}
+
+/** Per host: each route's split, e.g. {route: 'default', split: {v1: 20, v2: 80}}. */
+export function routing(s: Snapshot, only?: string): Array<{ host: string; vhost: string; routes: Array<{ route: string; split: Record<string, number> }> }> {
+  return s.virtualHosts.filter((v) => !only || v.service === only).map((v) => ({
+    host: v.service, vhost: v.name,
+    routes: v.routes.map((r) => ({ route: r.name, split: Object.fromEntries(r.destinations.map((d) => [`${d.host === v.service ? '' : `${d.host}/`}${d.subset || '(all)'}`, d.weight])) })),
+  }));
+}

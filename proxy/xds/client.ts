@@ -1,0 +1,211 @@
+// The proxy's side of the discovery protocol (docs/control-protocol.md): one long-lived
+// POST /v1/discovery whose response is NDJSON, one line per snapshot. Each snapshot is checked
+// (validate-snapshot.ts), applied with proxy.apply() — atomic; in-flight requests keep the old
+// runtime; unchanged clusters keep their pools and outlier state — and answered with an ACK, or
+// a NACK carrying the error while the old config stays in force. When the control server goes
+// away the proxy keeps serving its last good snapshot and reconnects with jittered backoff.
+// With `register`, the sidecar's inbound address is registered and kept alive by heartbeats.
+import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { RunningProxy } from '../main.ts';
+import type { Snapshot } from '../config/schema.ts';
+import { snapshotProblems } from './validate-snapshot.ts';
+
+export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string; register?: { address: string; port: number }; log: import('pino').Logger }
+
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 5_000;
+/** The server sends a keepalive every 10 s; silence for this long means a dead connection. */
+const IDLE_MS = 35_000;
+const MAX_LINE_BYTES = 64 << 20;
+
+interface Status {
+  url: string; node: string; connected: boolean; reconnects: number;
+  version: string | null; nonce: string | null; acks: number; nacks: number;
+  last_nack: { version: string; nonce: string; error: string; at: string } | null;
+  last_message_at: string | null; last_disconnect: string | null;
+  registered: boolean; register_error: string | null;
+}
+
+export function startControlClient(proxy: RunningProxy, opts: ControlClientOptions): { stop(): Promise<void>; status(): unknown } {
+  const base = new URL(opts.url);
+  if (base.protocol !== 'http:') throw new Error(`--control ${opts.url}: only http:// URLs are supported`);
+  const log: Logger = opts.log.child({ component: 'xds' });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const node = { id: opts.nodeId, ...(opts.service ? { service: opts.service } : {}), labels: opts.labels };
+  // One socket for ACKs keeps them in order; registrations get their own.
+  const ackAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const regAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const self = { address: opts.register?.address ?? '127.0.0.1', ports: [proxy.ports.outbound, proxy.ports.admin] };
+  const st: Status = {
+    url: opts.url, node: opts.nodeId, connected: false, reconnects: 0, version: null, nonce: null, acks: 0, nacks: 0,
+    last_nack: null, last_message_at: null, last_disconnect: null, registered: false, register_error: null,
+  };
+  let stopped = false;
+  let attempt = 0;
+  let req: ClientRequest | null = null;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let regTimer: NodeJS.Timeout | null = null;
+  let heartbeatMs = 5_000;
+
+  const post = (path: string, body: unknown, agent: Agent, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const text = body === undefined ? '' : JSON.stringify(body);
+      const r = request(new URL(path, base), { method, agent, headers: { ...headers, 'content-length': Buffer.byteLength(text) }, timeout: timeoutMs }, (res) => {
+        let b = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => { b += c; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        res.on('error', reject);
+      });
+      r.on('timeout', () => r.destroy(new Error(`${method} ${path}: timed out`)));
+      r.on('error', reject);
+      r.end(text);
+    });
+
+  const answer = (nonce: string, error?: string): void => {
+    const version = proxy.runtime()?.snapshot.version ?? '';
+    const body = { node: { id: opts.nodeId }, version_info: version, response_nonce: nonce, ...(error ? { error_detail: { message: error } } : {}) };
+    post('/v1/ack', body, ackAgent).then((r) => {
+      if (r.status !== 200) log.warn({ status: r.status, body: r.body.slice(0, 200) }, 'control server refused ACK/NACK');
+    }, (e) => log.warn({ err: (e as Error).message }, 'ACK/NACK not delivered; the server resends on reconnect'));
+  };
+
+  const onSnapshotMessage = (m: Record<string, unknown>): void => {
+    const nonce = typeof m.nonce === 'string' ? m.nonce : '';
+    if (!nonce) { log.warn('snapshot message without a nonce ignored'); return; }
+    const version = typeof m.version_info === 'string' ? m.version_info : '';
+    const fail = (error: string): void => {
+      st.nacks++;
+      st.last_nack = { version, nonce, error, at: new Date().toISOString() };
+      log.error({ version, error }, 'snapshot rejected (NACK); the previous config stays in force');
+      answer(nonce, error);
+    };
+    if (!Array.isArray(m.resources) || m.resources.length !== 1) { fail(`resources: expected exactly one snapshot, got ${Array.isArray(m.resources) ? m.resources.length : typeof m.resources}`); return; }
+    const problems = snapshotProblems(m.resources[0], self);
+    if (problems.length > 0) { fail(problems.join('; ')); return; }
+    const snap = m.resources[0] as Snapshot;
+    if (snap.version !== version) { fail(`resources[0].version "${snap.version}" differs from version_info "${version}"`); return; }
+    try {
+      proxy.apply({ ...snap, source: `control:${opts.url} (${snap.source})` });
+    } catch (e) {
+      fail((e as Error).message);
+      return;
+    }
+    st.acks++;
+    st.version = version;
+    st.nonce = nonce;
+    answer(nonce);
+  };
+
+  const scheduleReconnect = (why: string): void => {
+    if (stopped || reconnectTimer) return;
+    if (st.connected) { st.last_disconnect = new Date().toISOString(); log.warn({ why }, 'control stream lost; serving the last good snapshot'); }
+    st.connected = false;
+    req = null;
+    // Full jitter in [d/2, d): a restarted control server is not hit by every proxy at once.
+    const d = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    attempt = Math.min(attempt + 1, 20);
+    const delay = Math.round(d / 2 + Math.random() * (d / 2));
+    log.debug({ why, delay }, 'reconnecting to control');
+    reconnectTimer = setTimeout(() => { reconnectTimer = null; st.reconnects++; connect(); }, delay);
+  };
+
+  const readStream = (r: ClientRequest, res: IncomingMessage): void => {
+    let buf = '';
+    let idle: NodeJS.Timeout = setTimeout(() => res.destroy(new Error('no data from control for 35 s')), IDLE_MS);
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      clearTimeout(idle);
+      idle = setTimeout(() => res.destroy(new Error('no data from control for 35 s')), IDLE_MS);
+      buf += chunk;
+      if (buf.length > MAX_LINE_BYTES) { res.destroy(new Error('discovery line over 64 MiB')); return; }
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        let m: unknown;
+        try { m = JSON.parse(line); } catch (e) { log.warn({ err: (e as Error).message }, 'unparseable discovery line ignored'); continue; }
+        if (m === null || typeof m !== 'object') continue;
+        st.last_message_at = new Date().toISOString();
+        const type = (m as { type?: unknown }).type;
+        if (type === 'snapshot') { attempt = 0; onSnapshotMessage(m as Record<string, unknown>); }
+        // keepalive and unknown types (newer servers) are ignored by design.
+      }
+    });
+    const end = (why: string) => { clearTimeout(idle); if (req === r) scheduleReconnect(why); };
+    res.on('error', (e) => end(e.message));
+    res.on('close', () => end('stream closed'));
+  };
+
+  const connect = (): void => {
+    if (stopped) return;
+    const r = request(new URL('/v1/discovery', base), { method: 'POST', agent: false, headers });
+    req = r;
+    r.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        let b = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => { b += c; });
+        res.on('end', () => { log.error({ status: res.statusCode, body: b.slice(0, 300) }, 'control server refused the discovery stream'); r.destroy(); if (req === r) scheduleReconnect(`status ${res.statusCode}`); });
+        return;
+      }
+      st.connected = true;
+      log.info({ url: opts.url, node: opts.nodeId }, 'control stream open');
+      readStream(r, res);
+      // A restarted control server has forgotten our endpoint: re-register now, not at the next heartbeat.
+      if (opts.register && opts.service) { if (regTimer) clearTimeout(regTimer); void register(); }
+    });
+    r.on('error', (e) => { if (req === r) scheduleReconnect(e.message); });
+    const cur = proxy.runtime()?.snapshot;
+    r.end(JSON.stringify({ node, version_info: cur?.version ?? '', hash: cur?.hash ?? '' }));
+  };
+
+  const register = async (): Promise<void> => {
+    if (stopped || !opts.register || !opts.service) return;
+    try {
+      const r = await post('/v1/register', { node, address: opts.register.address, port: opts.register.port }, regAgent);
+      if (r.status !== 200) throw new Error(`status ${r.status}: ${r.body.slice(0, 200)}`);
+      const hb = (JSON.parse(r.body) as { heartbeat_ms?: unknown }).heartbeat_ms;
+      if (typeof hb === 'number' && hb >= 50) heartbeatMs = hb;
+      if (!st.registered) log.info({ service: opts.service, address: `${opts.register.address}:${opts.register.port}` }, 'endpoint registered');
+      st.registered = true;
+      st.register_error = null;
+    } catch (e) {
+      st.registered = false;
+      st.register_error = (e as Error).message;
+    }
+    if (stopped) return;
+    if (regTimer) clearTimeout(regTimer);
+    regTimer = setTimeout(() => { regTimer = null; void register(); }, st.registered ? heartbeatMs : Math.min(heartbeatMs, 1_000));
+  };
+
+  connect();
+  void register();
+
+  return {
+    status: () => ({ ...st }),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      if (regTimer) clearTimeout(regTimer);
+      if (opts.register && opts.service) {
+        // Deregister first so callers stop picking this endpoint while the proxy drains.
+        try {
+          await post(`/v1/register?node=${encodeURIComponent(opts.nodeId)}`, undefined, regAgent, 'DELETE', 2_000);
+          log.info('endpoint deregistered');
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'deregistration failed; the endpoint expires after its TTL');
+        }
+      }
+      const r = req;
+      req = null;
+      r?.destroy();
+      ackAgent.destroy();
+      regAgent.destroy();
+    },
+  };
+}

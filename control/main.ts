@@ -7,14 +7,17 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../proxy/telemetry/log.ts';
 import { apiHandler } from './api/server.ts';
+import { TopologyWindow, parseEdgesReport, splits } from './mesh/topology.ts';
+import { meshPage } from './mesh/page.ts';
 import { Discovery } from './discovery/server.ts';
-import { isLoopback, sendJson, tokenChecker, unauthorized } from './http.ts';
+import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, unauthorized } from './http.ts';
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
 import { ControlState } from './state.ts';
 
 export interface ControlOptions {
   configDir: string;
   port?: number;              // discovery (default 15010; 0 = pick one)
+  topologyWindowS?: number;   // rolling window of the mesh view (default 30 s)
   apiPort?: number;           // ops API (default 15014; 0 = pick one)
   bind?: string;              // default 127.0.0.1
   token?: string;             // bearer token required on every request when set
@@ -66,9 +69,18 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
   gc.unref();
 
+  const topology = new TopologyWindow(opts.topologyWindowS ?? 30);
+  const page = meshPage();
   const authorized = tokenChecker(opts.token);
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
     (req: IncomingMessage, res: ServerResponse) => {
+      // The mesh page itself holds no data (it fetches the API with the token from its URL
+      // fragment), so browsers can load it without a header.
+      if (req.method === 'GET' && (req.url === '/' || req.url?.startsWith('/?')) && handler === api) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page), 'cache-control': 'no-cache' });
+        res.end(page);
+        return;
+      }
       if (!authorized(req)) { req.resume(); unauthorized(res); return; }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
@@ -77,9 +89,28 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     };
   const d = discovery;
   const discoveryServer = createServer(guard(async (req, res, url) => {
+    if (url.pathname === '/v1/report' && req.method === 'POST') {
+      // Per-edge traffic from a sidecar, for the mesh view (docs/control-protocol.md).
+      try {
+        topology.ingest(parseEdgesReport(await readJson(req)));
+      } catch (e) {
+        return sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message));
+      }
+      res.writeHead(204).end();
+      return;
+    }
     if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
   }));
-  const apiServer = createServer(guard(apiHandler(state, d)));
+  const ops = apiHandler(state, d);
+  const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    if (req.method === 'GET') {
+      if (url.pathname === '/api/v1/topology') return sendJson(res, 200, topology.topology());
+      if (url.pathname === '/api/v1/splits') return sendJson(res, 200, { splits: splits(state.current()?.snapshot.virtualHosts ?? [], topology.topology()) });
+      if (url.pathname === '/api/v1/proxies') return sendJson(res, 200, { version: state.current()?.snapshot.version ?? null, proxies: d.views() });
+    }
+    return ops(req, res, url);
+  };
+  const apiServer = createServer(guard(api));
   // ACK/heartbeat connections are kept alive by clients; streams are long-lived by design.
   for (const s of [discoveryServer, apiServer]) { s.keepAliveTimeout = 65_000; s.requestTimeout = 0; }
 

@@ -117,12 +117,16 @@ function drawProxies(p) {
   const box = document.getElementById('proxies');
   const list = p.proxies || [];
   if (!list.length) { box.innerHTML = '<p class="empty">no proxies connected</p>'; return; }
-  box.innerHTML = '<table><tr><th>node</th><th>service</th><th>version</th><th>ack</th><th>last seen</th></tr>' + list.map((x) =>
-    '<tr><td>' + esc(x.node ?? x.nodeId ?? '') + '</td><td>' + esc(x.service ?? '') + '</td><td>' + esc(x.acked ?? x.lastAcked ?? '–') + '</td><td' + ((x.nack ?? x.lastNack) ? ' class="nack">NACK: ' + esc(JSON.stringify(x.nack ?? x.lastNack)) : '>ACK') + '</td><td>' + esc(x.lastSeen ?? '') + '</td></tr>').join('') + '</table>';
+  box.innerHTML = '<table><tr><th>node</th><th>service</th><th>config</th><th>status</th><th>last seen</th></tr>' + list.map((x) =>
+    '<tr class="proxy" data-node="' + esc(x.node) + '"><td>' + esc(x.node) + '</td><td>' + esc(x.service) + (x.labels && x.labels.version ? ':' + esc(x.labels.version) : '') + '</td><td>' + esc(x.acked ? x.acked.version : '–') + '</td><td' +
+    (x.status === 'NACKED' ? ' class="nack">NACK: ' + esc(x.nacked ? x.nacked.error : '') : '>' + esc(x.status)) + '</td><td>' + esc(x.last_seen ? new Date(x.last_seen).toLocaleTimeString() : '') + '</td></tr>').join('') + '</table>';
 }
+// With --token-file, open the page as http://host:15014/#token=<token>: the fragment never leaves the browser.
+const token = new URLSearchParams(location.hash.slice(1)).get('token');
+const headers = token ? { authorization: 'Bearer ' + token } : {};
 async function refresh() {
   try {
-    const [t, s, p] = await Promise.all(['topology', 'splits', 'proxies'].map((x) => fetch('api/v1/' + x).then((r) => r.json())));
+    const [t, s, p] = await Promise.all(['topology', 'splits', 'proxies'].map((x) => fetch('api/v1/' + x, { headers }).then((r) => { if (!r.ok) throw new Error(x + ': HTTP ' + r.status); return r.json(); })));
     drawGraph(t); drawSplits(s.splits || []); drawProxies(p);
     document.getElementById('window').textContent = '(last ' + t.window_s + ' s)';
     document.getElementById('status').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · snapshot ' + (p.version ?? '–');

@@ -11,7 +11,7 @@ import type { RunningProxy } from '../main.ts';
 import type { Snapshot } from '../config/schema.ts';
 import { snapshotProblems } from './validate-snapshot.ts';
 
-export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string; register?: { address: string; port: number }; log: import('pino').Logger }
+export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string; register?: { address: string; port: number }; log: import('pino').Logger; reportMs?: number }
 
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
@@ -182,6 +182,17 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
     regTimer = setTimeout(() => { regTimer = null; void register(); }, st.registered ? heartbeatMs : Math.min(heartbeatMs, 1_000));
   };
 
+  // Per-edge traffic for the mesh view, drained from the proxy and posted every reportMs.
+  const reportAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const reportMs = opts.reportMs ?? 5_000;
+  const reportTimer = setInterval(() => {
+    const edges = proxy.edgeReports();
+    if (edges.length === 0) return;
+    post('/v1/report', { node: opts.nodeId, service: opts.service ?? opts.nodeId, version: opts.labels.version ?? '', edges }, reportAgent)
+      .catch((e) => log.debug({ err: (e as Error).message }, 'edge report failed'));
+  }, reportMs);
+  reportTimer.unref();
+
   connect();
   void register();
 
@@ -192,6 +203,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       stopped = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (regTimer) clearTimeout(regTimer);
+      clearInterval(reportTimer);
       if (opts.register && opts.service) {
         // Deregister first so callers stop picking this endpoint while the proxy drains.
         try {
@@ -206,6 +218,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       r?.destroy();
       ackAgent.destroy();
       regAgent.destroy();
+      reportAgent.destroy();
     },
   };
 }

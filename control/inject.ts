@@ -26,14 +26,18 @@ function sidecar(pod: Obj, labels: Record<string, string>, where: string, opts: 
   const appContainers = (pod.containers as Obj[]).filter((c) => c?.name !== SIDECAR_NAME);
   const port = appContainers.flatMap((c) => (Array.isArray(c.ports) ? c.ports : [])).find((p: Obj) => typeof p?.containerPort === 'number')?.containerPort;
   if (port === undefined) throw new Error(`${where}: no containerPort on the app containers: the sidecar needs --app-port`);
-  const args = ['proxy', '--control', opts.controlUrl, '--node-id', '$(POD_NAME)', '--service', String(app)];
+  // Listen on the pod's addresses (probes and other pods reach it there) and register the pod IP.
+  const args = ['proxy', '--control', opts.controlUrl, '--node-id', '$(POD_NAME)', '--bind', '0.0.0.0', '--advertise-address', '$(POD_IP)', '--service', String(app)];
   if (version) args.push('--labels', `version=${version}`);
   args.push('--app-port', String(port));
   return {
     name: SIDECAR_NAME,
     image: opts.image,
     args,
-    env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    ],
     ports: [
       { name: 'mesh-outbound', containerPort: 15001 },
       { name: 'mesh-inbound', containerPort: 15006 },

@@ -13,6 +13,8 @@ const SPECS: FlagSpec[] = [
   { name: 'control', type: 'string', help: 'control server URL (http://host:15010); with --config: start from the file, then follow control' },
   { name: 'node-id', type: 'string', help: 'this proxy\'s id at the control server (default <hostname>-<pid>)' },
   { name: 'control-token-file', type: 'string', help: 'file holding the bearer token for the control server' },
+  { name: 'advertise-address', type: 'string', help: "address registered for the app's endpoint (default: --bind, or 127.0.0.1 when binding all addresses)" },
+  { name: 'report-interval', type: 'number', default: 5, help: 'seconds between per-edge traffic reports to the control server' },
   { name: 'outbound-port', type: 'number', default: D.outboundPort, help: 'outbound listener port (0 = pick one)' },
   { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
   { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
@@ -91,7 +93,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
         token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
-        register: f.service && f['app-port'] !== undefined ? { address: bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind, port: proxy.ports.inbound } : undefined,
+        register: f.service && f['app-port'] !== undefined
+          ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
+          : undefined,
+        reportMs: Math.max(0.1, f['report-interval'] as number) * 1000,
       });
     } catch (e) {
       console.error(`meshlet proxy: --control: ${(e as Error).message}`);

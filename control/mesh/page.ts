@@ -20,7 +20,7 @@ export function meshPage(): string {
   .node text { font-size: 12px; text-anchor: middle; dominant-baseline: middle; }
   .edge { stroke: var(--ok); stroke-width: 1.6; fill: none; }
   .edge.broken { stroke: var(--bad); stroke-dasharray: 6 4; }
-  .elabel { font-size: 10.5px; fill: #323f4b; }
+  .elabel { font-size: 10px; fill: #323f4b; text-anchor: middle; paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
   .elabel.broken { fill: var(--warn); font-weight: 600; }
   table { border-collapse: collapse; width: 100%; margin-bottom: 14px; background: #fff; }
   th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e4e7eb; font-size: 12.5px; }
@@ -69,10 +69,10 @@ function layout(nodes, edges) {
   const cols = new Map();
   for (const n of nodes) { const d = depth.get(n.id) || 0; if (!cols.has(d)) cols.set(d, []); cols.get(d).push(n); }
   const pos = new Map();
-  const colW = 210, rowH = 74;
+  const colW = 350, rowH = 80;
   let maxRows = 1;
   for (const [d, list] of cols) { list.sort((a, b) => (a.id < b.id ? -1 : 1)); maxRows = Math.max(maxRows, list.length); list.forEach((n, i) => pos.set(n.id, { x: 90 + d * colW, y: 45 + i * rowH })); }
-  return { pos, width: 180 + (cols.size) * colW, height: Math.max(420, 90 + maxRows * rowH) };
+  return { pos, width: 180 + (cols.size - 1) * colW, height: Math.max(420, 90 + maxRows * rowH) };
 }
 function drawGraph(t) {
   const svg = document.getElementById('graph');
@@ -95,8 +95,8 @@ function drawGraph(t) {
     const mx = (x1 + x2) / 2;
     const g = el('g', { class: 'edge-group', 'data-source': e.source, 'data-destination': e.destination });
     g.appendChild(el('path', { class: 'edge' + (e.broken ? ' broken' : ''), d: 'M' + x1 + ',' + y1 + ' C' + mx + ',' + y1 + ' ' + mx + ',' + y2 + ' ' + x2 + ',' + y2, 'marker-end': 'url(#' + (e.broken ? 'arrow-broken' : 'arrow') + ')' }));
-    const label = e.broken ? e.reason + ' · ' + e.rps + ' rps' : e.rps + ' rps · ' + (e.successRate * 100).toFixed(1) + '% · p99 ' + e.p99Ms + 'ms';
-    g.appendChild(el('text', { class: 'elabel' + (e.broken ? ' broken' : ''), x: mx - 60, y: (y1 + y2) / 2 - 6 }, label));
+    const label = e.broken ? e.reason + ' · ' + e.rps + ' rps' : e.rps + ' rps · ' + +(e.successRate * 100).toFixed(1) + '% · p99 ' + e.p99Ms + 'ms';
+    g.appendChild(el('text', { class: 'elabel' + (e.broken ? ' broken' : ''), x: mx, y: (y1 + y2) / 2 - 7 }, label));
     svg.appendChild(g);
   }
   for (const n of t.nodes) {

@@ -143,7 +143,7 @@ export function splits(vhosts: Array<{ service: string; routes: Array<{ name: st
       total += e.rps;
     }
     for (const r of vh.routes) {
-      if (r.destinations.length < 2 && r.destinations.every((d) => d.subset === '')) continue;
+      if (r.destinations.length < 2) continue; // a split needs two destinations
       out.push({
         service: svc, route: r.name,
         versions: r.destinations.map((d) => ({ version: d.subset, weight: d.weight, observed: total > 0 ? Math.round((1000 * (rps.get(d.subset) ?? 0)) / total) / 10 : null })),

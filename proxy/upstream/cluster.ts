@@ -40,7 +40,10 @@ export class Cluster {
     this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
     this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
-    this.edge = new EdgeCounters(spec.service, spec.subset);
+    // The destination's version, as Istio's destination_version: the subset, else the version
+    // label all endpoints share.
+    const versions = new Set(spec.endpoints.map((e) => e.labels.version ?? ''));
+    this.edge = new EdgeCounters(spec.service, spec.subset || (versions.size === 1 ? [...versions][0] : ''));
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;

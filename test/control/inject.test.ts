@@ -37,9 +37,12 @@ describe('meshlet inject', () => {
     expect(containers.map((c: any) => c.name)).toEqual(['reviews', 'meshlet']);
     const m = containers[1];
     expect(m.image).toBe('meshlet:latest');
-    expect(m.args).toEqual(['proxy', '--control', 'http://meshlet-control:15010', '--node-id', '$(POD_NAME)', '--service', 'reviews', '--labels', 'version=v2', '--app-port', '9080']);
+    expect(m.args).toEqual(['proxy', '--control', 'http://meshlet-control:15010', '--node-id', '$(POD_NAME)', '--bind', '0.0.0.0', '--advertise-address', '$(POD_IP)', '--service', 'reviews', '--labels', 'version=v2', '--app-port', '9080']);
     expect(m.ports.map((p: any) => p.containerPort)).toEqual([15001, 15006, 15000]);
-    expect(m.env).toEqual([{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
+    expect(m.env).toEqual([
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    ]);
     expect(m.securityContext).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false });
     expect(m.securityContext.runAsUser).toBeGreaterThan(0);
     expect(svc).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews' }, spec: { ports: [{ port: 9080 }] } });
@@ -55,7 +58,7 @@ describe('meshlet inject', () => {
   it('handles a bare Pod, and names the document when the app label or a containerPort is missing', () => {
     const pod = 'apiVersion: v1\nkind: Pod\nmetadata: { name: p, labels: { app: ratings } }\nspec:\n  containers: [{ name: r, image: r, ports: [{ containerPort: 8080 }] }]\n';
     const out = parseAllDocuments(injectText(pod, opts).text)[0].toJS();
-    expect(out.spec.containers[1].args).toEqual(['proxy', '--control', opts.controlUrl, '--node-id', '$(POD_NAME)', '--service', 'ratings', '--app-port', '8080']);
+    expect(out.spec.containers[1].args).toEqual(['proxy', '--control', opts.controlUrl, '--node-id', '$(POD_NAME)', '--bind', '0.0.0.0', '--advertise-address', '$(POD_IP)', '--service', 'ratings', '--app-port', '8080']);
     expect(() => injectText(pod.replace('app: ratings', 'tier: x'), opts)).toThrow(/document 1 \(Pod\/p\): the pod template needs an 'app'/);
     expect(() => injectText(pod.replace(', ports: [{ containerPort: 8080 }]', ''), opts)).toThrow(/document 1 \(Pod\/p\): no containerPort/);
   });

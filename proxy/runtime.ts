@@ -28,9 +28,17 @@ export class Runtime {
     for (const c of snapshot.clusters) specs.set(c.name, { spec: c, json: JSON.stringify(c) });
     // Compile routes against placeholder-free clusters: create new clusters lazily after checks.
     const clusters = new Map<string, Cluster>();
+    // A cluster whose spec differs only in its endpoints is kept and updated in place once the
+    // snapshot is known to be good (registrations come and go without resetting breakers,
+    // outlier state or the pools of endpoints that stay).
+    const endpointUpdates: Array<() => void> = [];
     for (const [name, { spec, json }] of specs) {
       const old = prev?.clusters.get(name);
-      clusters.set(name, old && old.specJson === json ? old : new Cluster(spec, json, opts));
+      if (old && old.specJson === json) clusters.set(name, old);
+      else if (old && Cluster.shape(old.spec) === Cluster.shape(spec)) {
+        clusters.set(name, old);
+        endpointUpdates.push(() => old.setEndpoints(spec, json));
+      } else clusters.set(name, new Cluster(spec, json, opts));
     }
     let routes: RouteTable;
     try {
@@ -39,6 +47,7 @@ export class Runtime {
       for (const [name, c] of clusters) if (prev?.clusters.get(name) !== c) c.drain();
       throw e;
     }
+    for (const apply of endpointUpdates) apply();
     return new Runtime(snapshot, clusters, routes);
   }
 

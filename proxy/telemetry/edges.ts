@@ -7,7 +7,7 @@ export const EDGE_BUCKETS_MS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2
 
 export class EdgeCounters {
   readonly destination: string;   // service host
-  readonly subset: string;
+  subset: string;       // the destination version (subset, or the endpoints' common version label)
   requests = 0;
   errors5xx = 0;
   flags: Record<string, number> = {};

@@ -22,12 +22,19 @@ export class Endpoint {
   get key(): string { return `${this.spec.address}:${this.spec.port}`; }
 }
 
+/** The destination's version, as Istio's destination_version: the subset, else the version label all endpoints share. */
+function destinationVersion(spec: ClusterSpec): string {
+  if (spec.subset) return spec.subset;
+  const versions = new Set(spec.endpoints.map((e) => e.labels.version ?? ''));
+  return versions.size === 1 ? [...versions][0] : '';
+}
+
 export class Cluster {
-  readonly spec: ClusterSpec;
-  readonly specJson: string;
+  spec: ClusterSpec;
+  specJson: string;
   readonly stats: ClusterStats = newClusterStats();
   readonly br: Breakers;
-  readonly endpoints: Endpoint[];
+  endpoints: Endpoint[];
   readonly detector: OutlierDetector | null;
   readonly budget: RetryBudget;
   /** This cluster as an edge of the mesh graph (from this sidecar's service). */
@@ -40,16 +47,42 @@ export class Cluster {
     this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
     this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
-    // The destination's version, as Istio's destination_version: the subset, else the version
-    // label all endpoints share.
-    const versions = new Set(spec.endpoints.map((e) => e.labels.version ?? ''));
-    this.edge = new EdgeCounters(spec.service, spec.subset || (versions.size === 1 ? [...versions][0] : ''));
+    this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
   }
 
   get name(): string { return this.spec.name; }
+
+  /** The spec with endpoints left out: equal = this cluster can take the new endpoints in place. */
+  static shape(spec: ClusterSpec): string {
+    return JSON.stringify({ ...spec, endpoints: null });
+  }
+
+  /**
+   * Take a new endpoint list without losing state: endpoints that stay keep their pools and
+   * outlier state, removed ones drain, new ones start fresh. Breakers and stats are unchanged.
+   */
+  setEndpoints(spec: ClusterSpec, specJson: string): void {
+    const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
+    const next = spec.endpoints.map((e) => {
+      const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
+      const kept = old.get(k);
+      if (kept) { old.delete(k); return kept; }
+      return new Endpoint(e, this.br);
+    });
+    for (const gone of old.values()) {
+      if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;
+      gone.pool.drain();
+    }
+    this.endpoints = next;
+    this.spec = spec;
+    this.specJson = specJson;
+    this.edge.subset = destinationVersion(spec);
+    this.stats.membership_total = next.length;
+    this.stats.membership_healthy = next.filter((e) => !e.outlier.ejected).length;
+  }
 
   /**
    * Pick an endpoint, skipping ejected ones and, when possible, those in `avoid` (Envoy's

@@ -31,6 +31,8 @@ const SPECS: FlagSpec[] = [
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
   { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
   { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
+  { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
@@ -59,6 +61,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const f = p.flags;
   const accessLog = String(f['access-log']);
   if (!['off', 'errors', 'all'].includes(accessLog)) { console.error(`meshlet proxy: --access-log must be off, errors or all`); return 2; }
+  const dtabHeaders = (f['dtab-headers'] as string | undefined) ?? (f.edge ? 'strip' : 'trust');
+  if (dtabHeaders !== 'trust' && dtabHeaders !== 'strip') { console.error('meshlet proxy: --dtab-headers must be trust or strip'); return 2; }
   if (!f.config && !f.control) { console.error('meshlet proxy: --config <file|dir> or --control <url> is required'); return 2; }
   let proxy;
   try {
@@ -73,6 +77,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
+      dtabHeaders,
     });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof FlagError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }

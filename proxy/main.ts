@@ -14,6 +14,7 @@ import { createLogger, type AccessLogMode } from './telemetry/log.ts';
 import type { StatSource } from './telemetry/stats.ts';
 import type { Exchange } from './filters/router.ts';
 import { Tracing } from './telemetry/tracing.ts';
+import { delegatorHandler } from './admin/delegator.ts';
 
 export interface ProxyOptions {
   config?: string;
@@ -38,6 +39,8 @@ export interface ProxyOptions {
   maxMirrorsInFlight: number;
   /** Parent-based ratio for root requests; tracing is on when > 0 and an OTLP endpoint is set. */
   traceSampling: number;
+  /** l5d-* context headers: trusted (sidecar default) or stripped unread (`--edge`). */
+  dtabHeaders: 'trust' | 'strip';
   traceEndpoint?: string;
   traceProtocol?: string;
   nodeId?: string;
@@ -48,7 +51,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
   legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
-  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64, traceSampling: 0.01,
+  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
 };
 
 export interface RunningProxy {
@@ -138,7 +141,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
   const common = {
     maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,
-    trustEnvoyHeaders: opts.trustEnvoyHeaders, mirror,
+    trustEnvoyHeaders: opts.trustEnvoyHeaders, mirror, dtabHeaders: opts.dtabHeaders,
   };
   const outbound = new Listener({ ...common, name: 'outbound' }, listenerCtx);
   const inboundL = new Listener({ ...common, name: 'inbound' }, listenerCtx);
@@ -160,6 +163,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     statSources,
     metrics,
     clusters: () => [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])],
+    extra: delegatorHandler(() => runtime),
     configDump: () => ({
       version: runtime?.snapshot.version ?? null, hash: runtime?.snapshot.hash ?? null, source: runtime?.snapshot.source ?? null,
       applied_at: runtime?.appliedAt.toISOString() ?? null, last_error: lastError,

@@ -5,17 +5,20 @@ import type { Snapshot } from './config/schema.ts';
 import { checkRegexes } from './config/compile.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { RouteTable } from './filters/route.ts';
+import { Naming } from './filters/naming.ts';
 
 export class Runtime {
   readonly snapshot: Snapshot;
   readonly clusters: Map<string, Cluster>;
   readonly routes: RouteTable;
+  readonly naming: Naming;
   readonly appliedAt = new Date();
 
-  private constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, routes: RouteTable) {
+  private constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, routes: RouteTable, naming: Naming) {
     this.snapshot = snapshot;
     this.clusters = clusters;
     this.routes = routes;
+    this.naming = naming;
   }
 
   /**
@@ -41,18 +44,21 @@ export class Runtime {
       } else clusters.set(name, new Cluster(spec, json, opts));
     }
     let routes: RouteTable;
+    let naming: Naming;
     try {
       routes = new RouteTable(snapshot, clusters);
+      naming = new Naming(snapshot, routes, clusters, opts);
     } catch (e) {
       for (const [name, c] of clusters) if (prev?.clusters.get(name) !== c) c.drain();
       throw e;
     }
     for (const apply of endpointUpdates) apply();
-    return new Runtime(snapshot, clusters, routes);
+    return new Runtime(snapshot, clusters, routes, naming);
   }
 
   /** Retire what `next` no longer uses: pools drain after their in-flight requests. */
   retire(next: Runtime | null): void {
     for (const [name, c] of this.clusters) if (next?.clusters.get(name) !== c) c.drain();
+    for (const c of this.naming.ownedClusters()) c.drain();
   }
 }

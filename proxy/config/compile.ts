@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Resource, DestinationRuleSpec, TrafficPolicy, HttpRoute, Destination } from './resources.ts';
 import { ConfigError } from './resources.ts';
 import { compileFullRegex } from './validate.ts';
+import { Dtab, DtabParseError } from '../dtab/index.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
   type ClusterSpec, type ConnectionPoolSpec, type EndpointSpec, type MatchSpec, type OutlierSpec,
@@ -11,7 +12,8 @@ import {
   type FaultSpec, type MirrorSpec,
 } from './schema.ts';
 
-export const DEFAULT_BASE_DTAB = '/srv => /#/meshlet; /svc => /srv;';
+export { DEFAULT_BASE_DTAB } from '../dtab/index.ts';
+import { DEFAULT_BASE_DTAB } from '../dtab/index.ts';
 
 /** Istio's route retry policy when a VirtualService route sets no `retries` (spec section 4.4, Istio >= 1.24). */
 export const ISTIO_DEFAULT_RETRY: RetrySpec = {
@@ -218,6 +220,9 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   const dtabs = resources.filter((r) => r.kind === 'Dtab');
   if (dtabs.length > 1) errors.push(`${where(dtabs[1])}: only one Dtab resource is allowed (another is ${dtabs[0].file}: Dtab/${dtabs[0].name})`);
   const dtab = dtabs.length > 0 ? (dtabs[0] as Extract<Resource, { kind: 'Dtab' }>).spec.dtab! : DEFAULT_BASE_DTAB;
+  if (dtabs.length > 0) {
+    try { Dtab.parse(dtab); } catch (e) { if (e instanceof DtabParseError) errors.push(`${where(dtabs[0])}: spec.dtab: ${e.message}`); else throw e; }
+  }
 
   if (errors.length > 0) throw new ConfigError(errors);
   const body = { services: [...services.values()].map((s) => s.spec), clusters, virtualHosts, dtab };

@@ -13,6 +13,8 @@ import { BODY } from '../local-reply.ts';
 import type { Runtime } from '../runtime.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 import { extractContext, injectHeaders, isTraceHeader, randomHex, type Tracing } from '../telemetry/tracing.ts';
+import { Dtab, javaUrlEncode, parseDtabHeaders } from '../dtab/index.ts';
+import type { Target } from '../filters/naming.ts';
 import { chargeDownstream, newHttpStats, type HttpStats } from '../telemetry/stats.ts';
 
 export interface ListenerOptions {
@@ -22,6 +24,11 @@ export interface ListenerOptions {
   headersTimeoutMs: number;
   /** Honour x-envoy-* control headers from callers (off by default, as Istio sidecars). */
   trustEnvoyHeaders: boolean;
+  /**
+   * `trust`: read l5d-ctx-dtab / l5d-dtab (the app and the mesh's own sidecars); `strip`: remove
+   * every l5d-* request header unread (Linkerd's clearContext: edges facing untrusted clients).
+   */
+  dtabHeaders: 'trust' | 'strip';
   mirror: MirrorOptions;
 }
 
@@ -112,8 +119,27 @@ export class Listener implements ExchangeHooks {
       parent = extractContext(raw);
       sampled = tracing.decide(parent);
     }
+    // Dtab context headers: read (trust) or removed unread (strip).
+    let ctxDtab: string[] | null = null;
+    let userDtab: string[] | null = null;
+    let anyL5d = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length < 4 || n.charCodeAt(1) !== 0x35 || (n.charCodeAt(0) | 0x20) !== 0x6c) continue; // 'l5'
+      const l = n.toLowerCase();
+      if (!l.startsWith('l5d-')) continue;
+      anyL5d = true;
+      if (l === 'l5d-dtab') (userDtab ??= []).push(raw[i + 1]);
+      else if (l === 'l5d-ctx-dtab') (ctxDtab ??= []).push(raw[i + 1]);
+    }
+    const strip = this.opts.dtabHeaders === 'strip';
+    if (strip) { ctxDtab = null; userDtab = null; }
+    const dropDtab = strip ? anyL5d : ctxDtab !== null || userDtab !== null;
     // A sampled request gets our span ids downstream, so the incoming trace headers are replaced.
-    const headers = upstreamRequestHeaders(raw, sampled ? isTraceHeader : null);
+    const drop = sampled
+      ? (dropDtab ? (l: string) => isTraceHeader(l) || dropsL5d(l, strip) : isTraceHeader)
+      : (dropDtab ? (l: string) => dropsL5d(l, strip) : null);
+    const headers = upstreamRequestHeaders(raw, drop);
     let requestId = getRaw(raw, 'x-request-id');
     if (!requestId) { requestId = randomUUID(); headers.push('x-request-id', requestId); }
     const xff = getRaw(raw, 'x-forwarded-for');
@@ -158,14 +184,36 @@ export class Listener implements ExchangeHooks {
 
     const rt = this.ctx.runtime();
     const host = req.headers.host ?? '';
-    const vh = rt?.routes.forHost(host);
-    if (!vh) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
+    let target: Target | null = null;
+    if (rt !== null && (ctxDtab !== null || userDtab !== null)) {
+      const h = parseDtabHeaders(ctxDtab ?? [], userDtab ?? []);
+      if (!h.ok) {
+        // Linkerd: 400 before routing, the parser message in the body and URL-encoded in l5d-err.
+        st.dtab_error++;
+        finishLocal(ex, 400, h.message, null, { 'l5d-err': javaUrlEncode(h.message).slice(0, 8192) });
+        return;
+      }
+      if (h.local.size > 0) { ex.dtabOverride = true; st.dtab_override++; }
+      if (h.forwardCtx !== null) headers.push('l5d-ctx-dtab', h.forwardCtx);
+      target = rt.naming.resolve(host, h.local);
+    } else if (rt !== null && !rt.naming.trivial) {
+      target = rt.naming.resolve(host, Dtab.empty);
+    }
+    let vh = null;
+    if (target === null) vh = rt?.routes.forHost(host);
+    else if (target.kind === 'error') {
+      st.dtab_error++;
+      finishLocal(ex, target.status, target.message, 'NR', { 'l5d-err': javaUrlEncode(target.message).slice(0, 8192) });
+      return;
+    } else if (target.kind === 'vhost') vh = target.vhost;
     const url = ex.path;
     const q = url.indexOf('?');
     const view: RequestView = {
       method: ex.method, path: q < 0 ? url : url.slice(0, q), query: q < 0 ? '' : url.slice(q + 1),
       authority: host, headers: req.headers,
     };
+    if (target !== null && target.kind === 'route') { this.routeTo(ex, target.route, view, trust); return; }
+    if (!vh) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
     const route = matchRoute(vh, view);
     if (!route) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
     this.routeTo(ex, route, view, trust);
@@ -247,6 +295,11 @@ export class Listener implements ExchangeHooks {
       forward(ex);
     });
   }
+}
+
+/** Dtab headers the proxy consumes (trust) or every l5d-* header (strip). */
+function dropsL5d(lower: string, strip: boolean): boolean {
+  return strip ? lower.startsWith('l5d-') : lower === 'l5d-dtab' || lower === 'l5d-ctx-dtab';
 }
 
 /** Policies that only ever retry before the request was sent need no body buffer. */

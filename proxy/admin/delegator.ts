@@ -1,0 +1,66 @@
+// Admin `/delegator.json` (GET with query, POST with JSON) and `/delegator` (the playground page),
+// as Linkerd 1's admin served them (spec/dtab.md §4): only the dtab given is used; the page
+// fills in this proxy's base dtab. Namers are the running snapshot's (meshlet's /#/meshlet).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Dtab, DtabParseError, delegate, parsePath } from '../dtab/index.ts';
+import { delegatorPage } from '../dtab/delegator-page.ts';
+import type { Runtime } from '../runtime.ts';
+
+const MAX_BODY = 64 * 1024;
+
+function reply(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function answer(res: ServerResponse, rt: Runtime | null, dtabText: string, pathText: string): Promise<void> {
+  let dtab: Dtab;
+  try { dtab = Dtab.parse(dtabText); } catch (e) {
+    if (e instanceof DtabParseError) return reply(res, 400, `Invalid dtab: ${e.message}`);
+    throw e;
+  }
+  let path;
+  try { path = parsePath(pathText); } catch (e) {
+    if (e instanceof DtabParseError) return reply(res, 400, `Invalid path: ${e.message}`);
+    throw e;
+  }
+  if (!rt) return reply(res, 503, 'no config loaded yet');
+  const body = await Promise.race([
+    delegate(rt.naming.interpreter, dtab, path),
+    new Promise<null>((r) => setTimeout(() => r(null), 2000).unref()),
+  ]);
+  if (body === null) return reply(res, 503, 'Request timed out.');
+  reply(res, 200, JSON.stringify(body), 'application/json');
+}
+
+export function delegatorHandler(runtime: () => Runtime | null) {
+  return (req: IncomingMessage, res: ServerResponse, url: URL): boolean => {
+    if (url.pathname === '/delegator') {
+      reply(res, 200, delegatorPage(runtime()?.snapshot.dtab ?? ''), 'text/html; charset=utf-8');
+      return true;
+    }
+    if (url.pathname !== '/delegator.json') return false;
+    const fail = (e: unknown) => { if (!res.headersSent) reply(res, 500, (e as Error).message); };
+    if (req.method === 'GET') {
+      answer(res, runtime(), url.searchParams.get('dtab') ?? '', url.searchParams.get('path') ?? '').catch(fail);
+      return true;
+    }
+    if (req.method !== 'POST') { reply(res, 405, 'method not allowed'); return true; }
+    // Linkerd accepts exactly application/json (a charset suffix is a 415).
+    if (req.headers['content-type'] !== 'application/json') { req.resume(); reply(res, 415, 'Content-Type must be application/json'); return true; }
+    let body = '';
+    let tooBig = false;
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { if (body.length + c.length > MAX_BODY) tooBig = true; else body += c; });
+    req.on('end', () => {
+      if (tooBig) return reply(res, 413, 'request body too large');
+      let v: { dtab?: unknown; path?: unknown };
+      try { v = JSON.parse(body); } catch { v = {}; }
+      if (typeof v !== 'object' || v === null || typeof v.dtab !== 'string' || typeof v.path !== 'string') {
+        return reply(res, 400, `Malformed delegation request: ${body}`);
+      }
+      answer(res, runtime(), v.dtab, v.path).catch(fail);
+    });
+    return true;
+  };
+}

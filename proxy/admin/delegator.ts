@@ -2,7 +2,7 @@
 // as Linkerd 1's admin served them (spec/dtab.md §4): only the dtab given is used; the page
 // fills in this proxy's base dtab. Namers are the running snapshot's (meshlet's /#/meshlet).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Dtab, DtabParseError, delegate, parsePath } from '../dtab/index.ts';
+import { Dtab, DtabParseError, defaultResolver, delegate, parsePath, type AddrResolver } from '../dtab/index.ts';
 import { delegatorPage } from '../dtab/delegator-page.ts';
 import type { Runtime } from '../runtime.ts';
 
@@ -25,8 +25,18 @@ async function answer(res: ServerResponse, rt: Runtime | null, dtabText: string,
     throw e;
   }
   if (!rt) return reply(res, 503, 'no config loaded yet');
+  // Mesh names resolve to their cluster's endpoints (the subset's, or the service's default).
+  const resolve: AddrResolver = async (b) => {
+    if (b.id[0] !== '#' || b.id[1] !== 'meshlet') return defaultResolver(b);
+    const vh = rt.routes.forHost(b.id[2]);
+    const svc = vh ? rt.snapshot.services.find((x) => x.host === vh.service) : undefined;
+    if (!svc) return { type: 'neg' };
+    const cluster = rt.snapshot.clusters.find((c) => c.service === svc.host && c.subset === (b.id[3] ?? '') && c.port === svc.ports[0].number);
+    if (!cluster || cluster.endpoints.length === 0) return { type: 'neg' };
+    return { type: 'bound', addrs: cluster.endpoints.map((e) => ({ ip: e.address, port: e.port, meta: e.labels })), meta: {} };
+  };
   const body = await Promise.race([
-    delegate(rt.naming.interpreter, dtab, path),
+    delegate(rt.naming.interpreter, dtab, path, resolve),
     new Promise<null>((r) => setTimeout(() => r(null), 2000).unref()),
   ]);
   if (body === null) return reply(res, 503, 'Request timed out.');

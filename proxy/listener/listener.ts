@@ -174,6 +174,22 @@ export class Listener implements ExchangeHooks {
     else if (ex.serverSpan !== null) ex.traceId = ex.serverSpan.ctx.traceId;
     res.on('close', () => { if (!res.writableFinished) { st.downstream_rq_rx_reset++; onDownstreamReset(ex); } });
 
+    // Dtab context (trust): parsed on both listeners (a malformed value is a 400 before routing)
+    // and passed on as l5d-ctx-dtab = show(ctx ++ user), so the override follows the call graph.
+    let local: Dtab | null = null;
+    if (ctxDtab !== null || userDtab !== null) {
+      const h = parseDtabHeaders(ctxDtab ?? [], userDtab ?? []);
+      if (!h.ok) {
+        // Linkerd: the parser message in the body and URL-encoded in l5d-err.
+        st.dtab_error++;
+        finishLocal(ex, 400, h.message, null, { 'l5d-err': javaUrlEncode(h.message).slice(0, 8192) });
+        return;
+      }
+      if (h.local.size > 0) { ex.dtabOverride = true; st.dtab_override++; }
+      if (h.forwardCtx !== null) headers.push('l5d-ctx-dtab', h.forwardCtx);
+      local = h.local;
+    }
+
     if (this.opts.name === 'inbound') {
       const cluster = this.ctx.inboundCluster();
       if (!cluster) { finishLocal(ex, 503, BODY.noHealthy, 'UH'); return; }
@@ -185,17 +201,8 @@ export class Listener implements ExchangeHooks {
     const rt = this.ctx.runtime();
     const host = req.headers.host ?? '';
     let target: Target | null = null;
-    if (rt !== null && (ctxDtab !== null || userDtab !== null)) {
-      const h = parseDtabHeaders(ctxDtab ?? [], userDtab ?? []);
-      if (!h.ok) {
-        // Linkerd: 400 before routing, the parser message in the body and URL-encoded in l5d-err.
-        st.dtab_error++;
-        finishLocal(ex, 400, h.message, null, { 'l5d-err': javaUrlEncode(h.message).slice(0, 8192) });
-        return;
-      }
-      if (h.local.size > 0) { ex.dtabOverride = true; st.dtab_override++; }
-      if (h.forwardCtx !== null) headers.push('l5d-ctx-dtab', h.forwardCtx);
-      target = rt.naming.resolve(host, h.local);
+    if (local !== null) {
+      if (rt !== null) target = rt.naming.resolve(host, local);
     } else if (rt !== null && !rt.naming.trivial) {
       target = rt.naming.resolve(host, Dtab.empty);
     }

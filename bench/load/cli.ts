@@ -1,0 +1,82 @@
+// `meshlet load`: fortio-compatible flags and output (fortio habits and scripts carry over).
+import { writeFileSync } from 'node:fs';
+import { FlagError, helpText, parseFlags, type FlagSpec } from '../../cli/flags.ts';
+import { parseDuration } from '../../proxy/config/validate.ts';
+import { runLoad, toFortioJson } from './runner.ts';
+import { banner, report } from './report.ts';
+
+const SPECS: FlagSpec[] = [
+  { name: 'c', type: 'number', default: 4, help: 'number of connections/goroutines' },
+  { name: 'qps', type: 'number', default: 8, help: 'target rate across all connections; 0 = as fast as possible (closed loop)' },
+  { name: 'n', type: 'number', default: 0, help: 'exact number of calls (split across connections); 0 = use -t' },
+  { name: 't', type: 'string', default: '5s', help: "duration, e.g. '5s', '500ms', '1m' (plain number = seconds)" },
+  { name: 'H', type: 'list', default: [], help: "extra header 'Name: value' (repeatable)" },
+  { name: 'payload', type: 'string', help: 'POST this body' },
+  { name: 'payload-size', type: 'number', help: 'POST a generated body of this many bytes' },
+  { name: 'content-type', type: 'string', help: 'content type of the payload' },
+  { name: 'timeout', type: 'string', default: '3s', help: 'per request timeout' },
+  { name: 'p', type: 'string', default: '50,75,90,99,99.9', help: 'percentiles to report' },
+  { name: 'json', type: 'string', help: "write the fortio-shaped JSON result to this file ('-' = stdout)" },
+  { name: 'allow-initial-errors', type: 'boolean', default: false, help: 'do not count errors in the first calls as a failure (accepted for fortio compatibility)' },
+  { name: 'loglevel', type: 'string', default: 'Info', help: 'Debug|Verbose|Info|Warning|Error|Critical (Warning and above hide the banner)' },
+  { name: 'quiet', type: 'boolean', default: false, help: 'print only the result lines' },
+  { name: 'labels', type: 'string', default: '', help: 'labels stored in the JSON result' },
+];
+
+function duration(s: string, flag: string): number {
+  const ms = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : parseDuration(s);
+  if (ms === undefined) throw new FlagError(`-${flag}: invalid duration '${s}'`);
+  return ms;
+}
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  let p;
+  try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet load: ${(e as Error).message}`); return 2; }
+  if (p.help) {
+    console.log(helpText('meshlet load [flags] <url>', 'Load-test a URL like fortio: the report goes to stderr; exit 0 whatever the status codes (read the Code lines or -json).', SPECS));
+    return 0;
+  }
+  const f = p.flags;
+  try {
+    if (p.positional.length !== 1) throw new FlagError('exactly one URL is required');
+    const c = f.c as number;
+    if (!Number.isInteger(c) || c < 1) throw new FlagError('-c must be a positive integer');
+    const qps = f.qps as number;
+    if (qps < 0) throw new FlagError('-qps must be >= 0');
+    const n = f.n as number;
+    if (!Number.isInteger(n) || n < 0) throw new FlagError('-n must be a non-negative integer');
+    const headers: Array<[string, string]> = (f.H as string[]).map((h) => {
+      const i = h.indexOf(':');
+      if (i <= 0) throw new FlagError(`-H '${h}': expected 'Name: value'`);
+      return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
+    });
+    const percentiles = String(f.p).split(',').map((x) => Number(x.trim()));
+    if (percentiles.some((x) => !(x > 0 && x <= 100))) throw new FlagError(`-p '${f.p}': percentiles are numbers in (0, 100]`);
+    let payload: Buffer | null = null;
+    if (f.payload !== undefined) payload = Buffer.from(f.payload as string);
+    else if (f['payload-size'] !== undefined) payload = Buffer.alloc(f['payload-size'] as number, 'x');
+    const durationMs = n > 0 ? 0 : duration(f.t as string, 't');
+    const quiet = f.quiet || /^(warning|error|critical)$/i.test(String(f.loglevel));
+    const url = p.positional[0];
+    if (!quiet) process.stderr.write(banner(url, qps, c, n, durationMs));
+    const r = await runLoad({
+      url, connections: Math.min(c, n > 0 ? n : c), qps, calls: n, durationMs: n > 0 ? 0 : durationMs, headers, payload,
+      contentType: f['content-type'] as string | undefined, timeoutMs: duration(f.timeout as string, 'timeout'),
+      allowInitialErrors: f['allow-initial-errors'] as boolean,
+    });
+    const j = toFortioJson(r, percentiles, f.labels as string);
+    const behind = qps > 0 && r.behind > 0
+      ? `Warning: could not keep up with the requested ${qps} qps: ${r.behind} calls started late (up to ${r.maxLagMs.toFixed(1)} ms); latency is measured from the intended start`
+      : null;
+    process.stderr.write(report(j, behind));
+    if (f.json !== undefined) {
+      const text = `${JSON.stringify(j, null, 2)}\n`;
+      if (f.json === '-') process.stdout.write(text); else writeFileSync(f.json as string, text);
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof FlagError) { console.error(`meshlet load: ${e.message}`); return 2; }
+    console.error(`meshlet load: ${(e as Error).message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,164 @@
+// The load engine behind `meshlet load` (fortio semantics): one undici Client per connection
+// (pipelining 1), latencies in an HDR histogram. With qps > 0 the load is open-loop: call i of a
+// connection has an intended start time, and latency is measured from it, so a stalled server
+// shows up in the percentiles instead of silently slowing the sender (no coordinated omission).
+import { Client, type Dispatcher } from 'undici';
+import { build, type Histogram } from 'hdr-histogram-js';
+
+export interface LoadOptions {
+  url: string;
+  connections: number;       // -c
+  qps: number;               // -qps; 0 = as fast as possible (closed loop)
+  calls: number;             // -n; 0 = use durationMs
+  durationMs: number;        // -t
+  headers: Array<[string, string]>;
+  payload: Buffer | null;    // POST body
+  contentType?: string;
+  timeoutMs: number;
+  allowInitialErrors: boolean;
+}
+
+export interface LoadResult {
+  url: string;
+  startTime: Date;
+  requestedQps: number;
+  requestedDurationMs: number;
+  connections: number;
+  actualDurationMs: number;
+  calls: number;
+  retCodes: Map<number, number>;   // -1 = socket error / timeout
+  hist: Histogram;                 // microseconds
+  sumUs: number;
+  sockets: number[];               // sockets opened per connection
+  behind: number;                  // open loop: calls that started late (sender could not keep up)
+  maxLagMs: number;
+  buckets: number[];               // counts per BOUNDS_MS bound, last = above the largest
+}
+
+/** fortio's histogram bucket bounds (ms). */
+export const BOUNDS_MS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 18, 20, 25, 30, 35, 40, 45, 50,
+  60, 70, 80, 90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 2000, 3000, 4000, 5000, 7500, 10000, 20000, 30000, 60000];
+
+function bucketOf(ms: number): number {
+  let lo = 0, hi = BOUNDS_MS.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (ms <= BOUNDS_MS[mid]) hi = mid; else lo = mid + 1; }
+  return lo;
+}
+
+class Call implements Dispatcher.DispatchHandler {
+  status = 0;
+  done: (status: number) => void;
+  constructor(done: (status: number) => void) { this.done = done; }
+  onRequestStart(): void {}
+  onResponseStart(_c: Dispatcher.DispatchController, status: number): void { if (status >= 200) this.status = status; }
+  onResponseData(): void {}
+  onResponseEnd(): void { this.done(this.status); }
+  onResponseError(): void { this.done(-1); }
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const url = new URL(o.url);
+  if (url.protocol !== 'http:') throw new Error(`only http:// URLs are supported, got ${o.url}`);
+  const path = url.pathname + url.search;
+  const headers: string[] = [];
+  let hasHost = false;
+  for (const [k, v] of o.headers) { headers.push(k, v); if (k.toLowerCase() === 'host') hasHost = true; }
+  if (!hasHost) headers.push('host', url.host);
+  if (o.payload && o.contentType) headers.push('content-type', o.contentType);
+  const method = o.payload ? 'POST' : 'GET';
+  const hist = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+  const retCodes = new Map<number, number>();
+  const sockets = new Array<number>(o.connections).fill(0);
+  let sumUs = 0;
+  let calls = 0;
+  let behind = 0;
+  let maxLagMs = 0;
+  const buckets = new Array<number>(BOUNDS_MS.length + 1).fill(0);
+  const startTime = new Date();
+  const t0 = performance.now();
+  const deadline = o.calls > 0 ? Infinity : t0 + o.durationMs;
+  // -n splits the calls evenly (the first connections take the remainder), like fortio.
+  const perConn = (i: number) => (o.calls > 0 ? Math.floor(o.calls / o.connections) + (i < o.calls % o.connections ? 1 : 0) : Infinity);
+
+  const worker = async (i: number): Promise<void> => {
+    const client = new Client(url.origin, { pipelining: 1, connect: { timeout: o.timeoutMs }, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
+    client.on('connect', () => { sockets[i]++; });
+    const n = perConn(i);
+    // Open loop: this connection's share of the rate, offset so connections interleave.
+    const interval = o.qps > 0 ? (1000 * o.connections) / o.qps : 0;
+    let k = 0;
+    try {
+      while (k < n) {
+        let intended = performance.now();
+        if (interval > 0) {
+          intended = t0 + (i * interval) / o.connections + k * interval;
+          const wait = intended - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          else if (wait < -1) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
+        }
+        if (intended >= deadline || (o.calls === 0 && performance.now() >= deadline)) break;
+        const start = interval > 0 ? intended : performance.now();
+        const status = await new Promise<number>((resolve) => {
+          client.dispatch({ origin: url.origin, path, method, headers, body: o.payload }, new Call(resolve));
+        });
+        const us = Math.max(1, Math.round((performance.now() - start) * 1000));
+        hist.recordValue(us);
+        buckets[bucketOf(us / 1000)]++;
+        sumUs += us;
+        calls++;
+        retCodes.set(status, (retCodes.get(status) ?? 0) + 1);
+        k++;
+      }
+    } finally {
+      await client.close().catch(() => client.destroy());
+    }
+  };
+  await Promise.all(Array.from({ length: o.connections }, (_, i) => worker(i)));
+  return {
+    url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.durationMs, connections: o.connections,
+    actualDurationMs: performance.now() - t0, calls, retCodes, hist, sumUs, sockets, behind, maxLagMs, buckets,
+  };
+}
+
+export interface FortioJson {
+  RunType: string; Labels: string; StartTime: string; RequestedQPS: string; RequestedDuration: string;
+  ActualQPS: number; ActualDuration: number; NumThreads: number; Version: string;
+  DurationHistogram: {
+    Count: number; Min: number; Max: number; Sum: number; Avg: number; StdDev: number;
+    Data: Array<{ Start: number; End: number; Percent: number; Count: number }>;
+    Percentiles: Array<{ Percentile: number; Value: number }>;
+  };
+  Exactly: number; RetCodes: Record<string, number>; Sockets: number[]; SocketCount: number; URL: string;
+  BehindSchedule: number;
+}
+
+export function toFortioJson(r: LoadResult, percentiles: number[], labels = ''): FortioJson {
+  const h = r.hist;
+  const count = r.calls;
+  const sec = (us: number) => us / 1e6;
+  const data: FortioJson['DurationHistogram']['Data'] = [];
+  let cum = 0;
+  for (let b = 0; b < r.buckets.length; b++) {
+    const n = r.buckets[b];
+    if (n === 0) continue;
+    cum += n;
+    const lo = b === 0 ? 0 : BOUNDS_MS[b - 1] * 1000;
+    const hi = b < BOUNDS_MS.length ? BOUNDS_MS[b] * 1000 : h.maxValue;
+    // Clamp the first and last buckets to what was seen, as fortio does.
+    data.push({ Start: sec(Math.max(lo, h.minNonZeroValue)), End: sec(Math.min(hi, h.maxValue)), Percent: (100 * cum) / count, Count: n });
+  }
+  return {
+    RunType: 'HTTP', Labels: labels, StartTime: r.startTime.toISOString(),
+    RequestedQPS: r.requestedQps > 0 ? String(r.requestedQps) : 'max',
+    RequestedDuration: r.requestedDurationMs > 0 && Number.isFinite(r.requestedDurationMs) ? `${r.requestedDurationMs / 1000}s` : `exactly ${count} calls`,
+    ActualQPS: count / (r.actualDurationMs / 1000), ActualDuration: Math.round(r.actualDurationMs * 1e6), NumThreads: r.connections, Version: 'meshlet',
+    DurationHistogram: {
+      Count: count, Min: sec(count ? h.minNonZeroValue : 0), Max: sec(h.maxValue), Sum: sec(r.sumUs), Avg: count ? sec(r.sumUs / count) : 0,
+      StdDev: sec(h.stdDeviation), Data: data,
+      Percentiles: percentiles.map((p) => ({ Percentile: p, Value: sec(h.getValueAtPercentile(p)) })),
+    },
+    Exactly: count, RetCodes: Object.fromEntries([...r.retCodes].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v])),
+    Sockets: r.sockets, SocketCount: r.sockets.reduce((a, b) => a + b, 0), URL: r.url, BehindSchedule: r.behind,
+  };
+}
+

@@ -1,0 +1,111 @@
+// `npm run bench`: meshlet side by side with its peers, one arm after another on this machine,
+// under the same loads, in one run. Prints a markdown table; writes JSON and an SVG chart to
+// bench/results/. Flags: --quick (≤ 40 s), --smoke (a few seconds, for CI), --arms a,b,c.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { allArms, scratchDir, type Arm } from './lib/arms.ts';
+import { closedLoop, fixedRate, idleConnections } from './lib/measure.ts';
+import { jsonPort, memKb, startProc, treeCpuMicros, treeRssKb, type Proc } from './lib/procs.ts';
+import { svg, table, type ArmResult } from './lib/output.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export interface Plan { closedS: number; fixedS: number; big: number; idle: number; warmS: number; qps: number }
+export const PLANS: Record<string, Plan> = {
+  full: { closedS: 6, fixedS: 5, big: 3, idle: 1000, warmS: 1, qps: 1000 },
+  quick: { closedS: 1.5, fixedS: 1.5, big: 0, idle: 0, warmS: 0.3, qps: 1000 },
+  smoke: { closedS: 0.3, fixedS: 0.3, big: 0, idle: 50, warmS: 0.1, qps: 200 },
+};
+
+async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
+  const up = (n: string) => startProc(n, process.execPath, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
+  return { a: await up('upstream-a'), b: await up('upstream-b') };
+}
+
+export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<{ results: ArmResult[]; tool: string }> {
+  const dir = scratchDir();
+  const ups = await startUpstreams();
+  const results: ArmResult[] = [];
+  let tool = '';
+  try {
+    let direct: ArmResult | null = null;
+    for (const arm of arms) {
+      const skip = arm.skip();
+      if (skip) { log(`${arm.name}: skipped (${skip})`); results.push({ arm: arm.name, about: arm.about, skipped: skip }); continue; }
+      let p: Proc | null = null;
+      try {
+        log(`${arm.name}: starting`);
+        p = await arm.start({ a: ups.a.port, b: ups.b.port }, dir);
+        if (plan.warmS > 0) await closedLoop(p.port, plan.warmS).catch(() => undefined);
+        const cpu0 = p.pid ? treeCpuMicros(p.pid) : 0;
+        const t = await closedLoop(p.port, plan.closedS);
+        tool = t.tool;
+        const cpu1 = p.pid ? treeCpuMicros(p.pid) : 0;
+        const lat = await fixedRate(p.port, plan.qps, plan.fixedS);
+        const r: ArmResult = { arm: arm.name, about: arm.about, rps: t.rps, closedErrors: t.errors, lat };
+        if (p.pid) r.cpuUsPerReq = (cpu1 - cpu0) / t.requests;
+        if (plan.big > 0) r.rps64k = (await closedLoop(p.port, plan.big, '/64k')).rps;
+        if (p.pid) r.peakRssMb = memKb(p.pid, 'VmHWM') / 1024;
+        if (plan.idle > 0 && p.pid) {
+          const close = await idleConnections(p.port, plan.idle);
+          r.rssIdle1000Mb = treeRssKb(p.pid) / 1024;
+          close();
+        }
+        if (arm.name === 'direct') direct = r;
+        if (direct) {
+          r.ratio = r.rps! / direct.rps!;
+          r.added = { p50: lat.p50 - direct.lat!.p50, p99: lat.p99 - direct.lat!.p99 };
+        }
+        results.push(r);
+        log(`${arm.name}: ${t.rps.toFixed(0)} rps${r.cpuUsPerReq ? `, ${r.cpuUsPerReq.toFixed(1)} µs/req` : ''}, p99 ${lat.p99.toFixed(2)} ms`);
+      } catch (e) {
+        const msg = (e as Error).message.split('\n')[0].slice(0, 160);
+        log(`${arm.name} arm failed: ${msg}`);
+        results.push({ arm: arm.name, about: arm.about, failed: msg });
+      } finally {
+        await p?.stop();
+      }
+    }
+  } finally {
+    await ups.a.stop();
+    await ups.b.stop();
+  }
+  return { results, tool };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
+  const plan = PLANS[mode];
+  const ai = argv.indexOf('--arms');
+  let arms = allArms();
+  if (ai >= 0) {
+    const want = (argv[ai + 1] ?? '').split(',');
+    const unknown = want.filter((w) => !arms.some((a) => a.name === w));
+    if (unknown.length) { console.error(`unknown arm(s): ${unknown.join(', ')} (known: ${arms.map((a) => a.name).join(', ')})`); process.exit(2); }
+    arms = arms.filter((a) => a.name === 'direct' || want.includes(a.name));
+  } else if (mode === 'smoke') {
+    arms = arms.filter((a) => ['direct', 'meshlet-minimal', 'meshlet-realistic', 'undici-dispatch', 'nginx', 'haproxy'].includes(a.name));
+  }
+  const started = Date.now();
+  const { results, tool } = await benchArms(arms, plan);
+  const meta = { node: process.version, cores: cpus().length, tool, qps: plan.qps };
+  const text = table(results, meta);
+  console.log(`\n${text}\n`);
+  const out = join(ROOT, 'bench/results');
+  mkdirSync(out, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  writeFileSync(join(out, `bench-${mode}-${stamp}.json`), JSON.stringify({ meta, mode, plan, results }, null, 2));
+  writeFileSync(join(out, `bench-${mode}-${stamp}.svg`), svg(results));
+  if (mode !== 'smoke') {
+    const { routerMicro } = await import('./micro/router.ts');
+    const { dtabMicro } = await import('./micro/dtab.ts');
+    console.log(routerMicro());
+    console.log(dtabMicro());
+  }
+  console.error(`bench (${mode}) took ${((Date.now() - started) / 1000).toFixed(0)} s; results in bench/results/`);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

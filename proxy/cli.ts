@@ -109,7 +109,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
       return 1;
     }
   }
-  startMemoryGuard();
+  // MESHLET_MEMORY_GUARD=0 trades memory for large-body throughput (see docs/operations.md).
+  if (process.env.MESHLET_MEMORY_GUARD !== '0') startMemoryGuard();
   process.on('SIGHUP', () => { proxy.reload(); });
   let stopping = false;
   const stop = (sig: string) => {

@@ -74,49 +74,61 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let behind = 0;
   let maxLagMs = 0;
   const buckets = new Array<number>(BOUNDS_MS.length + 1).fill(0);
+  const codeCounts = new Float64Array(1001); // by status; [1000] = socket errors and timeouts (-1)
   const startTime = new Date();
   const t0 = performance.now();
   const deadline = o.calls > 0 ? Infinity : t0 + o.durationMs;
   // -n splits the calls evenly (the first connections take the remainder), like fortio.
   const perConn = (i: number) => (o.calls > 0 ? Math.floor(o.calls / o.connections) + (i < o.calls % o.connections ? 1 : 0) : Infinity);
 
-  const worker = async (i: number): Promise<void> => {
+  // One callback-driven loop per connection: no promise or handler allocated per call, so the
+  // tool stays ahead of the servers it measures.
+  const dispatchOpts: Dispatcher.DispatchOptions = { origin: url.origin, path, method, headers, body: o.payload };
+  const worker = (i: number) => new Promise<void>((done) => {
     const client = new Client(url.origin, { pipelining: 1, connect: { timeout: o.timeoutMs }, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
     client.on('connect', () => { sockets[i]++; });
     const n = perConn(i);
     // Open loop: this connection's share of the rate, offset so connections interleave.
     const interval = o.qps > 0 ? (1000 * o.connections) / o.qps : 0;
     let k = 0;
-    try {
-      while (k < n) {
-        let intended = performance.now();
-        if (interval > 0) {
-          intended = t0 + (i * interval) / o.connections + k * interval;
-          const wait = intended - performance.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-          else if (wait < -1) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
-        }
-        if (intended >= deadline || (o.calls === 0 && performance.now() >= deadline)) break;
-        // Behind schedule (the previous call on this connection ran long): measure from the
-        // intended start, so the wait counts. A timer firing a millisecond late is not that.
-        const now = performance.now();
-        const start = interval > 0 && now - intended > 2 ? intended : now;
-        const status = await new Promise<number>((resolve) => {
-          client.dispatch({ origin: url.origin, path, method, headers, body: o.payload }, new Call(resolve));
-        });
-        const us = Math.max(1, Math.round((performance.now() - start) * 1000));
-        hist.recordValue(us);
-        buckets[bucketOf(us / 1000)]++;
-        sumUs += us;
-        calls++;
-        retCodes.set(status, (retCodes.get(status) ?? 0) + 1);
-        k++;
+    let intended = 0;
+    let start = 0;
+    const end = () => { client.close().then(() => done(), () => { void client.destroy(); done(); }); };
+    const record = (status: number) => {
+      const us = Math.max(1, Math.round((performance.now() - start) * 1000));
+      hist.recordValue(us);
+      buckets[bucketOf(us / 1000)]++;
+      sumUs += us;
+      calls++;
+      if (status >= 0 && status < 1000) codeCounts[status]++; else codeCounts[1000]++;
+      k++;
+      next();
+    };
+    const handler = new Call(record);
+    const fire = () => {
+      if (o.calls === 0 && (interval > 0 ? intended : performance.now()) >= deadline) return end();
+      // Behind schedule (the previous call on this connection ran long): measure from the
+      // intended start, so the wait counts. A timer firing a millisecond late is not that.
+      const now = performance.now();
+      start = interval > 0 && now - intended > 2 ? intended : now;
+      handler.status = 0;
+      client.dispatch(dispatchOpts, handler);
+    };
+    const next = () => {
+      if (k >= n) return end();
+      if (interval > 0) {
+        intended = t0 + (i * interval) / o.connections + k * interval;
+        const wait = intended - performance.now();
+        if (wait > 0) { setTimeout(fire, wait); return; }
+        if (wait < -1) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
       }
-    } finally {
-      await client.close().catch(() => client.destroy());
-    }
-  };
+      fire();
+    };
+    next();
+  });
   await Promise.all(Array.from({ length: o.connections }, (_, i) => worker(i)));
+  for (let c = 0; c < 1000; c++) if (codeCounts[c] > 0) retCodes.set(c === 0 ? -1 : c, codeCounts[c]);
+  if (codeCounts[1000] > 0) retCodes.set(-1, (retCodes.get(-1) ?? 0) + codeCounts[1000]);
   return {
     url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.durationMs, connections: o.connections,
     actualDurationMs: performance.now() - t0, calls, retCodes, hist, sumUs, sockets, behind, maxLagMs, buckets,

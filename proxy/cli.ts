@@ -3,6 +3,7 @@ import { FlagError, helpText, parseFlags, type FlagSpec } from '../cli/flags.ts'
 import { ConfigError } from './config/resources.ts';
 import { startProxy, DEFAULT_PROXY_OPTIONS as D } from './main.ts';
 import type { AccessLogMode } from './telemetry/log.ts';
+import type { IdentifierConfig } from './dtab/index.ts';
 import { startMemoryGuard } from './telemetry/memory.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -31,6 +32,8 @@ const SPECS: FlagSpec[] = [
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
   { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
   { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'identifier', type: 'string', help: "how requests are named: header-token[:<header>] (default, Host), method-and-host[:uri], path[:<segments>][:consume], header[:<header>] (Linkerd's identifiers)" },
+  { name: 'dst-prefix', type: 'string', default: '/svc', help: 'prefix of the logical names the identifier makes' },
   { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
@@ -47,6 +50,23 @@ export function parseLabels(s: string | undefined): Record<string, string> {
     out[k.trim()] = v.join('=').trim();
   }
   return out;
+}
+
+/** `--identifier` -> Linkerd identifier config. */
+export function parseIdentifier(s: string | undefined): IdentifierConfig | undefined {
+  if (!s) return undefined;
+  const [kind, ...args] = s.split(':');
+  switch (kind) {
+    case 'header-token': return { kind: 'io.l5d.header.token', ...(args[0] ? { header: args[0] } : {}) };
+    case 'header': return { kind: 'io.l5d.header', ...(args[0] ? { header: args[0] } : {}) };
+    case 'method-and-host': return { kind: 'io.l5d.methodAndHost', httpUriInDst: args[0] === 'uri' };
+    case 'path': {
+      const n = args[0] && /^\d+$/.test(args[0]) ? Number(args[0]) : 1;
+      if (n < 1) throw new FlagError('--identifier path:<segments>: segments must be >= 1');
+      return { kind: 'io.l5d.path', segments: n, consume: args.includes('consume') };
+    }
+    default: throw new FlagError(`--identifier: unknown identifier '${kind}' (header-token, method-and-host, path, header)`);
+  }
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {
@@ -77,10 +97,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
       retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
-      dtabHeaders,
+      dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
     });
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof FlagError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }
+    if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); return 2; }
+    if (e instanceof ConfigError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }
     console.error(`meshlet proxy: ${(e as Error).message}`);
     return 1;
   }

@@ -39,6 +39,9 @@ export interface ProxyOptions {
   maxMirrorsInFlight: number;
   /** Parent-based ratio for root requests; tracing is on when > 0 and an OTLP endpoint is set. */
   traceSampling: number;
+  /** How the outbound listener names requests (Linkerd identifiers); default Host token under /svc. */
+  identifier?: import('./dtab/index.ts').IdentifierConfig;
+  dstPrefix?: string;
   /** l5d-* context headers: trusted (sidecar default) or stripped unread (`--edge`). */
   dtabHeaders: 'trust' | 'strip';
   traceEndpoint?: string;
@@ -72,7 +75,7 @@ export interface RunningProxy {
 export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const clusterOpts: ClusterOptions = { retryBudget: opts.retryBudget };
+  const clusterOpts: ClusterOptions & import('./filters/naming.ts').NamingOptions = { retryBudget: opts.retryBudget, identifier: opts.identifier, dstPrefix: opts.dstPrefix };
   const metrics = new Metrics({ workload: opts.service ?? 'unknown', version: opts.labels.version ?? 'unknown' });
   let version = 0;
   let runtime = null as Runtime | null;

@@ -5,7 +5,7 @@ import type { Snapshot } from './config/schema.ts';
 import { checkRegexes } from './config/compile.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { RouteTable } from './filters/route.ts';
-import { Naming } from './filters/naming.ts';
+import { Naming, type NamingOptions } from './filters/naming.ts';
 
 export class Runtime {
   readonly snapshot: Snapshot;
@@ -25,7 +25,7 @@ export class Runtime {
    * Validate and build a runtime for `snapshot`, reusing clusters of `prev` whose spec is equal.
    * Throws (and builds nothing that needs cleanup) if the snapshot cannot be applied.
    */
-  static build(snapshot: Snapshot, prev: Runtime | null, opts: ClusterOptions): Runtime {
+  static build(snapshot: Snapshot, prev: Runtime | null, opts: ClusterOptions & NamingOptions): Runtime {
     checkRegexes(snapshot);
     const specs = new Map<string, { spec: Snapshot['clusters'][number]; json: string }>();
     for (const c of snapshot.clusters) specs.set(c.name, { spec: c, json: JSON.stringify(c) });

@@ -4,17 +4,26 @@
 import type { Snapshot, ClusterSpec } from '../config/schema.ts';
 import { DEFAULT_CONNECTION_POOL, clusterName } from '../config/schema.ts';
 import {
-  BindError, DEFAULT_BASE_DTAB, Dtab, Interpreter, MESHLET_NAMER_PREFIX, meshletNamer, pickBranch, showPath,
-  type Bound, type Path,
+  BindError, DEFAULT_BASE_DTAB, Dtab, Interpreter, MESHLET_NAMER_PREFIX, makeIdentifier, meshletNamer, parsePath, pickBranch, showPath,
+  type Bound, type Identifier, type IdentifierConfig, type Path,
 } from '../dtab/index.ts';
 import { ISTIO_DEFAULT_RETRY } from '../config/compile.ts';
 import { Cluster, type ClusterOptions } from '../upstream/cluster.ts';
 import type { CompiledRoute, CompiledVHost, RouteTable } from './route.ts';
 
 export type Target =
-  | { kind: 'vhost'; vhost: CompiledVHost }
-  | { kind: 'route'; route: CompiledRoute }
+  | { kind: 'vhost'; vhost: CompiledVHost; uri?: string }
+  | { kind: 'route'; route: CompiledRoute; uri?: string }
   | { kind: 'error'; status: number; message: string };
+
+/** How a listener names requests (Linkerd's identifiers); default: the Host token under /svc. */
+export interface NamingOptions {
+  identifier?: IdentifierConfig;
+  dstPrefix?: string;
+}
+
+/** What an identifier may read from a request. */
+export interface NamedRequest { method: string; uri: string; httpVersion: string; header(lower: string): string | undefined }
 
 const MAX_ADDRESS_CLUSTERS = 256;
 
@@ -28,14 +37,18 @@ export class Naming {
   private services: Map<string, Snapshot['services'][number]>;
   private clusters: Map<string, Cluster>;
   private clusterOpts: ClusterOptions;
+  private identifier: Identifier | null;
 
-  constructor(snapshot: Snapshot, routes: RouteTable, clusters: Map<string, Cluster>, opts: ClusterOptions) {
+  constructor(snapshot: Snapshot, routes: RouteTable, clusters: Map<string, Cluster>, opts: ClusterOptions & NamingOptions) {
     this.routes = routes;
     this.clusters = clusters;
     this.clusterOpts = opts;
     this.services = new Map(snapshot.services.map((s) => [s.host, s]));
     const base = Dtab.parse(snapshot.dtab);
-    this.trivial = base.show() === Dtab.parse(DEFAULT_BASE_DTAB).show();
+    const prefix = opts.dstPrefix ?? '/svc';
+    const defaultNaming = (!opts.identifier || (opts.identifier.kind === 'io.l5d.header.token' && (opts.identifier.header ?? 'Host').toLowerCase() === 'host')) && prefix === '/svc';
+    this.identifier = defaultNaming ? null : makeIdentifier(opts.identifier ?? { kind: 'io.l5d.header.token' }, parsePath(prefix));
+    this.trivial = defaultNaming && base.show() === Dtab.parse(DEFAULT_BASE_DTAB).show();
     const namer = meshletNamer((host) => {
       const vh = routes.forHost(host);
       if (!vh) return undefined;
@@ -44,10 +57,23 @@ export class Naming {
     this.interpreter = new Interpreter(base, [{ prefix: MESHLET_NAMER_PREFIX, namer }]);
   }
 
+  /** Name the request with the listener's identifier, then bind and route it. */
+  resolveRequest(req: NamedRequest, local: Dtab): Target {
+    if (this.identifier === null) return this.resolve(req.header('host') ?? '', local);
+    const r = this.identifier({ method: req.method, uri: req.uri, version: `HTTP/${req.httpVersion}`, header: (n) => req.header(n) });
+    if (!r.ok) return { kind: 'error', status: 400, message: `Unknown destination: ${req.method} ${req.uri} / ${r.reason}` };
+    const t = this.bindName(r.name, local);
+    if (r.uri !== undefined && t.kind !== 'error') t.uri = r.uri;
+    return t;
+  }
+
   /** Bind `/svc/<host>` under the local dtab and turn the chosen branch into a routing target. */
   resolve(host: string, local: Dtab): Target {
     // Linkerd's default identifier: /svc/<Host>, one element, case and port as received.
-    const name: Path = ['svc', host];
+    return this.bindName(['svc', host], local);
+  }
+
+  private bindName(name: Path, local: Dtab): Target {
     let tree;
     try {
       tree = this.interpreter.bind(name, local);

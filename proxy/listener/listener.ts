@@ -201,10 +201,8 @@ export class Listener implements ExchangeHooks {
     const rt = this.ctx.runtime();
     const host = req.headers.host ?? '';
     let target: Target | null = null;
-    if (local !== null) {
-      if (rt !== null) target = rt.naming.resolve(host, local);
-    } else if (rt !== null && !rt.naming.trivial) {
-      target = rt.naming.resolve(host, Dtab.empty);
+    if (rt !== null && (local !== null || !rt.naming.trivial)) {
+      target = rt.naming.resolveRequest({ method: ex.method, uri: ex.path, httpVersion: req.httpVersion, header: (n) => headerValue(req, n) }, local ?? Dtab.empty);
     }
     let vh = null;
     if (target === null) vh = rt?.routes.forHost(host);
@@ -213,6 +211,7 @@ export class Listener implements ExchangeHooks {
       finishLocal(ex, target.status, target.message, 'NR', { 'l5d-err': javaUrlEncode(target.message).slice(0, 8192) });
       return;
     } else if (target.kind === 'vhost') vh = target.vhost;
+    if (target !== null && target.uri !== undefined) ex.path = target.uri; // a consuming identifier
     const url = ex.path;
     const q = url.indexOf('?');
     const view: RequestView = {
@@ -302,6 +301,11 @@ export class Listener implements ExchangeHooks {
       forward(ex);
     });
   }
+}
+
+function headerValue(req: IncomingMessage, lower: string): string | undefined {
+  const v = req.headers[lower];
+  return Array.isArray(v) ? v.join(', ') : v;
 }
 
 /** Dtab headers the proxy consumes (trust) or every l5d-* header (strip). */

@@ -9,6 +9,30 @@ export interface RetryPolicy {
   on: Set<string>;
   codes: number[];
   perTryTimeoutMs: number;
+  /** Could retry after the request was sent, so a body must be kept for replay. */
+  replayNeeded: boolean;
+}
+
+const cache = new WeakMap<RetrySpec, RetryPolicy | null>();
+
+/** The policy of a route's spec, compiled once (shared and read-only; header overrides get their own). */
+export function routePolicy(spec: RetrySpec | null): RetryPolicy | null {
+  if (spec === null) return null;
+  let p = cache.get(spec);
+  if (p === undefined) { p = policyFrom(spec); cache.set(spec, p); }
+  return p;
+}
+
+/** Conditions that only ever fire before the request was sent need no body buffer. */
+function needsReplay(on: Set<string>, codes: number[]): boolean {
+  for (const c of on) {
+    if (c === 'connect-failure' || c === 'refused-stream' || c === 'reset-before-request') continue;
+    // gRPC conditions and an empty status list never match an HTTP/1.1 response either.
+    if (c === 'unavailable' || c === 'cancelled' || c === 'deadline-exceeded' || c === 'internal' || c === 'resource-exhausted') continue;
+    if (c === 'retriable-status-codes' && codes.length === 0) continue;
+    return true;
+  }
+  return false;
 }
 
 export function policyFrom(spec: RetrySpec | null, headerRetryOn?: string, headerMaxRetries?: string): RetryPolicy | null {
@@ -23,7 +47,8 @@ export function policyFrom(spec: RetrySpec | null, headerRetryOn?: string, heade
   if (!on || on.size === 0) return null;
   if (headerMaxRetries !== undefined && /^\d+$/.test(headerMaxRetries)) numRetries = Number(headerMaxRetries);
   if (numRetries <= 0) return null;
-  return { numRetries, on, codes: spec?.retriableStatusCodes ?? [], perTryTimeoutMs: spec?.perTryTimeoutMs ?? 0 };
+  const codes = spec?.retriableStatusCodes ?? [];
+  return { numRetries, on, codes, perTryTimeoutMs: spec?.perTryTimeoutMs ?? 0, replayNeeded: needsReplay(on, codes) };
 }
 
 /** Does the policy accept this failure? (Envoy retry_state_impl, envoy-semantics.md section 4.3.) */

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { getRaw, upstreamRequestHeaders, ENVOY_CONTROL } from './headers.ts';
 import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, applyOps, type ExchangeHooks } from '../filters/router.ts';
 import { matchRoute, pickDestination, type CompiledRoute, type RequestView } from '../filters/route.ts';
-import { policyFrom, type RetryPolicy } from '../filters/retry.ts';
+import { policyFrom, routePolicy } from '../filters/retry.ts';
 import { rollFault } from '../filters/fault.ts';
 import { sendMirror, type MirrorOptions } from '../filters/mirror.ts';
 import { BODY } from '../local-reply.ts';
@@ -279,15 +279,17 @@ export class Listener implements ExchangeHooks {
     }
     const retryOnHdr = trust ? getRaw(raw, 'x-envoy-retry-on') : undefined;
     const maxRetriesHdr = trust ? getRaw(raw, 'x-envoy-max-retries') : undefined;
-    ex.retry = policyFrom(route?.retries ?? null, retryOnHdr, maxRetriesHdr);
-    if (ex.retry && trust) {
-      const pt = getRaw(raw, 'x-envoy-upstream-rq-per-try-timeout-ms');
-      if (pt !== undefined && /^\d+$/.test(pt)) ex.retry.perTryTimeoutMs = Number(pt);
+    const perTryHdr = trust ? getRaw(raw, 'x-envoy-upstream-rq-per-try-timeout-ms') : undefined;
+    if (retryOnHdr === undefined && maxRetriesHdr === undefined && perTryHdr === undefined) {
+      ex.retry = routePolicy(route?.retries ?? null); // compiled once per route
+    } else {
+      ex.retry = policyFrom(route?.retries ?? null, retryOnHdr, maxRetriesHdr);
+      if (ex.retry && perTryHdr !== undefined && /^\d+$/.test(perTryHdr)) ex.retry.perTryTimeoutMs = Number(perTryHdr);
     }
     ex.cluster!.budget.onRequest();
     const mirrors = route && route.mirrors.length > 0 ? route.mirrors : null;
     // Buffer the body only when a retry could need to replay it after it was sent, or a mirror copies it.
-    const wantReplay = mirrors !== null || (ex.retry !== null && !onlyBeforeSend(ex.retry));
+    const wantReplay = mirrors !== null || (ex.retry !== null && ex.retry.replayNeeded);
     prepareBody(ex, wantReplay, () => {
       if (ex.done) return;
       if (mirrors) {
@@ -311,18 +313,6 @@ function headerValue(req: IncomingMessage, lower: string): string | undefined {
 /** Dtab headers the proxy consumes (trust) or every l5d-* header (strip). */
 function dropsL5d(lower: string, strip: boolean): boolean {
   return strip ? lower.startsWith('l5d-') : lower === 'l5d-dtab' || lower === 'l5d-ctx-dtab';
-}
-
-/** Policies that only ever retry before the request was sent need no body buffer. */
-function onlyBeforeSend(p: RetryPolicy): boolean {
-  for (const c of p.on) {
-    if (c === 'connect-failure' || c === 'refused-stream' || c === 'reset-before-request') continue;
-    // gRPC conditions and an empty status list never match an HTTP/1.1 response either.
-    if (c === 'unavailable' || c === 'cancelled' || c === 'deadline-exceeded' || c === 'internal' || c === 'resource-exhausted') continue;
-    if (c === 'retriable-status-codes' && p.codes.length === 0) continue;
-    return false;
-  }
-  return true;
 }
 
 export { ENVOY_CONTROL };

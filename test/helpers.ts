@@ -113,3 +113,30 @@ spec:
   subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
 ${extra}`;
 }
+
+/** A port with nothing listening (bound, then closed). */
+export async function deadPort(): Promise<number> {
+  const u = await startUpstream(() => {});
+  const port = u.port;
+  await u.close();
+  return port;
+}
+
+/** The servers and proxies one test file starts; `closeAll()` (in afterAll) closes them, newest first. */
+export class Fixtures {
+  private closers: Array<() => Promise<void>> = [];
+  add(close: () => Promise<void>): void { this.closers.push(close); }
+  async upstream(handler: Handler): Promise<Upstream> {
+    const u = await startUpstream(handler);
+    this.add(() => u.close());
+    return u;
+  }
+  async proxy(yaml: string, opts: Partial<ProxyOptions> = {}): Promise<RunningProxy> {
+    const p = await proxyFor(yaml, opts);
+    this.add(() => p.drain(100));
+    return p;
+  }
+  async closeAll(): Promise<void> {
+    for (const c of this.closers.splice(0).reverse()) await c();
+  }
+}

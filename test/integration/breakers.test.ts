@@ -1,17 +1,11 @@
 // The seed scenarios for Envoy-exact breakers and ejection (KubeSphere / Istio tasks), end to end.
 import { afterAll, describe, expect, it } from 'vitest';
-import { proxyFor, send, startUpstream, stat, type Upstream } from '../helpers.ts';
-import type { RunningProxy } from '../../proxy/main.ts';
+import { Fixtures, send, stat } from '../helpers.ts';
 
 const HOST = 'ratings.default.svc.cluster.local';
-const closers: Array<() => Promise<void>> = [];
-afterAll(async () => { for (const c of closers.reverse()) await c(); });
+const fx = new Fixtures();
+afterAll(() => fx.closeAll());
 
-async function upstream(h: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const u = await startUpstream(h);
-  closers.push(() => u.close());
-  return u;
-}
 
 function mesh(ports: number[], policy: string): string {
   return `apiVersion: networking.istio.io/v1
@@ -32,18 +26,13 @@ ${policy}
 `;
 }
 
-async function proxy(yaml: string): Promise<RunningProxy> {
-  const p = await proxyFor(yaml);
-  closers.push(() => p.drain(100));
-  return p;
-}
 
 const C = `cluster.outbound|9080||${HOST};`;
 
 describe('circuit breaking (maxConnections 1, http1MaxPendingRequests 1)', () => {
   it('3 concurrent loops x 10 calls against a slow upstream: overflow 503s, counted exactly, never ejecting', async () => {
-    const u = await upstream((_req, res) => { setTimeout(() => res.end('ok'), 30); });
-    const p = await proxy(mesh([u.port], `    connectionPool:
+    const u = await fx.upstream((_req, res) => { setTimeout(() => res.end('ok'), 30); });
+    const p = await fx.proxy(mesh([u.port], `    connectionPool:
       tcp: { maxConnections: 1 }
       http: { http1MaxPendingRequests: 1 }
     outlierDetection: { consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100 }`));
@@ -80,10 +69,10 @@ describe('outlier detection (consecutive 5xx)', () => {
     loadBalancer: { simple: ROUND_ROBIN }`;
 
   it('ejects the failing endpoint after 5 consecutive 5xx, sends it nothing, and returns it after the ejection time', async () => {
-    const good1 = await upstream((_q, r) => r.end('g1'));
-    const good2 = await upstream((_q, r) => r.end('g2'));
-    const bad = await upstream((_q, r) => { r.statusCode = 503; r.end('bad'); });
-    const p = await proxy(mesh([good1.port, good2.port, bad.port], policy(', maxEjectionPercent: 100')));
+    const good1 = await fx.upstream((_q, r) => r.end('g1'));
+    const good2 = await fx.upstream((_q, r) => r.end('g2'));
+    const bad = await fx.upstream((_q, r) => { r.statusCode = 503; r.end('bad'); });
+    const p = await fx.proxy(mesh([good1.port, good2.port, bad.port], policy(', maxEjectionPercent: 100')));
     let fails = 0;
     for (let i = 0; i < 15; i++) if ((await send(p.ports.outbound, { host: 'ratings' })).status === 503) fails++;
     expect(fails).toBe(5); // round robin: every third hit the bad host until its 5th error
@@ -102,19 +91,19 @@ describe('outlier detection (consecutive 5xx)', () => {
   });
 
   it('with the default maxEjectionPercent (10 %) a 3-endpoint cluster never ejects', async () => {
-    const good = await upstream((_q, r) => r.end('g'));
-    const bad = await upstream((_q, r) => { r.statusCode = 503; r.end('bad'); });
-    const good2 = await upstream((_q, r) => r.end('g'));
-    const p = await proxy(mesh([good.port, bad.port, good2.port], policy('')));
+    const good = await fx.upstream((_q, r) => r.end('g'));
+    const bad = await fx.upstream((_q, r) => { r.statusCode = 503; r.end('bad'); });
+    const good2 = await fx.upstream((_q, r) => r.end('g'));
+    const p = await fx.proxy(mesh([good.port, bad.port, good2.port], policy('')));
     for (let i = 0; i < 30; i++) await send(p.ports.outbound, { host: 'ratings' });
     expect(await stat(p.ports.admin, `${C}.outlier_detection.ejections_active`)).toBe(0);
     expect(await stat(p.ports.admin, `${C}.outlier_detection.ejections_overflow`)).toBeGreaterThan(0);
   });
 
   it('every endpoint ejected with minHealthPercent 0: 503 no healthy upstream, UH', async () => {
-    const bad1 = await upstream((_q, r) => { r.statusCode = 500; r.end('x'); });
-    const bad2 = await upstream((_q, r) => { r.statusCode = 500; r.end('x'); });
-    const p = await proxy(mesh([bad1.port, bad2.port], `    outlierDetection: { consecutive5xxErrors: 2, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100 }
+    const bad1 = await fx.upstream((_q, r) => { r.statusCode = 500; r.end('x'); });
+    const bad2 = await fx.upstream((_q, r) => { r.statusCode = 500; r.end('x'); });
+    const p = await fx.proxy(mesh([bad1.port, bad2.port], `    outlierDetection: { consecutive5xxErrors: 2, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100 }
     loadBalancer: { simple: ROUND_ROBIN }`));
     for (let i = 0; i < 4; i++) await send(p.ports.outbound, { host: 'ratings' });
     const r = await send(p.ports.outbound, { host: 'ratings' });

@@ -1,23 +1,12 @@
 // Fault injection percentages and traffic mirroring.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { proxyFor, send, startUpstream, stat, type Upstream } from '../helpers.ts';
-import type { RunningProxy } from '../../proxy/main.ts';
+import { Fixtures, send, startUpstream, stat } from '../helpers.ts';
 
-const closers: Array<() => Promise<void>> = [];
+const fx = new Fixtures();
 const agent = new Agent({ connections: 8 });
-afterAll(async () => { await agent.close(); for (const c of closers.reverse()) await c(); });
+afterAll(async () => { await agent.close(); await fx.closeAll(); });
 
-async function upstream(h: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const u = await startUpstream(h);
-  closers.push(() => u.close());
-  return u;
-}
-async function proxy(yaml: string, opts = {}): Promise<RunningProxy> {
-  const p = await proxyFor(yaml, opts);
-  closers.push(() => p.drain(100));
-  return p;
-}
 function services(entries: Array<[string, number]>): string {
   return entries.map(([h, port]) => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -31,8 +20,8 @@ spec:
 
 describe('fault injection', () => {
   it('abort 30 % and delay 20 % land within ±3 points over 2 000 requests', async () => {
-    const u = await upstream((_q, r) => r.end('ok'));
-    const p = await proxy(`${services([['s', u.port]])}---
+    const u = await fx.upstream((_q, r) => r.end('ok'));
+    const p = await fx.proxy(`${services([['s', u.port]])}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: s }
@@ -65,8 +54,8 @@ spec:
 
 describe('mirroring', () => {
   async function setup(mirrorPort: number, opts = {}) {
-    const primary = await upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => res.end(`primary:${b}`)); });
-    const p = await proxy(`${services([['s', primary.port], ['shadow', mirrorPort]])}---
+    const primary = await fx.upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => res.end(`primary:${b}`)); });
+    const p = await fx.proxy(`${services([['s', primary.port], ['shadow', mirrorPort]])}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: s }
@@ -82,7 +71,7 @@ spec:
 
   it('delivers copies (body included) without changing the primary response; no -shadow suffix by default', async () => {
     const copies: Array<{ host: string; body: string }> = [];
-    const mirror = await upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => { copies.push({ host: String(req.headers.host), body: b }); res.statusCode = 500; res.end('mirror says no'); }); });
+    const mirror = await fx.upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => { copies.push({ host: String(req.headers.host), body: b }); res.statusCode = 500; res.end('mirror says no'); }); });
     const { p } = await setup(mirror.port);
     for (let i = 0; i < 5; i++) {
       const r = await send(p.ports.outbound, { host: 's', method: 'POST', body: `m${i}` });
@@ -98,7 +87,7 @@ spec:
 
   it('appends -shadow to the Host with the older-Istio toggle', async () => {
     const hosts: string[] = [];
-    const mirror = await upstream((req, res) => { hosts.push(String(req.headers.host)); res.end(); });
+    const mirror = await fx.upstream((req, res) => { hosts.push(String(req.headers.host)); res.end(); });
     const { p } = await setup(mirror.port, { shadowHostSuffix: true });
     await send(p.ports.outbound, { host: 's:8000' });
     const deadline = Date.now() + 2000;

@@ -4,11 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { once } from 'node:events';
-import { echo, proxyFor, send, startUpstream, stat, type Upstream } from '../helpers.ts';
+import { Fixtures, deadPort, echo, send, stat, type Upstream } from '../helpers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
 
-const closers: Array<() => Promise<void>> = [];
-afterAll(async () => { for (const c of closers.reverse()) await c(); });
+const fx = new Fixtures();
+afterAll(() => fx.closeAll());
 
 function serviceYaml(host: string, ports: number[], extra = ''): string {
   return `apiVersion: networking.istio.io/v1
@@ -21,25 +21,8 @@ spec:
 ${extra}`;
 }
 
-async function proxy(yaml: string): Promise<RunningProxy> {
-  const p = await proxyFor(yaml);
-  closers.push(() => p.drain(100));
-  return p;
-}
 
-async function upstream(h: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const u = await startUpstream(h);
-  closers.push(() => u.close());
-  return u;
-}
 
-/** A port with nothing listening (bound then closed). */
-async function deadPort(): Promise<number> {
-  const u = await startUpstream(() => {});
-  const port = u.port;
-  await u.close();
-  return port;
-}
 
 /** Raw request over a socket; resolves with everything the proxy sent before closing. */
 async function raw(port: number, text: string | Buffer, waitMs = 1000): Promise<string> {
@@ -55,8 +38,8 @@ async function raw(port: number, text: string | Buffer, waitMs = 1000): Promise<
 
 describe('typed errors (Envoy statuses, bodies and flags)', () => {
   it('no route: 404 NR with an empty body', async () => {
-    const u = await upstream(echo('a'));
-    const p = await proxy(serviceYaml('a', [u.port]));
+    const u = await fx.upstream(echo('a'));
+    const p = await fx.proxy(serviceYaml('a', [u.port]));
     const r = await send(p.ports.outbound, { host: 'unknown.example' });
     expect(r.status).toBe(404);
     expect(r.body).toBe('');
@@ -65,7 +48,7 @@ describe('typed errors (Envoy statuses, bodies and flags)', () => {
   });
 
   it('no endpoints: 503 UH no healthy upstream', async () => {
-    const p = await proxy(serviceYaml('empty', []));
+    const p = await fx.proxy(serviceYaml('empty', []));
     const r = await send(p.ports.outbound, { host: 'empty' });
     expect(r.status).toBe(503);
     expect(r.body).toBe('no healthy upstream');
@@ -74,7 +57,7 @@ describe('typed errors (Envoy statuses, bodies and flags)', () => {
 
   it('connect failure: 503 UF with the reset body (retried by Istio\'s default connect-failure policy)', async () => {
     const port = await deadPort();
-    const p = await proxy(serviceYaml('dead', [port]));
+    const p = await fx.proxy(serviceYaml('dead', [port]));
     const r = await send(p.ports.outbound, { host: 'dead' });
     expect(r.status).toBe(503);
     expect(r.headers['x-meshlet-flags']).toBe('UF,URX');
@@ -84,8 +67,8 @@ describe('typed errors (Envoy statuses, bodies and flags)', () => {
   });
 
   it('upstream closes before headers: 503 UC', async () => {
-    const u = await upstream((req) => req.socket.destroy());
-    const p = await proxy(serviceYaml('closer', [u.port]));
+    const u = await fx.upstream((req) => req.socket.destroy());
+    const p = await fx.proxy(serviceYaml('closer', [u.port]));
     const r = await send(p.ports.outbound, { host: 'closer' });
     expect(r.status).toBe(503);
     expect(r.headers['x-meshlet-flags']).toBe('UC');
@@ -93,8 +76,8 @@ describe('typed errors (Envoy statuses, bodies and flags)', () => {
   });
 
   it('malformed request: 400; oversized head: 431; nothing forwarded', async () => {
-    const u = await upstream(echo('m'));
-    const p = await proxy(serviceYaml('m', [u.port]));
+    const u = await fx.upstream(echo('m'));
+    const p = await fx.proxy(serviceYaml('m', [u.port]));
     expect(await raw(p.ports.outbound, 'GET / HTTP/1.1\r\nHost: m\r\nBad Header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
     expect(await raw(p.ports.outbound, 'GARBAGE\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
     // Request smuggling forms: CL + TE, duplicate differing CL.
@@ -111,7 +94,7 @@ describe('streaming and framing', () => {
   let u: Upstream;
   const seen: { aborted: number; uploaded: number[] } = { aborted: 0, uploaded: [] };
   beforeAll(async () => {
-    u = await upstream((req, res) => {
+    u = await fx.upstream((req, res) => {
       const path = req.url ?? '/';
       if (path === '/upload') {
         let n = 0;
@@ -133,7 +116,7 @@ describe('streaming and framing', () => {
       if (path === '/chunked') { res.write('a'); setTimeout(() => res.end('b'), 10); return; }
       echo('s')(req, res);
     });
-    p = await proxy(serviceYaml('s', [u.port]));
+    p = await fx.proxy(serviceYaml('s', [u.port]));
   });
 
   it('streams a chunked response', async () => {

@@ -1,24 +1,12 @@
 // Retries and timeouts, Envoy semantics, end to end.
 import { afterAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
-import { proxyFor, send, startUpstream, stat, type Upstream } from '../helpers.ts';
-import type { RunningProxy } from '../../proxy/main.ts';
+import { Fixtures, deadPort, send, stat } from '../helpers.ts';
 import { Backoff } from '../../proxy/filters/retry.ts';
 
-const closers: Array<() => Promise<void>> = [];
-afterAll(async () => { for (const c of closers.reverse()) await c(); });
+const fx = new Fixtures();
+afterAll(() => fx.closeAll());
 
-async function upstream(h: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const u = await startUpstream(h);
-  closers.push(() => u.close());
-  return u;
-}
-async function deadPort(): Promise<number> {
-  const u = await startUpstream(() => {});
-  const port = u.port;
-  await u.close();
-  return port;
-}
 
 function mesh(ports: number[], route: string, dr = ''): string {
   return `apiVersion: networking.istio.io/v1
@@ -49,18 +37,13 @@ ${route}
 `;
 }
 
-async function proxy(yaml: string, opts = {}): Promise<RunningProxy> {
-  const p = await proxyFor(yaml, opts);
-  closers.push(() => p.drain(100));
-  return p;
-}
 const C = 'cluster.outbound|80||s;';
 
 describe('retries', () => {
   it('turn a flaky endpoint (every 2nd request 503) into 100 % success for GETs', async () => {
     let n = 0;
-    const u = await upstream((req, res) => { n++; res.setHeader('x-attempt', String(req.headers['x-envoy-attempt-count'])); res.statusCode = n % 2 === 0 ? 503 : 200; res.end('x'); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 3, retryOn: 5xx }'));
+    const u = await fx.upstream((req, res) => { n++; res.setHeader('x-attempt', String(req.headers['x-envoy-attempt-count'])); res.statusCode = n % 2 === 0 ? 503 : 200; res.end('x'); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 3, retryOn: 5xx }'));
     let retried = 0;
     for (let i = 0; i < 40; i++) {
       const r = await send(p.ports.outbound, { host: 's' });
@@ -74,8 +57,8 @@ describe('retries', () => {
   });
 
   it('exhausted retries return the last response with URX', async () => {
-    const u = await upstream((_q, res) => { res.statusCode = 502; res.end('bad gateway'); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 2, retryOn: gateway-error }'));
+    const u = await fx.upstream((_q, res) => { res.statusCode = 502; res.end('bad gateway'); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 2, retryOn: gateway-error }'));
     const r = await send(p.ports.outbound, { host: 's' });
     expect(r.status).toBe(502);
     expect(r.body).toBe('bad gateway');
@@ -85,8 +68,8 @@ describe('retries', () => {
   });
 
   it('the retry budget caps retries when every endpoint fails (UO, upstream_rq_retry_overflow)', async () => {
-    const u = await upstream((_q, res) => { res.statusCode = 503; res.end('down'); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 5, retryOn: 5xx }'), { retryBudget: { ratio: 0.2, minPerSecond: 0 } });
+    const u = await fx.upstream((_q, res) => { res.statusCode = 503; res.end('down'); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 5, retryOn: 5xx }'), { retryBudget: { ratio: 0.2, minPerSecond: 0 } });
     for (let i = 0; i < 50; i++) expect((await send(p.ports.outbound, { host: 's' })).status).toBe(503);
     const retries = (await stat(p.ports.admin, `${C}.upstream_rq_retry`))!;
     expect(retries).toBeLessThanOrEqual(10); // 20 % of 50 requests
@@ -97,8 +80,8 @@ describe('retries', () => {
 
   it('a POST whose connect fails is retried on another endpoint (Istio default policy: connect-failure)', async () => {
     const dead = await deadPort();
-    const live = await upstream((req, res) => { let n = 0; req.on('data', (c) => { n += c.length; }); req.on('end', () => res.end(String(n))); });
-    const p = await proxy(mesh([dead, live.port], ''));
+    const live = await fx.upstream((req, res) => { let n = 0; req.on('data', (c) => { n += c.length; }); req.on('end', () => res.end(String(n))); });
+    const p = await fx.proxy(mesh([dead, live.port], ''));
     for (let i = 0; i < 4; i++) {
       const r = await send(p.ports.outbound, { host: 's', method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } });
       expect(r.status).toBe(200);
@@ -109,8 +92,8 @@ describe('retries', () => {
 
   it('a 2 MB streaming POST (over the 1 MiB buffer) is not retried after it was sent', async () => {
     let hits = 0;
-    const u = await upstream((req, res) => { hits++; req.resume(); req.on('end', () => { res.statusCode = 503; res.end('no'); }); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 3, retryOn: 5xx }'));
+    const u = await fx.upstream((req, res) => { hits++; req.resume(); req.on('end', () => { res.statusCode = 503; res.end('no'); }); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 3, retryOn: 5xx }'));
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port: p.ports.outbound, method: 'POST', agent: false, headers: { host: 's', 'transfer-encoding': 'chunked' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode!)); });
       req.on('error', reject);
@@ -125,8 +108,8 @@ describe('retries', () => {
   it('a small POST body is buffered and replayed on retry', async () => {
     let n = 0;
     const bodies: string[] = [];
-    const u = await upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => { bodies.push(b); n++; res.statusCode = n === 1 ? 503 : 200; res.end(b); }); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 2, retryOn: 5xx }'));
+    const u = await fx.upstream((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => { bodies.push(b); n++; res.statusCode = n === 1 ? 503 : 200; res.end(b); }); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 2, retryOn: 5xx }'));
     const r = await send(p.ports.outbound, { host: 's', method: 'POST', body: 'payload' });
     expect(r.status).toBe(200);
     expect(bodies).toEqual(['payload', 'payload']);
@@ -141,8 +124,8 @@ describe('retries', () => {
 
 describe('timeouts', () => {
   it('route timeout 1 s against a 3 s upstream: 504 upstream request timeout, UT, after about 1 s', async () => {
-    const u = await upstream((req, res) => { const t = setTimeout(() => res.end('late'), 3000); req.on('close', () => clearTimeout(t)); res.on('close', () => clearTimeout(t)); });
-    const p = await proxy(mesh([u.port], '      timeout: 1s'));
+    const u = await fx.upstream((req, res) => { const t = setTimeout(() => res.end('late'), 3000); req.on('close', () => clearTimeout(t)); res.on('close', () => clearTimeout(t)); });
+    const p = await fx.proxy(mesh([u.port], '      timeout: 1s'));
     const t0 = Date.now();
     const r = await send(p.ports.outbound, { host: 's' });
     const took = Date.now() - t0;
@@ -156,8 +139,8 @@ describe('timeouts', () => {
 
   it('perTryTimeout x attempts is bounded and each try carries x-envoy-expected-rq-timeout-ms', async () => {
     const seen: string[] = [];
-    const u = await upstream((req, res) => { seen.push(String(req.headers['x-envoy-expected-rq-timeout-ms'])); const t = setTimeout(() => res.end('late'), 2000); res.on('close', () => clearTimeout(t)); });
-    const p = await proxy(mesh([u.port], '      retries: { attempts: 2, perTryTimeout: 200ms, retryOn: 5xx }'));
+    const u = await fx.upstream((req, res) => { seen.push(String(req.headers['x-envoy-expected-rq-timeout-ms'])); const t = setTimeout(() => res.end('late'), 2000); res.on('close', () => clearTimeout(t)); });
+    const p = await fx.proxy(mesh([u.port], '      retries: { attempts: 2, perTryTimeout: 200ms, retryOn: 5xx }'));
     const t0 = Date.now();
     const r = await send(p.ports.outbound, { host: 's' });
     const took = Date.now() - t0;
@@ -170,10 +153,10 @@ describe('timeouts', () => {
   });
 
   it('x-envoy-upstream-rq-timeout-ms is honoured only from trusted callers', async () => {
-    const u = await upstream((_req, res) => { const t = setTimeout(() => res.end('slow'), 600); res.on('close', () => clearTimeout(t)); });
-    const untrusted = await proxy(mesh([u.port], ''));
+    const u = await fx.upstream((_req, res) => { const t = setTimeout(() => res.end('slow'), 600); res.on('close', () => clearTimeout(t)); });
+    const untrusted = await fx.proxy(mesh([u.port], ''));
     expect((await send(untrusted.ports.outbound, { host: 's', headers: { 'x-envoy-upstream-rq-timeout-ms': '100' } })).status).toBe(200);
-    const trusted = await proxy(mesh([u.port], ''), { trustEnvoyHeaders: true });
+    const trusted = await fx.proxy(mesh([u.port], ''), { trustEnvoyHeaders: true });
     expect((await send(trusted.ports.outbound, { host: 's', headers: { 'x-envoy-upstream-rq-timeout-ms': '100' } })).status).toBe(504);
   });
 });

@@ -2,7 +2,7 @@
 // following the call graph as l5d-ctx-dtab, production traffic untouched.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { proxyFor, send, startUpstream, stat, type Upstream } from '../helpers.ts';
+import { proxyFor, send, startUpstream, stat } from '../helpers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
 
 const closers: Array<() => Promise<void>> = [];

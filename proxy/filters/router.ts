@@ -64,6 +64,8 @@ export class Exchange {
   tracing: Tracing | null = null;
   traceParent: TraceContext | null = null;
   serverSpan: ActiveSpan | null = null;
+  /** An edge (strip) listener also removes l5d-* response headers: they reveal mesh internals. */
+  stripL5dResponse = false;
   /** For the access log: the trace this request belongs to, when tracing is on. */
   traceId: string | null = null;
 
@@ -386,6 +388,9 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     ex.status = statusCode;
     chargeCode(cluster.stats, statusCode);
     const out = downstreamResponseHeaders(controller.rawHeaders as Buffer[]);
+    if (ex.stripL5dResponse) {
+      for (let i = out.length - 2; i >= 0; i -= 2) if (out[i].length > 4 && out[i].toLowerCase().startsWith('l5d-')) out.splice(i, 2);
+    }
     if (ex.responseOps) for (const ops of ex.responseOps) applyOps(out, ops);
     if (ex.flags) out.push('x-meshlet-flags', ex.flags.join(','));
     const res = ex.res;

@@ -151,6 +151,7 @@ export class Listener implements ExchangeHooks {
 
     const ex = new Exchange(req, res, headers, this);
     ex.requestId = requestId;
+    ex.stripL5dResponse = strip;
     if (sampled) {
       if (this.opts.name === 'inbound') {
         // One server span per inbound request; the app sees it as its parent.

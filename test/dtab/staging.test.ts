@@ -145,6 +145,27 @@ describe('staging with l5d-dtab', () => {
     expect((await send(edge.ports.outbound, { host: 'hello', headers: { 'l5d-dtab': 'garbage', 'l5d-ctx-dtab': 'more garbage' } })).status).toBe(200);
     expect(seenCtx.every((c) => c === '')).toBe(true);
   });
+
+  it('a strip listener also removes l5d-* response headers (Linkerd clearContext); trust keeps them', async () => {
+    const leaky = await startUpstream((_q, res) => { res.setHeader('l5d-err', 'internal%20detail'); res.setHeader('l5d-success-class', '1.0'); res.end('ok'); });
+    closers.push(() => leaky.close());
+    const yaml = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: leaky }
+spec:
+  hosts: [leaky]
+  ports: [{ number: 80, name: http }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${leaky.port} } }]
+`;
+    const stripping = await proxyFor(yaml, { dtabHeaders: 'strip' });
+    const trusting = await proxyFor(yaml);
+    closers.push(() => stripping.drain(100), () => trusting.drain(100));
+    const viaEdge = await send(stripping.ports.outbound, { host: 'leaky' });
+    expect(viaEdge.body).toBe('ok');
+    expect(Object.keys(viaEdge.headers).filter((h) => h.startsWith('l5d-'))).toEqual([]);
+    const viaSidecar = await send(trusting.ports.outbound, { host: 'leaky' });
+    expect(viaSidecar.headers['l5d-success-class']).toBe('1.0');
+  });
 });
 
 describe('admin delegator', () => {

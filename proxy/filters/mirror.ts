@@ -2,7 +2,7 @@
 // alters the primary; its concurrency is capped and overflow drops the copy (counted).
 import type { Dispatcher } from 'undici';
 import type { Cluster } from '../upstream/cluster.ts';
-import type { Conn, PoolFailure, Waiter } from '../upstream/pool.ts';
+import type { Conn, EndpointPool, PoolFailure, Waiter } from '../upstream/pool.ts';
 import type { HttpStats } from '../telemetry/stats.ts';
 import { chargeCode } from '../telemetry/stats.ts';
 
@@ -12,7 +12,8 @@ export interface MirrorOptions {
   shadowSuffix: boolean;
 }
 
-let inFlight = 0;
+/** Copies in flight per proxy (its options object): one module-wide count would let one proxy's dead mirror starve another's. */
+const inFlight = new WeakMap<MirrorOptions, { n: number }>();
 
 /** `httpbin:8000` -> `httpbin-shadow:8000` (Envoy inserts before any port). */
 export function shadowHost(host: string): string {
@@ -31,9 +32,13 @@ class MirrorRequest implements Waiter, Dispatcher.DispatchHandler {
   private conn: Conn | null = null;
   private done = false;
   private timer: NodeJS.Timeout | null = null;
+  private pool: EndpointPool;
+  private count: { n: number };
 
-  constructor(cluster: Cluster, method: string, path: string, headers: string[], body: Buffer | null, stats: HttpStats, timeoutMs: number) {
+  constructor(cluster: Cluster, pool: EndpointPool, count: { n: number }, method: string, path: string, headers: string[], body: Buffer | null, stats: HttpStats, timeoutMs: number) {
     this.cluster = cluster;
+    this.pool = pool;
+    this.count = count;
     this.method = method;
     this.path = path;
     this.headers = headers;
@@ -45,12 +50,13 @@ class MirrorRequest implements Waiter, Dispatcher.DispatchHandler {
   private finish(ok: boolean): void {
     if (this.done) return;
     this.done = true;
-    inFlight--;
+    this.count.n--;
     if (this.timer) clearTimeout(this.timer);
     if (!ok) this.stats['mirror.failed']++;
     const c = this.conn;
     this.conn = null;
     if (c) c.pool.release(c, ok);
+    else this.pool.cancel(this); // timed out while queued: free the pending slot it holds
   }
 
   onAttached(conn: Conn): void {
@@ -70,15 +76,17 @@ export function sendMirror(
   cluster: Cluster, method: string, path: string, headers: string[], body: Buffer | null,
   stats: HttpStats, opts: MirrorOptions, timeoutMs: number,
 ): void {
-  if (inFlight >= opts.maxInFlight) { stats['mirror.dropped']++; return; }
+  let count = inFlight.get(opts);
+  if (count === undefined) { count = { n: 0 }; inFlight.set(opts, count); }
+  if (count.n >= opts.maxInFlight) { stats['mirror.dropped']++; return; }
   const ep = cluster.pick(null);
   if (!ep) { stats['mirror.failed']++; return; }
-  inFlight++;
+  count.n++;
   stats['mirror.sent']++;
   let h = headers;
   if (opts.shadowSuffix) {
     h = headers.slice();
     for (let i = 0; i < h.length; i += 2) if (h[i].toLowerCase() === 'host') h[i + 1] = shadowHost(h[i + 1]);
   }
-  ep.pool.request(new MirrorRequest(cluster, method, path, h, body, stats, timeoutMs));
+  ep.pool.request(new MirrorRequest(cluster, ep.pool, count, method, path, h, body, stats, timeoutMs));
 }

@@ -49,6 +49,8 @@ export class Exchange {
   reusedRetryDone = false;
   attempts = 0;
   globalTimeoutMs = 0;
+  /** When the global timeout started (monotonic ms); set only when there is one. */
+  timeoutStart = 0;
   committed = false;
   done = false;
   current: Attempt | null = null;
@@ -101,9 +103,9 @@ function end(ex: Exchange): void {
   ex.done = true;
   if (ex.globalTimer) clearTimeout(ex.globalTimer);
   if (ex.backoffTimer) clearTimeout(ex.backoffTimer);
-  if (ex.retriesHeld > 0 && ex.cluster) ex.cluster.br.retriesActive -= ex.retriesHeld;
-  ex.retriesHeld = 0;
-  if (ex.cluster && ex.status > 0 && !ex.committed) chargeCode(ex.cluster.stats, ex.status);
+  if (ex.retriesHeld > 0) releaseRetry(ex);
+  // Router-made replies are charged to the cluster; a fault abort never reached the router.
+  if (ex.cluster && ex.status > 0 && !ex.committed && !(ex.flags !== null && ex.flags.includes('FI'))) chargeCode(ex.cluster.stats, ex.status);
   ex.hooks.onDone(ex);
 }
 
@@ -150,11 +152,11 @@ async function* concatStream(prefix: Buffer[], rest: IncomingMessage): AsyncGene
 
 /** Start forwarding: timers, downstream-reset handling, first attempt. */
 export function forward(ex: Exchange): void {
-  if (ex.retry) {
-    ex.retriesLeft = ex.retry.numRetries;
-    ex.backoff = new Backoff();
+  if (ex.retry) ex.retriesLeft = ex.retry.numRetries; // the Backoff is made by the first retry
+  if (ex.globalTimeoutMs > 0) {
+    ex.timeoutStart = performance.now();
+    ex.globalTimer = setTimeout(onGlobalTimeout, ex.globalTimeoutMs, ex);
   }
-  if (ex.globalTimeoutMs > 0) ex.globalTimer = setTimeout(onGlobalTimeout, ex.globalTimeoutMs, ex);
   startAttempt(ex);
 }
 
@@ -199,35 +201,53 @@ function canReplay(ex: Exchange): boolean {
   return !ex.bodyUsed || ex.body === null || Buffer.isBuffer(ex.body);
 }
 
-/** Try to schedule a retry for a failure; false = the failure goes to the client. */
-function retryOrGiveUp(ex: Exchange, kind: FailureKind, status = 0): boolean {
+/** The retry breaker slot an exchange holds from scheduling a retry until its next result. */
+function releaseRetry(ex: Exchange): void {
+  const c = ex.cluster!;
+  c.br.retriesActive -= ex.retriesHeld;
+  ex.retriesHeld = 0;
+  c.stats['circuit_breakers.default.rq_retry_open'] = c.br.retriesActive >= c.br.limits.maxRetries ? 1 : 0;
+}
+
+/**
+ * Envoy's shouldRetry for a failure: Retry = scheduled; No = the policy does not retry this
+ * result; Refused = it would, but the limit, the breaker or the budget said no. Either way but
+ * Retry the failure goes to the client.
+ */
+type Decision = 'retry' | 'no' | 'refused';
+
+function retryOrGiveUp(ex: Exchange, kind: FailureKind, status = 0): Decision {
   const p = ex.retry;
-  if (!p || ex.done || ex.committed) return false;
-  if (!accepts(p, kind, status)) return false;
+  if (!p || ex.done || ex.committed) return 'no';
+  // Envoy's resetRetry(): the slot taken for the previous retry is given back at this result.
+  if (ex.retriesHeld > 0) releaseRetry(ex);
+  if (!accepts(p, kind, status)) return 'no';
   // A streamed body already sent cannot be replayed; connect failures never consumed it.
-  if (!canReplay(ex)) return false;
+  if (!canReplay(ex)) return 'no';
   const cluster = ex.cluster!;
   if (ex.retriesLeft === 0) {
     cluster.stats.upstream_rq_retry_limit_exceeded++;
     ex.addFlag('URX');
-    return false;
+    return 'refused';
   }
   ex.retriesLeft--;
-  if (cluster.br.retriesActive >= cluster.br.limits.maxRetries || !cluster.budget.tryWithdraw()) {
+  const br = cluster.br;
+  if (br.retriesActive >= br.limits.maxRetries || !cluster.budget.tryWithdraw()) {
     cluster.stats.upstream_rq_retry_overflow++;
     ex.addFlag('UO');
-    return false;
+    return 'refused';
   }
-  cluster.br.retriesActive++;
-  ex.retriesHeld++;
+  br.retriesActive++;
+  ex.retriesHeld = 1;
+  if (br.retriesActive >= br.limits.maxRetries) cluster.stats['circuit_breakers.default.rq_retry_open'] = 1;
   cluster.stats.upstream_rq_retry++;
   cluster.stats.upstream_rq_retry_backoff_exponential++;
   if (kind === 'status') cluster.stats.retryCodes.set(status, (cluster.stats.retryCodes.get(status) ?? 0) + 1);
   ex.retried = true;
   (ex.previous ??= []).push(ex.current!.ep);
   ex.current = null;
-  ex.backoffTimer = setTimeout(startAttempt, ex.backoff!.next(), ex);
-  return true;
+  ex.backoffTimer = setTimeout(startAttempt, (ex.backoff ??= new Backoff()).next(), ex);
+  return 'retry';
 }
 
 function onGlobalTimeout(ex: Exchange): void {
@@ -253,7 +273,7 @@ function onPerTryTimeout(a: Attempt): void {
   cluster.stats.upstream_rq_per_try_timeout++;
   if (a.conn) { a.ep.pool.hostStats.rq_timeout++; cluster.detector?.onLocalOrigin(a.ep.outlier, 'timeout'); }
   a.abandon();
-  if (retryOrGiveUp(ex, 'per_try_timeout')) return;
+  if (retryOrGiveUp(ex, 'per_try_timeout') === 'retry') return;
   ex.current = null;
   finishLocal(ex, 504, BODY.timeout, 'UT');
 }
@@ -268,6 +288,17 @@ export { applyOps };
 
 class AbandonError extends Error {}
 
+const OVERLOADED = { 'x-envoy-overloaded': 'true' };
+
+/** `connection: close` (any case, any token position) in undici's raw response headers. */
+function closesConnection(raw: Buffer[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === 10 && n.toString('latin1').toLowerCase() === 'connection' && /(^|,)\s*close\s*(,|$)/i.test(raw[i + 1].toString('latin1'))) return true;
+  }
+  return false;
+}
+
 /** One try: the pool's waiter, then undici's handler for the upstream exchange. */
 export class Attempt implements Waiter, Dispatcher.DispatchHandler {
   readonly ex: Exchange;
@@ -279,6 +310,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
   discarding = false;
   span: ActiveSpan | null = null;
   private gotHeaders = false;
+  private closeAfter = false;
 
   constructor(ex: Exchange, ep: Endpoint) {
     this.ex = ex;
@@ -325,7 +357,9 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     ex.cluster!.detector?.onConnectSuccess(this.ep.outlier);
     const headers = ex.headers.slice();
     headers.push('x-envoy-attempt-count', String(ex.attempts));
-    const expected = this.timer ? ex.retry!.perTryTimeoutMs : ex.globalTimeoutMs;
+    // Per-try if armed, else what is left of the global timeout (less on a retry).
+    const expected = this.timer ? ex.retry!.perTryTimeoutMs
+      : ex.globalTimeoutMs > 0 ? Math.floor(ex.globalTimeoutMs - (ex.attempts > 1 ? performance.now() - ex.timeoutStart : 0)) : 0;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
     if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
     let body: Buffer | Readable | null = ex.body;
@@ -351,11 +385,11 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     if (reason === 'overflow') {
       // Never retried, never fed to outlier detection (Envoy >= 1.26).
       ex.current = null;
-      finishLocal(ex, 503, BODY.overflow, 'UO', { 'x-envoy-overloaded': 'true' });
+      finishLocal(ex, 503, ex.retried ? resetBody('overflow', true) : BODY.overflow, 'UO', OVERLOADED);
       return;
     }
     ex.cluster!.detector?.onLocalOrigin(this.ep.outlier, 'connect');
-    if (retryOrGiveUp(ex, 'connect')) return;
+    if (retryOrGiveUp(ex, 'connect') === 'retry') return;
     ex.current = null;
     const body = reason === 'connect_timeout'
       ? resetBody('connection timeout', ex.retried)
@@ -377,13 +411,17 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     const cluster = ex.cluster!;
     cluster.detector?.onStatus(this.ep.outlier, statusCode);
     if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
-    if (ex.retry && statusCode >= 400 && retryOrGiveUp(ex, 'status', statusCode)) {
+    // Envoy counts a retry as successful when the next result is one the policy would not retry.
+    const d = ex.retry !== null && (statusCode >= 400 || ex.retriesHeld > 0) ? retryOrGiveUp(ex, 'status', statusCode) : 'no';
+    if (d === 'retry') {
       chargeCode(cluster.stats, statusCode);
       this.discarding = true;
       this.abandon();
       return;
     }
-    if (ex.retried) cluster.stats.upstream_rq_retry_success++;
+    if (ex.retried && d === 'no') cluster.stats.upstream_rq_retry_success++;
+    // A response that closes its connection must not hand the connection to a waiting request.
+    if (closesConnection(controller.rawHeaders as Buffer[])) this.closeAfter = true;
     ex.committed = true;
     ex.status = statusCode;
     chargeCode(cluster.stats, statusCode);
@@ -412,7 +450,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.finished) return;
     const ex = this.ex;
-    const close = this.conn !== null && this.conn.closed;
+    const close = this.closeAfter || (this.conn !== null && this.conn.closed);
     this.settle(!close);
     ex.current = null;
     ex.res.end();
@@ -440,7 +478,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     if (protocol) {
       cluster.stats.upstream_cx_protocol_error++;
       cluster.detector?.onStatus(this.ep.outlier, 502);
-      if (retryOrGiveUp(ex, 'reset')) return;
+      if (retryOrGiveUp(ex, 'reset') === 'retry') return;
       ex.current = null;
       finishLocal(ex, 502, resetBody('protocol error', ex.retried), 'UPE');
       return;
@@ -454,7 +492,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     }
     cluster.stats.upstream_cx_destroy_remote_with_active_rq++;
     cluster.detector?.onLocalOrigin(this.ep.outlier, 'connect');
-    if (retryOrGiveUp(ex, 'reset')) return;
+    if (retryOrGiveUp(ex, 'reset') === 'retry') return;
     ex.current = null;
     finishLocal(ex, 503, resetBody('connection termination', ex.retried), 'UC');
   }

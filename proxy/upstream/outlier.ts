@@ -66,27 +66,31 @@ export class OutlierDetector {
   onConnectSuccess(h: HostOutlierState): void { h.consecutiveLocal = 0; }
 
   private detect(h: HostOutlierState, type: EjectType): void {
+    // An already ejected host (panic mode, requests in flight) is ignored whole: no stat, and its
+    // counter keeps running (Envoy's onConsecutiveErrorWorker returns early).
+    if (h.ejected) return;
     const s = this.stats;
     s[`outlier_detection.ejections_detected_${type}`]++;
     const enforced = type === 'consecutive_5xx' ? this.spec.consecutive5xx > 0
       : type === 'consecutive_gateway_failure' ? this.spec.enforceGateway
       : this.spec.consecutiveLocalOriginFailures > 0;
-    if (!h.ejected) {
-      const hosts = this.hosts();
-      const active = hosts.filter((x) => x.ejected).length;
-      // Counts the host about to be ejected: fewer than 10 hosts never eject at the 10 % default.
-      if (100 * (active + 1) / hosts.length > Math.min(100, this.spec.maxEjectionPercent)) {
-        s['outlier_detection.ejections_overflow']++;
-      } else {
-        if (type === 'consecutive_5xx') { s['outlier_detection.ejections_total']++; s['outlier_detection.ejections_consecutive_5xx']++; }
-        if (enforced) {
-          h.ejected = true;
-          h.ejectedAt = this.now();
-          if (h.multiplier * this.spec.baseEjectionTimeMs < this.maxEjectionMs + this.spec.baseEjectionTimeMs) h.multiplier++;
-          s['outlier_detection.ejections_active']++;
-          s['outlier_detection.ejections_enforced_total']++;
-          s[`outlier_detection.ejections_enforced_${type}`]++;
-        }
+    const hosts = this.hosts();
+    let active = 0;
+    for (const x of hosts) if (x.ejected) active++;
+    // Counts the host about to be ejected: fewer than 10 hosts never eject at the 10 % default.
+    if (100 * (active + 1) / hosts.length > Math.min(100, this.spec.maxEjectionPercent)) {
+      s['outlier_detection.ejections_overflow']++;
+    } else {
+      if (type === 'consecutive_5xx') s['outlier_detection.ejections_total']++;
+      if (enforced) {
+        h.ejected = true;
+        h.ejectedAt = this.now();
+        if (h.multiplier * this.spec.baseEjectionTimeMs < this.maxEjectionMs + this.spec.baseEjectionTimeMs) h.multiplier++;
+        s['outlier_detection.ejections_active']++;
+        s['outlier_detection.ejections_enforced_total']++;
+        s[`outlier_detection.ejections_enforced_${type}`]++;
+        if (type === 'consecutive_5xx') s['outlier_detection.ejections_consecutive_5xx']++;
+        s.membership_healthy--;
       }
     }
     // Reset after the decision (Envoy resets the counter that fired).
@@ -109,6 +113,7 @@ export class OutlierDetector {
           h.lastUnejectedAt = now;
           h.consecutive5xx = h.consecutiveGateway = h.consecutiveLocal = 0;
           this.stats['outlier_detection.ejections_active']--;
+          this.stats.membership_healthy++;
         }
       } else if (h.multiplier > 0 && h.lastUnejectedAt >= 0 && now - h.lastUnejectedAt >= this.spec.intervalMs) {
         h.multiplier--; // decay

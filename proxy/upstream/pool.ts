@@ -134,6 +134,7 @@ export class EndpointPool {
     while (this.idle.length > 0) {
       const c = this.idle.pop()!; // LIFO: the warmest connection, and idle ones age out
       if (!c.closed) return c;
+      this.destroyConn(c); // dropping it without this would leak its slot in cxActive
     }
     return undefined;
   }
@@ -210,11 +211,17 @@ export class EndpointPool {
       this.updateOpen();
     };
     sock.once('error', onError);
-    sock.once('close', () => { if (timedOut) onError(new Error('connection timeout')); });
+    const onCloseWhileConnecting = () => { if (timedOut) onError(new Error('connection timeout')); };
+    sock.once('close', onCloseWhileConnecting);
     sock.once('connect', () => {
       clearTimeout(timer);
       sock.removeListener('error', onError);
-      sock.removeAllListeners('close');
+      sock.removeListener('close', onCloseWhileConnecting);
+      // undici attaches its listeners only when the first request is dispatched: until then an
+      // idle socket's RST would be an unhandled 'error' (a crash) and its FIN would leave a dead
+      // connection in the idle list. These stay for the socket's life; both are idempotent.
+      sock.on('error', ignoreError);
+      sock.once('close', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
       this.connecting--;
       let handed = false;
       const client = new Client(this.origin, {
@@ -260,6 +267,8 @@ export class EndpointPool {
     s['circuit_breakers.default.rq_open'] = br.rqActive >= br.limits.maxRequests ? 1 : 0;
   }
 }
+
+function ignoreError(): void {}
 
 function transportText(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;

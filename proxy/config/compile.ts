@@ -64,7 +64,8 @@ function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
     consecutive5xx: od.consecutive5xxErrors ?? 5,
     consecutiveGatewayErrors: od.consecutiveGatewayErrors || 5,
     enforceGateway: (od.consecutiveGatewayErrors ?? 0) > 0,
-    consecutiveLocalOriginFailures: split && (od.consecutiveLocalOriginFailures ?? 0) > 0 ? od.consecutiveLocalOriginFailures! : 0,
+    // Istio sends it only when split and > 0; otherwise Envoy's default applies (5, enforced).
+    consecutiveLocalOriginFailures: split ? ((od.consecutiveLocalOriginFailures ?? 0) > 0 ? od.consecutiveLocalOriginFailures! : 5) : 0,
     splitExternalLocalOriginErrors: split,
     intervalMs: od.interval ?? 10_000,
     baseEjectionTimeMs: od.baseEjectionTime ?? 30_000,

@@ -103,6 +103,11 @@ describe('compiled snapshot', () => {
     expect(od).toMatchObject({ consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10, minHealthPercent: 0, enforceGateway: false });
   });
 
+  it('split local-origin errors without a threshold get Envoy\'s default of 5, enforced', () => {
+    const s = build(SE.replace('  subsets:', '  trafficPolicy: { outlierDetection: { splitExternalLocalOriginErrors: true } }\n  subsets:'));
+    expect(s.clusters[0].outlier).toMatchObject({ splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 5 });
+  });
+
   it('retryOn status codes become retriable-status-codes', () => {
     const s = build(vs('    - route: [{ destination: { host: reviews } }]\n      retries: { attempts: 3, perTryTimeout: 2s, retryOn: "gateway-error,503" }\n'));
     const r = s.virtualHosts.find((v) => v.name === 'default/reviews')!.routes[0].retries!;

@@ -1,27 +1,31 @@
-// The delegator ("dtab playground"): explains a binding by expanding every alternative and union
-// branch, errors shown in place (spec/dtab.md §4.3-4.4), in Linkerd's JSON shape.
+// The delegator ("dtab playground"): explains a binding instead of performing it. Every
+// alternative and union branch is expanded, errors are shown in place (spec/dtab.md §4.3), and
+// the answer is Linkerd's `/delegator.json` shape with its exact key order (§4.4).
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { Dtab, matchPrefix, showPrefix } from './dtab.ts';
+import { matchesPrefix, rewrite, showPrefix, type Dtab } from './dtab.ts';
 import type { Dentry } from './parser.ts';
 import { BindError, isBound, type Interpreter, type Name } from './bind.ts';
-import { showPath, showPathTree, type Bound, type NameTree, type Path } from './tree.ts';
+import { pathEquals, showPath, type Path } from './path.ts';
+import { showPathTree, type Bound, type NameTree } from './tree.ts';
 
-type D = Dentry | null;
-type Node =
-  | { k: 'unbound'; name: Path; d: D }
+type D = Dentry | null; // the dentry that produced a node's path (null: the root / Dentry.nop)
+
+/** Linkerd's DelegateTree: every node carries the path being resolved and the dentry behind it. */
+export type DelegateNode =
+  | { k: 'unbound'; name: Path; d: D } // only before expansion
   | { k: 'leaf'; path: Path; d: D; bound: Bound }
-  | { k: 'delegate'; path: Path; d: D; child: Node }
-  | { k: 'alt'; path: Path; d: D; children: Node[] }
-  | { k: 'union'; path: Path; d: D; branches: Array<{ w: number; tree: Node }> }
-  | { k: 'neg'; path: Path | null; d: D }   // null = produced by an explicit '~'
+  | { k: 'delegate'; path: Path; d: D; child: DelegateNode }
+  | { k: 'alt'; path: Path; d: D; children: DelegateNode[] }
+  | { k: 'union'; path: Path; d: D; branches: Array<{ w: number; tree: DelegateNode }> }
+  | { k: 'neg'; path: Path | null; d: D } // null: produced by an explicit '~' (shown as "~")
   | { k: 'fail'; path: Path; d: D }
   | { k: 'empty'; path: Path; d: D }
   | { k: 'exception'; path: Path; d: D; message: string };
 
 const MAX = 100;
 
-function fromTree(p: Path, e: D, t: NameTree<Name>): Node {
+function fromTree(p: Path, e: D, t: NameTree<Name>): DelegateNode {
   switch (t.t) {
     case 'leaf': return isBound(t.v) ? { k: 'leaf', path: p, d: e, bound: t.v } : { k: 'unbound', name: t.v, d: e };
     case 'alt': return { k: 'alt', path: p, d: e, children: t.trees.map((c) => fromTree(p, e, c)) };
@@ -32,22 +36,20 @@ function fromTree(p: Path, e: D, t: NameTree<Name>): Node {
   }
 }
 
-function expand(it: Interpreter, dtab: Dtab, n: Node, depth: number): Node {
+function expand(it: Interpreter, dtab: Dtab, n: DelegateNode, depth: number): DelegateNode {
   switch (n.k) {
     case 'unbound': {
       if (depth > MAX) throw new BindError('max-depth', 'Max recursion level reached.');
-      const ms: Node[] = [];
+      // Unlike routing, a single matching `~` dentry is shown as such; namers are not consulted.
+      const ms: DelegateNode[] = [];
       for (let i = dtab.dentries.length - 1; i >= 0; i--) {
         const e = dtab.dentries[i];
-        const residual = matchPrefix(e.prefix, n.name);
-        if (residual === null) continue;
-        const rewritten = residual.length === 0 ? e.dst : mapLeaves(e.dst, residual);
-        ms.push(fromTree(n.name, e, rewritten));
+        if (matchesPrefix(e.prefix, n.name)) ms.push(fromTree(n.name, e, rewrite(e.dst, n.name, e.prefix.length)));
       }
-      let r: Node;
+      let r: DelegateNode;
       if (ms.length === 0) {
         let t: NameTree<Name>;
-        try { t = it.lookup(Dtab.empty, n.name); } catch (err) {
+        try { t = it.namerLookup(n.name); } catch (err) {
           return { k: 'exception', path: n.name, d: n.d, message: (err as Error).message };
         }
         r = t.t === 'neg' ? { k: 'neg', path: n.name, d: n.d } : fromTree(n.name, n.d, t);
@@ -67,33 +69,26 @@ function expand(it: Interpreter, dtab: Dtab, n: Node, depth: number): Node {
   }
 }
 
-function guard(parent: { path: Path; d: D }, f: () => Node): Node {
+/** An error inside one alternative or branch is shown in its place, as an exception node. */
+function guard(parent: { path: Path; d: D }, f: () => DelegateNode): DelegateNode {
   try { return f(); } catch (e) { return { k: 'exception', path: parent.path, d: parent.d, message: (e as Error).message }; }
 }
 
-function mapLeaves(t: NameTree<Path>, residual: Path): NameTree<Path> {
-  switch (t.t) {
-    case 'leaf': return { t: 'leaf', v: [...t.v, ...residual] };
-    case 'alt': return { t: 'alt', trees: t.trees.map((c) => mapLeaves(c, residual)) };
-    case 'union': return { t: 'union', branches: t.branches.map((b) => ({ w: b.w, tree: mapLeaves(b.tree, residual) })) };
-    default: return t;
-  }
-}
+const pathOf = (n: DelegateNode): Path | null => (n.k === 'unbound' ? n.name : n.path);
+const same = (a: Path | null, b: Path | null) => a !== null && b !== null && pathEquals(a, b);
 
-const pathOf = (n: Node): Path | null => (n.k === 'unbound' ? n.name : n.path);
-const same = (a: Path | null, b: Path | null) => a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
-
-function simplify(n: Node): Node {
+function simplify(n: DelegateNode): DelegateNode {
   switch (n.k) {
     case 'delegate': {
+      // A Delegate whose child resolves the same path collapses into the child (parent dentry).
       const t = simplify(n.child);
-      if (t.k !== 'neg' && t.k !== 'fail' && t.k !== 'empty' && same(pathOf(t), n.path)) return { ...t, d: n.d } as Node;
+      if (t.k !== 'neg' && t.k !== 'fail' && t.k !== 'empty' && same(pathOf(t), n.path)) return { ...t, d: n.d } as DelegateNode;
       return { ...n, child: t };
     }
     case 'alt': {
       if (n.children.length === 0) return { k: 'neg', path: n.path, d: n.d };
       if (n.children.length === 1) return simplify({ k: 'delegate', path: n.path, d: n.d, child: n.children[0] });
-      const out: Node[] = [];
+      const out: DelegateNode[] = [];
       for (const c of n.children.map(simplify)) {
         if (c.k === 'alt' && same(c.path, n.path)) out.push(...c.children); else out.push(c);
       }
@@ -107,24 +102,66 @@ function simplify(n: Node): Node {
   }
 }
 
+/**
+ * The delegation tree of `path` under `dtab` (only that dtab: the caller prepends a base dtab if
+ * it wants one), with the interpreter's namers. Synchronous; never throws for binding errors.
+ */
+export function explain(it: Interpreter, dtab: Dtab, path: Path): DelegateNode {
+  try {
+    return simplify(expand(it, dtab, { k: 'unbound', name: path, d: null }, 0));
+  } catch (e) {
+    return { k: 'exception', path, d: null, message: (e as Error).message };
+  }
+}
+
+/**
+ * Linkerd's "resolutions considered" lines (RichNoBrokersAvailableException), every leaf of the
+ * delegation tree in order. Linkerd's exception line lacks its closing parenthesis; kept as is.
+ */
+export function resolutions(n: DelegateNode): string[] {
+  switch (n.k) {
+    case 'leaf': return [`${showPath(n.path)} (${n.bound.addr === null ? 'pending' : 'bound'})`];
+    case 'exception': return [`${showPath(n.path)} (exception: ${n.message}`];
+    case 'empty': return [`${showPath(n.path)} (empty)`];
+    case 'fail': return [`${showPath(n.path)} (fail)`];
+    case 'neg': return [`${n.path === null ? '/' : showPath(n.path)} (neg)`];
+    case 'unbound': return [`${showPath(n.name)} (neg)`];
+    case 'delegate': return resolutions(n.child);
+    case 'alt': return n.children.flatMap(resolutions);
+    case 'union': return n.branches.flatMap((b) => resolutions(b.tree));
+  }
+}
+
+/** Produces Linkerd's `addr` JSON for a bound name. */
 export type AddrResolver = (b: Bound) => Promise<unknown>;
 
-/** Linkerd's address JSON: numeric hosts as written (127.1 -> 127.0.0.1), names through DNS (2 s). */
+/**
+ * Linkerd's address JSON: `pending` when the namer has none yet (or none applies, e.g. a mesh
+ * name), numeric hosts as written (127.1 -> 127.0.0.1), names through DNS (2 s, all addresses).
+ */
 export const defaultResolver: AddrResolver = async (b) => {
   if (b.addr === undefined || b.addr === null) return { type: 'pending' };
   const { host, port } = b.addr;
-  let ip = inetAton(host) ?? (isIP(host) ? host : null);
-  if (ip === null) {
-    try {
-      ip = (await Promise.race([dnsLookup(host), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out')), 2000))])).address;
-    } catch (e) {
-      return { type: 'failed', cause: (e as Error).message };
-    }
+  const literal = inetAton(host) ?? (isIP(host) ? host : null);
+  if (literal !== null) return { type: 'bound', addrs: [{ ip: literal, port, meta: {} }], meta: {} };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const all = await Promise.race([
+      dnsLookup(host, { all: true }),
+      new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`DNS lookup of ${host} timed out`)), 2000); }),
+    ]);
+    if (all.length === 0) return { type: 'neg' };
+    return { type: 'bound', addrs: all.map((a) => ({ ip: a.address, port, meta: {} })), meta: {} };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') return { type: 'neg' };
+    return { type: 'failed', cause: (e as Error).message };
+  } finally {
+    clearTimeout(timer);
   }
-  return { type: 'bound', addrs: [{ ip, port, meta: {} }], meta: {} };
 };
 
-/** Java/BSD inet_aton for dotted numeric hosts: 127.1 -> 127.0.0.1. */
+/** Java/BSD inet_aton for dotted numeric hosts: 127.1 -> 127.0.0.1; null if not of that form. */
 export function inetAton(h: string): string | null {
   if (!/^\d+(\.\d+){0,3}$/.test(h)) return null;
   const parts = h.split('.').map(Number);
@@ -140,7 +177,8 @@ function dentryJson(d: Dentry): { prefix: string; dst: string } {
   return { prefix: showPrefix(d.prefix), dst: showPathTree(d.dst) };
 }
 
-async function toJson(n: Node, resolve: AddrResolver): Promise<Record<string, unknown>> {
+/** Key order is Linkerd's: type, path, dentry (omitted for none), then the type's own field. */
+async function toJson(n: DelegateNode, resolve: AddrResolver): Promise<Record<string, unknown>> {
   const head = (type: string, path: string): Record<string, unknown> => {
     const o: Record<string, unknown> = { type, path };
     if (n.d) o.dentry = dentryJson(n.d);
@@ -167,14 +205,7 @@ async function toJson(n: Node, resolve: AddrResolver): Promise<Record<string, un
   }
 }
 
-/** The `/delegator.json` body for `path` under `dtab`, using the interpreter's namers. */
+/** The `/delegator.json` body for `path` under `dtab` (only that dtab), with the interpreter's namers. */
 export async function delegate(it: Interpreter, dtab: Dtab, path: Path, resolve: AddrResolver = defaultResolver): Promise<Record<string, unknown>> {
-  let tree: Node;
-  try {
-    tree = simplify(expand(it, dtab, { k: 'unbound', name: path, d: null }, 0));
-  } catch (e) {
-    tree = { k: 'exception', path, d: null, message: (e as Error).message };
-  }
-  return toJson(tree, resolve);
+  return toJson(explain(it, dtab, path), resolve);
 }
-

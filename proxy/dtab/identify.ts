@@ -1,6 +1,6 @@
 // Identifiers: an HTTP request -> a logical name (spec/dtab.md §3.1, identify-vectors.json).
 import { parsePath, DtabParseError } from './parser.ts';
-import type { Path } from './tree.ts';
+import { latin1Elem as latin1, type Path } from './path.ts';
 
 export type IdentifierConfig =
   | { kind: 'io.l5d.header.token'; header?: string }
@@ -85,9 +85,4 @@ export function makeIdentifier(cfg: IdentifierConfig, dstPrefix: Path): Identifi
       return () => ({ ok: true, name: p });
     }
   }
-}
-
-/** Header values are latin-1 byte strings already (Node); keep one byte per char. */
-function latin1(s: string): string {
-  return /^[\x00-\xff]*$/.test(s) ? s : Buffer.from(s, 'utf8').toString('latin1');
 }

@@ -1,30 +1,20 @@
-// Paths, name trees and their canonical printing (Finagle's show forms, spec/dtab.md §1.8).
+// Name trees and their canonical printing (Finagle's show forms, spec/dtab.md §1.4, §1.8, §2.6).
+import { showPath, type Path } from './path.ts';
 
-/** A path: elements are byte strings, each char one byte (latin-1), compared bytewise. */
-export type Path = readonly string[];
+// Paths live in path.ts; re-exported here because trees and paths are used together.
+export { showElem, showPath, startsWith, type Path } from './path.ts';
 
-export const SHOWABLE = /^[0-9A-Za-z_:.#$%-]+$/;
-
-export function showElem(e: string): string {
-  if (SHOWABLE.test(e)) return e;
-  let out = '';
-  for (let i = 0; i < e.length; i++) out += `\\x${e.charCodeAt(i).toString(16).padStart(2, '0')}`;
-  return out;
-}
-
-export function showPath(p: Path): string {
-  return p.length === 0 ? '/' : '/' + p.map(showElem).join('/');
-}
-
-export function startsWith(p: Path, prefix: Path): boolean {
-  if (prefix.length > p.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (p[i] !== prefix[i]) return false;
-  return true;
-}
-
-/** A bound name: the concrete id and the part of the path the namer did not consume. */
+/**
+ * A bound name: the concrete id (which client to use), the part of the logical path the namer
+ * did not consume, and the address: `{host, port}` for `/$/inet`-style names, `null` while it is
+ * pending (unknown yet), absent when the id itself is what the proxy routes on (`/#/meshlet/…`).
+ */
 export interface Bound { id: Path; residual: Path; addr?: { host: string; port: number } | null }
 
+/**
+ * Finagle's NameTree: Leaf, Alt (`|`, try in order while Neg), Union (`&`, weighted), and the
+ * three constants Fail (`!`), Neg (`~`, "nothing here") and Empty (`$`, bound to no address).
+ */
 export type NameTree<T> =
   | { t: 'leaf'; v: T }
   | { t: 'alt'; trees: NameTree<T>[] }
@@ -37,20 +27,28 @@ export const EMPTY = { t: 'empty' } as const;
 
 export function leaf<T>(v: T): NameTree<T> { return { t: 'leaf', v }; }
 
-/** Java's %.2f: half-up on the shortest decimal representation of the double. */
+/**
+ * Java's `%.2f`: HALF-UP rounding of the *shortest* decimal representation of the double
+ * (0.125 -> 0.13, 2.675 -> 2.68), which `toFixed` (exact binary value) gets wrong.
+ */
 export function showWeight(w: number): string {
-  const s = String(w);
-  if (/e/i.test(s)) return w.toFixed(2);
-  const [int, frac = ''] = s.split('.');
-  if (frac.length <= 2) return `${int}.${frac.padEnd(2, '0')}`;
-  const digits = (int + frac.slice(0, 2)).split('').map(Number);
-  if (Number(frac[2]) >= 5) {
-    let i = digits.length - 1;
-    while (i >= 0) { if (digits[i] === 9) { digits[i] = 0; i--; } else { digits[i]++; break; } }
-    if (i < 0) digits.unshift(1);
+  if (Number.isNaN(w)) return 'NaN';
+  if (!Number.isFinite(w)) return w > 0 ? 'Infinity' : '-Infinity';
+  const sign = w < 0 || Object.is(w, -0) ? '-' : '';
+  // toExponential() without an argument gives the shortest round-trip digits: "d.ddde±x".
+  const [mant, ex] = Math.abs(w).toExponential().split('e');
+  let digits = mant.replace('.', '');
+  let intLen = Number(ex) + 1; // digits before the decimal point
+  if (intLen <= 0) { digits = '0'.repeat(1 - intLen) + digits; intLen = 1; }
+  if (digits.length < intLen + 2) digits = digits.padEnd(intLen + 2, '0');
+  const d = Array.from(digits.slice(0, intLen + 2), Number);
+  if (digits.length > intLen + 2 && digits.charCodeAt(intLen + 2) >= 0x35 /* '5' */) {
+    let i = d.length - 1;
+    while (i >= 0 && d[i] === 9) d[i--] = 0;
+    if (i >= 0) d[i]++; else { d.unshift(1); intLen++; }
   }
-  const all = digits.join('');
-  return `${all.slice(0, -2) || '0'}.${all.slice(-2)}`;
+  const s = d.join('');
+  return `${sign}${s.slice(0, intLen)}.${s.slice(intLen)}`;
 }
 
 export function showTree<T>(t: NameTree<T>, showLeaf: (v: T) => string): string {
@@ -98,31 +96,38 @@ export function simplify<T>(t: NameTree<T>): NameTree<T> {
   }
 }
 
-/** NameTree.eval: the set of leaves, or null for "no result" (Neg/Fail). */
-export function evalTree<T>(t: NameTree<T>): Set<T> | null {
-  switch (t.t) {
-    case 'neg': case 'fail': return null;
-    case 'empty': return new Set();
-    case 'leaf': return new Set([t.v]);
-    case 'alt':
-      for (const c of t.trees) {
-        if (c.t === 'fail') return null;
-        const r = evalTree(c);
-        if (r !== null) return r;
+/**
+ * NameTree.eval: the set of leaves, or null for "no result" (Neg/Fail). Alt: the first child
+ * with a result (a Fail child ends it); Union: the union of its children's results. `key`
+ * dedupes leaves by value (paths are arrays: pass showPath).
+ */
+export function evalTree<T>(t: NameTree<T>, key: (v: T) => unknown = (v) => v): Set<T> | null {
+  const go = (x: NameTree<T>): Map<unknown, T> | null => {
+    switch (x.t) {
+      case 'neg': case 'fail': return null;
+      case 'empty': return new Map();
+      case 'leaf': return new Map([[key(x.v), x.v]]);
+      case 'alt':
+        for (const c of x.trees) {
+          if (c.t === 'fail') return null;
+          const r = go(c);
+          if (r !== null) return r;
+        }
+        return null;
+      case 'union': {
+        let out: Map<unknown, T> | null = null;
+        for (const { tree } of x.branches) {
+          const r = go(tree);
+          if (r === null) continue;
+          out ??= new Map();
+          for (const [k, v] of r) out.set(k, v);
+        }
+        return out;
       }
-      return null;
-    case 'union': {
-      let any = false;
-      const out = new Set<T>();
-      for (const { tree } of t.branches) {
-        const r = evalTree(tree);
-        if (r === null) continue;
-        any = true;
-        for (const v of r) out.add(v);
-      }
-      return any ? out : null;
     }
-  }
+  };
+  const r = go(t);
+  return r === null ? null : new Set(r.values());
 }
 
 export function mapTree<A, B>(t: NameTree<A>, f: (a: A) => NameTree<B>): NameTree<B> {

@@ -1,27 +1,29 @@
 // `npm run bench`: meshlet side by side with its peers, one arm after another on this machine,
 // under the same loads, in one run. Prints a markdown table; writes JSON and an SVG chart to
 // bench/results/. Flags: --quick (≤ 40 s), --smoke (a few seconds, for CI), --arms a,b,c.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { allArms, scratchDir, type Arm } from './lib/arms.ts';
-import { closedLoop, fixedRate, idleConnections } from './lib/measure.ts';
-import { jsonPort, memKb, startProc, treeCpuMicros, treeRssKb, type Proc } from './lib/procs.ts';
-import { svg, table, type ArmResult } from './lib/output.ts';
+import { FIXED_CONNECTIONS, closedLoop, compareLoadGens, fixedRate, idleConnections, type LoadGen } from './lib/measure.ts';
+import { jsonPort, startProc, treeCpuMicros, treeMemKb, type Proc } from './lib/procs.ts';
+import { loadGenTable, svg, table, type ArmResult } from './lib/output.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-export interface Plan { closedS: number; fixedS: number; big: number; idle: number; warmS: number; qps: number }
+// Seconds per load; `loadgen` = seconds × rounds of the meshlet-load-vs-autocannon comparison.
+export interface Plan { closedS: number; fixedS: number; big: number; idle: number; warmS: number; qps: number; loadgen: [number, number] | null }
 export const PLANS: Record<string, Plan> = {
-  full: { closedS: 6, fixedS: 5, big: 3, idle: 1000, warmS: 1, qps: 1000 },
-  quick: { closedS: 1.5, fixedS: 1.5, big: 0, idle: 0, warmS: 0.3, qps: 1000 },
-  smoke: { closedS: 0.3, fixedS: 0.3, big: 0, idle: 50, warmS: 0.1, qps: 200 },
+  full: { closedS: 5, fixedS: 5, big: 2, idle: 1000, warmS: 1, qps: 1000, loadgen: [2, 2] },
+  quick: { closedS: 1, fixedS: 1, big: 0, idle: 0, warmS: 0.2, qps: 1000, loadgen: [1, 1] },
+  smoke: { closedS: 0.3, fixedS: 0.3, big: 0, idle: 50, warmS: 0.1, qps: 200, loadgen: null },
 };
 
 async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
   const up = (n: string) => startProc(n, process.execPath, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
-  return { a: await up('upstream-a'), b: await up('upstream-b') };
+  const a = await up('upstream-a');
+  try { return { a, b: await up('upstream-b') }; } catch (e) { await a.stop(); throw e; }
 }
 
 export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<{ results: ArmResult[]; tool: string }> {
@@ -30,6 +32,9 @@ export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => voi
   const results: ArmResult[] = [];
   let tool = '';
   try {
+    // The first open-loop run in this process would pay for JIT warm-up in the direct arm's
+    // latencies (the baseline of every "+" column): run the load engine once, unmeasured.
+    await fixedRate(ups.a.port, plan.qps, Math.min(1, plan.fixedS)).catch(() => undefined);
     let direct: ArmResult | null = null;
     for (const arm of arms) {
       const skip = arm.skip();
@@ -47,16 +52,16 @@ export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => voi
         const r: ArmResult = { arm: arm.name, about: arm.about, rps: t.rps, closedErrors: t.errors, lat };
         if (p.pid) r.cpuUsPerReq = (cpu1 - cpu0) / t.requests;
         if (plan.big > 0) r.rps64k = (await closedLoop(p.port, plan.big, '/64k')).rps;
-        if (p.pid) r.peakRssMb = memKb(p.pid, 'VmHWM') / 1024;
+        if (p.pid) r.peakRssMb = treeMemKb(p.pid, 'VmHWM') / 1024;
         if (plan.idle > 0 && p.pid) {
           const close = await idleConnections(p.port, plan.idle);
-          r.rssIdle1000Mb = treeRssKb(p.pid) / 1024;
+          r.rssIdle1000Mb = treeMemKb(p.pid, 'VmRSS') / 1024;
           close();
         }
         if (arm.name === 'direct') direct = r;
         if (direct) {
           r.ratio = r.rps! / direct.rps!;
-          r.added = { p50: lat.p50 - direct.lat!.p50, p99: lat.p99 - direct.lat!.p99 };
+          r.added = { p50: lat.p50 - direct.lat!.p50, p99: lat.p99 - direct.lat!.p99, p999: lat.p999 - direct.lat!.p999 };
         }
         results.push(r);
         log(`${arm.name}: ${t.rps.toFixed(0)} rps${r.cpuUsPerReq ? `, ${r.cpuUsPerReq.toFixed(1)} µs/req` : ''}, p99 ${lat.p99.toFixed(2)} ms`);
@@ -71,18 +76,28 @@ export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => voi
   } finally {
     await ups.a.stop();
     await ups.b.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
   return { results, tool };
 }
 
+/** `meshlet load -qps 0` vs autocannon (and wrk) on the direct upstream, in the same run. */
+export async function benchLoadGens(seconds: number, rounds: number): Promise<LoadGen[]> {
+  const ups = await startUpstreams();
+  try { return await compareLoadGens(ups.a.port, seconds, rounds); } finally { await ups.a.stop(); await ups.b.stop(); }
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  const known = ['--smoke', '--quick', '--arms', '--no-loadgen'];
+  const bad = argv.filter((a, i) => a.startsWith('--') && !known.includes(a.split('=')[0]) && argv[i - 1] !== '--arms');
+  if (bad.length) { console.error(`bench: unknown flag(s) ${bad.join(' ')} (known: ${known.join(' ')})`); process.exit(2); }
   const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
   const plan = PLANS[mode];
-  const ai = argv.indexOf('--arms');
+  const ai = argv.findIndex((a) => a === '--arms' || a.startsWith('--arms='));
   let arms = allArms();
   if (ai >= 0) {
-    const want = (argv[ai + 1] ?? '').split(',');
+    const want = (argv[ai].includes('=') ? argv[ai].slice('--arms='.length) : argv[ai + 1] ?? '').split(',').filter(Boolean);
     const unknown = want.filter((w) => !arms.some((a) => a.name === w));
     if (unknown.length) { console.error(`unknown arm(s): ${unknown.join(', ')} (known: ${arms.map((a) => a.name).join(', ')})`); process.exit(2); }
     arms = arms.filter((a) => a.name === 'direct' || want.includes(a.name));
@@ -91,21 +106,27 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const { results, tool } = await benchArms(arms, plan);
-  const meta = { node: process.version, cores: cpus().length, tool, qps: plan.qps };
-  const text = table(results, meta);
-  console.log(`\n${text}\n`);
+  const meta = { node: process.version, cores: cpus().length, tool, qps: plan.qps, fixedConnections: FIXED_CONNECTIONS };
+  console.log(`\n${table(results, meta)}\n`);
+  let loadgens: LoadGen[] | null = null;
+  if (plan.loadgen && !argv.includes('--no-loadgen')) {
+    loadgens = await benchLoadGens(...plan.loadgen);
+    console.log(`${loadGenTable(loadgens, plan.loadgen[0])}\n`);
+  }
   const out = join(ROOT, 'bench/results');
   mkdirSync(out, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  writeFileSync(join(out, `bench-${mode}-${stamp}.json`), JSON.stringify({ meta, mode, plan, results }, null, 2));
-  writeFileSync(join(out, `bench-${mode}-${stamp}.svg`), svg(results));
+  const jsonFile = join(out, `bench-${mode}-${stamp}.json`);
+  const svgFile = join(out, `bench-${mode}-${stamp}.svg`);
+  writeFileSync(jsonFile, JSON.stringify({ meta, mode, plan, results, loadgens }, null, 2));
+  writeFileSync(svgFile, svg(results));
   if (mode !== 'smoke') {
     const { routerMicro } = await import('./micro/router.ts');
     const { dtabMicro } = await import('./micro/dtab.ts');
     console.log(routerMicro());
     console.log(dtabMicro());
   }
-  console.error(`bench (${mode}) took ${((Date.now() - started) / 1000).toFixed(0)} s; results in bench/results/`);
+  console.error(`bench (${mode}) took ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${jsonFile} and ${svgFile}`);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -66,13 +66,35 @@ spec:
 `;
 }
 
+// The proxy's contract: one JSON line with msg "meshlet proxy ready" and the bound ports.
+function meshletPorts(line: string): { outbound: number; admin: number } | null {
+  if (!line.includes('"meshlet proxy ready"')) return null;
+  try {
+    const j = JSON.parse(line) as { ports?: { outbound?: number; admin?: number } };
+    return j.ports?.outbound && j.ports.admin ? { outbound: j.ports.outbound, admin: j.ports.admin } : null;
+  } catch { return null; }
+}
+const meshletReady = (line: string) => meshletPorts(line)?.outbound ?? null;
+
 function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = []): Arm {
   return {
     name, about, skip: () => null,
     async start(u, dir) {
       const file = join(dir, `${name}.yaml`);
       writeFileSync(file, yaml(u.a, u.b));
-      const p = await startProc(name, NODE, [join(ROOT, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn', ...extra], { ready: jsonPort });
+      // A tracing endpoint inherited from the environment would turn tracing on in every arm.
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+      const p = await startProc(name, NODE, [join(ROOT, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0',
+        '--log-level', 'warn', '--access-log', 'off', ...extra], { ready: meshletReady, env });
+      try {
+        // The contract: admin /ready answers 200 once the proxy serves.
+        const r = await fetch(`http://127.0.0.1:${meshletPorts(p.readyLine)!.admin}/ready`, { signal: AbortSignal.timeout(3000) });
+        await r.arrayBuffer();
+        if (r.status !== 200) throw new Error(`admin /ready answered ${r.status}`);
+      } catch (e) {
+        await p.stop();
+        throw e;
+      }
       return p;
     },
   };
@@ -92,7 +114,7 @@ async function freePort(): Promise<number> {
 
 export function allArms(): Arm[] {
   return [
-    { name: 'direct', about: 'no proxy', skip: () => null, start: async (u) => ({ name: 'direct', child: null as never, pid: 0, port: u.a, stop: async () => {} }) },
+    { name: 'direct', about: 'no proxy', skip: () => null, start: async (u) => ({ name: 'direct', child: null as never, pid: 0, port: u.a, readyLine: '', stop: async () => {} }) },
     meshlet('meshlet-realistic', 'header match + 80/20 split + pool limits + outlier detection + retries, metrics on', realisticYaml),
     meshlet('meshlet-minimal', 'one ServiceEntry, default routing', (a) => minimalYaml(a)),
     meshlet('meshlet-tracing-1pct', 'realistic + tracing at 1 % sampling (OTLP to a dead local collector)', realisticYaml, ['--trace-sampling', '0.01', '--trace-endpoint', 'http://127.0.0.1:9/v1/traces']),

@@ -11,8 +11,15 @@ export interface Throughput { tool: string; requests: number; seconds: number; r
 
 export async function closedLoop(port: number, seconds: number, path = '/', connections = 50): Promise<Throughput> {
   const wrk = which('wrk');
-  // wrk takes whole seconds; sub-second (smoke) runs use autocannon.
-  if (wrk && seconds >= 1) {
+  // wrk takes whole seconds and autocannon rounds a sub-second duration up to a whole second,
+  // so the sub-second (smoke, warm-up) runs use our own closed loop.
+  if (seconds < 1) {
+    const r = await runLoad({ url: `http://127.0.0.1:${port}${path}`, connections, qps: 0, calls: 0, durationMs: seconds * 1000, headers: [['Host', HOST]], payload: null, timeoutMs: 3000, allowInitialErrors: true });
+    let errors = 0;
+    for (const [code, n] of r.retCodes) if (code < 200 || code >= 400) errors += n;
+    return { tool: `meshlet load -qps 0 -c${connections}`, requests: r.calls, seconds: r.actualDurationMs / 1000, rps: r.calls / (r.actualDurationMs / 1000), errors };
+  }
+  if (wrk) {
     seconds = Math.round(seconds);
     const out = await new Promise<string>((resolve, reject) => {
       const c = spawn(wrk, ['-t1', `-c${connections}`, `-d${seconds}s`, '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}${path}`], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -28,18 +35,53 @@ export async function closedLoop(port: number, seconds: number, path = '/', conn
     const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
     const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
     const errors = (errs ? Number(errs[1]) : 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0);
-    return { tool: 'wrk -t1 -c50', requests, seconds: secs, rps: requests / secs, errors };
+    return { tool: `wrk -t1 -c${connections}`, requests, seconds: secs, rps: requests / secs, errors };
   }
   const r = await autocannon({ url: `http://127.0.0.1:${port}${path}`, connections, duration: seconds, headers: { host: HOST } });
   const requests = r.requests.total;
-  return { tool: 'autocannon -c50', requests, seconds: r.duration, rps: requests / r.duration, errors: r.errors + r.non2xx };
+  return { tool: `autocannon -c${connections}`, requests, seconds: r.duration, rps: requests / r.duration, errors: r.errors + r.non2xx };
+}
+
+export interface LoadGen { tool: string; rps: number; cpuUsPerReq: number | null }
+
+/**
+ * `meshlet load -qps 0` against autocannon (and wrk when installed) on the same target, same
+ * connections, alternating `rounds` times; the best round of each. Both Node tools run in this
+ * process, so process.cpuUsage() gives each one's own CPU per request; wrk's is not read.
+ */
+export async function compareLoadGens(port: number, seconds: number, rounds: number, connections = 50): Promise<LoadGen[]> {
+  const url = `http://127.0.0.1:${port}/`;
+  const best = new Map<string, LoadGen>();
+  const keep = (g: LoadGen) => { const b = best.get(g.tool); if (!b || g.rps > b.rps) best.set(g.tool, g); };
+  const cpu = (c0: NodeJS.CpuUsage, n: number) => { const c = process.cpuUsage(c0); return (c.user + c.system) / n; };
+  const runAutocannon = async () => {
+    const c0 = process.cpuUsage();
+    const a = await autocannon({ url, connections, duration: seconds, headers: { host: HOST } });
+    keep({ tool: `autocannon -c${connections}`, rps: a.requests.total / a.duration, cpuUsPerReq: cpu(c0, a.requests.total) });
+  };
+  const runOurs = async () => {
+    const c0 = process.cpuUsage();
+    const m = await runLoad({ url, connections, qps: 0, calls: 0, durationMs: seconds * 1000, headers: [['Host', HOST]], payload: null, timeoutMs: 3000, allowInitialErrors: true });
+    keep({ tool: `meshlet load -qps 0 -c${connections}`, rps: m.calls / (m.actualDurationMs / 1000), cpuUsPerReq: cpu(c0, m.calls + m.warmup) });
+  };
+  for (let i = 0; i < rounds; i++) {
+    // Alternate who goes first: the machine's state drifts within a run.
+    if (i % 2 === 0) { await runAutocannon(); await runOurs(); } else { await runOurs(); await runAutocannon(); }
+    if (which('wrk')) {
+      const w = await closedLoop(port, Math.max(1, Math.round(seconds)), '/', connections);
+      keep({ tool: w.tool, rps: w.rps, cpuUsPerReq: null });
+    }
+  }
+  return [...best.values()];
 }
 
 export interface Latency { p50: number; p90: number; p99: number; p999: number; calls: number; errors: number; behind: number }
 
+export const FIXED_CONNECTIONS = 16;
+
 /** Open loop at `qps` from our runner: latencies from the intended start, in ms. */
 export async function fixedRate(port: number, qps: number, seconds: number): Promise<Latency> {
-  const r = await runLoad({ url: `http://127.0.0.1:${port}/`, connections: 16, qps, calls: 0, durationMs: seconds * 1000, headers: [['Host', HOST]], payload: null, timeoutMs: 3000, allowInitialErrors: false });
+  const r = await runLoad({ url: `http://127.0.0.1:${port}/`, connections: FIXED_CONNECTIONS, qps, calls: 0, durationMs: seconds * 1000, headers: [['Host', HOST]], payload: null, timeoutMs: 3000, allowInitialErrors: false });
   const j = toFortioJson(r, [50, 90, 99, 99.9]);
   const p = (q: number) => 1000 * j.DurationHistogram.Percentiles.find((x) => x.Percentile === q)!.Value;
   let errors = 0;

@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
 
-export interface Proc { name: string; child: ChildProcess; pid: number; port: number; stop(): Promise<void> }
+export interface Proc { name: string; child: ChildProcess; pid: number; port: number; readyLine: string; stop(): Promise<void> }
 
 const CLK_TCK = (() => {
   const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
@@ -34,9 +34,10 @@ export function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return m ? Number(m[1]) : 0;
 }
 
-export function treeRssKb(pid: number): number {
-  let total = memKb(pid, 'VmRSS');
-  for (const c of children(pid)) total += treeRssKb(c);
+/** A memory field summed over a process and its descendants (nginx's master + worker). */
+export function treeMemKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  let total = memKb(pid, field);
+  for (const c of children(pid)) total += treeMemKb(c, field);
   return total;
 }
 
@@ -51,44 +52,61 @@ export function which(bin: string): string | null {
  * Start `cmd args`; resolve once `ready(line)` returns a port for a stdout/stderr line (or, with
  * `probePort`, once that port accepts connections).
  */
-export async function startProc(name: string, cmd: string, args: string[], opts: { ready?: (line: string) => number | null; probePort?: number; timeoutMs?: number } = {}): Promise<Proc> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: not ready after ${opts.timeoutMs ?? 15000} ms: ${out.slice(-500)}`)), opts.timeoutMs ?? 15_000);
-    const onData = (d: Buffer) => {
-      out += d;
-      if (!opts.ready) return;
-      for (const line of out.split('\n')) {
-        const p = opts.ready(line);
-        if (p) { clearTimeout(timer); resolve(p); return; }
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${name} exited ${code}: ${out.slice(-800)}`)); });
-    if (opts.probePort) {
-      const probe = async () => {
-        const net = await import('node:net');
-        for (;;) {
-          const ok = await new Promise<boolean>((r) => { const s = net.connect(opts.probePort!, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
-          if (ok) { clearTimeout(timer); resolve(opts.probePort!); return; }
-          await new Promise((r) => setTimeout(r, 50));
+export async function startProc(name: string, cmd: string, args: string[], opts: { ready?: (line: string) => number | null; probePort?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Proc> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const limit = opts.timeoutMs ?? 15_000;
+  let out = '';        // kept for error messages until ready; the pipes are drained afterwards
+  let settled = false;
+  let readyLine = '';
+  const stop = () => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const done = (err: Error | null, port = 0) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err); else resolve(port);
+      };
+      const timer = setTimeout(() => done(new Error(`${name}: not ready after ${limit} ms: ${out.slice(-500)}`)), limit);
+      let partial = '';
+      const onData = (d: Buffer) => {
+        if (settled) return;
+        out += d;
+        if (!opts.ready) return;
+        const lines = (partial + d).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          const p = opts.ready(line);
+          if (p) { readyLine = line; done(null, p); return; }
         }
       };
-      void probe();
-    }
-  });
-  child.removeAllListeners('exit');
-  return {
-    name, child, pid: child.pid!, port,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      child.once('exit', () => { clearTimeout(t); resolve(); });
-      child.kill('SIGTERM');
-    }),
-  };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('error', (e) => done(new Error(`${name}: ${e.message}`)));
+      child.once('exit', (code, sig) => done(new Error(`${name} exited ${code ?? sig}: ${out.slice(-800)}`)));
+      if (opts.probePort) {
+        // Poll until the port accepts a connection; stops when ready, failed or timed out.
+        const probe = async () => {
+          const net = await import('node:net');
+          while (!settled) {
+            const ok = await new Promise<boolean>((r) => { const s = net.connect(opts.probePort!, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
+            if (ok) { done(null, opts.probePort!); return; }
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        };
+        void probe();
+      }
+    });
+    return { name, child, pid: child.pid!, port, readyLine, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
 
 export const jsonPort = (line: string): number | null => {

@@ -1,17 +1,17 @@
 // fortio-style text output for `meshlet load` (fortio prints its report on stderr).
 import { cpus } from 'node:os';
-import type { FortioJson } from './runner.ts';
+import { goDuration, type FortioJson } from './runner.ts';
 
 const fmt = (x: number) => Number(x.toPrecision(6)).toString();
 
 export function banner(url: string, qps: number, connections: number, calls: number, durationMs: number): string {
-  const what = calls > 0 ? `for ${calls} calls` : `for ${durationMs / 1000}s`;
+  const what = calls > 0 ? `for ${calls} calls` : `for ${goDuration(durationMs)}`;
   const n = cpus().length;
   return `Fortio-compatible meshlet load running at ${qps > 0 ? qps : 'max'} queries per second, ${n}->${n} procs, ${what}: ${url}\n`
-    + `Starting at ${qps > 0 ? qps : 'max'} qps with ${connections} thread(s) [gomax ${n}] ${calls > 0 ? `: ${Math.floor(calls / connections)} calls each (total ${calls})` : `for ${durationMs / 1000}s`}\n`;
+    + `Starting at ${qps > 0 ? qps : 'max'} qps with ${connections} thread(s) [gomax ${n}] ${calls > 0 ? `: ${Math.floor(calls / connections)} calls each (total ${calls})` : `for ${goDuration(durationMs)}`}\n`;
 }
 
-export function report(j: FortioJson, behindWarning: string | null): string {
+export function report(j: FortioJson, behindWarning: string | null, warmup = 0): string {
   const h = j.DurationHistogram;
   const secs = j.ActualDuration / 1e9;
   const lines: string[] = [];
@@ -27,6 +27,6 @@ export function report(j: FortioJson, behindWarning: string | null): string {
   for (const [code, n] of Object.entries(j.RetCodes)) {
     lines.push(`Code ${code.padStart(3)} : ${n} (${((100 * n) / Math.max(1, h.Count)).toFixed(1)} %)`);
   }
-  lines.push(`All done ${h.Count} calls (plus 0 warmup) ${(h.Avg * 1000).toFixed(3)} ms avg, ${j.ActualQPS.toFixed(1)} qps`);
+  lines.push(`All done ${h.Count} calls (plus ${warmup} warmup) ${(h.Avg * 1000).toFixed(3)} ms avg, ${j.ActualQPS.toFixed(1)} qps`);
   return `${lines.join('\n')}\n`;
 }

@@ -15,8 +15,17 @@ export interface LoadOptions {
   payload: Buffer | null;    // POST body
   contentType?: string;
   timeoutMs: number;
+  /**
+   * fortio: in duration mode (-n 0) every connection makes one warmup call first (not counted);
+   * unless this is set, a warmup answer other than 2xx is retried (up to `warmupTries`, a random
+   * pause of up to 200 ms between tries) and then aborts the run with a WarmupError.
+   */
   allowInitialErrors: boolean;
+  warmupTries?: number;      // default 50, like fortio
 }
+
+/** A warmup call failed and -allow-initial-errors was not given (fortio: "Aborting because ..."). */
+export class WarmupError extends Error {}
 
 export interface LoadResult {
   url: string;
@@ -32,6 +41,8 @@ export interface LoadResult {
   sockets: number[];               // sockets opened per connection
   behind: number;                  // open loop: calls that started late (sender could not keep up)
   maxLagMs: number;
+  warmup: number;                  // warmup calls made (one per connection in duration mode)
+  firstHit: { status: number; bytes: number } | null;
   buckets: number[];               // counts per BOUNDS_MS bound, last = above the largest
 }
 
@@ -56,6 +67,23 @@ class Call implements Dispatcher.DispatchHandler {
   onResponseError(): void { this.done(-1); }
 }
 
+/** One warmup call: status (-1 on a socket error or timeout) and the start of the body, for the message. */
+function fetchOnce(client: Client, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string; bytes: number }> {
+  return new Promise((resolve) => {
+    let status = -1, body = '', bytes = 0;
+    client.dispatch(opts, {
+      onRequestStart() {},
+      onResponseStart(_c, s) { if (s >= 200) status = s; },
+      onResponseData(_c, chunk) { bytes += chunk.length; if (body.length < 200) body += chunk.toString('latin1', 0, 200); },
+      onResponseEnd() { resolve({ status, body: body.slice(0, 200), bytes }); },
+      onResponseError(_c, err) { resolve({ status: -1, body: err.message, bytes }); },
+    });
+  });
+}
+
+// fortio's codeIsOK for the warmup: any 2xx.
+const ok2xx = (s: number) => s >= 200 && s < 300;
+
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const url = new URL(o.url);
   if (url.protocol !== 'http:') throw new Error(`only http:// URLs are supported, got ${o.url}`);
@@ -75,18 +103,43 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let maxLagMs = 0;
   const buckets = new Array<number>(BOUNDS_MS.length + 1).fill(0);
   const codeCounts = new Float64Array(1001); // by status; [1000] = socket errors and timeouts (-1)
-  const startTime = new Date();
-  const t0 = performance.now();
-  const deadline = o.calls > 0 ? Infinity : t0 + o.durationMs;
   // -n splits the calls evenly (the first connections take the remainder), like fortio.
   const perConn = (i: number) => (o.calls > 0 ? Math.floor(o.calls / o.connections) + (i < o.calls % o.connections ? 1 : 0) : Infinity);
 
-  // One callback-driven loop per connection: no promise or handler allocated per call, so the
-  // tool stays ahead of the servers it measures.
   const dispatchOpts: Dispatcher.DispatchOptions = { origin: url.origin, path, method, headers, body: o.payload };
-  const worker = (i: number) => new Promise<void>((done) => {
+  const clients = Array.from({ length: o.connections }, (_, i) => {
     const client = new Client(url.origin, { pipelining: 1, connect: { timeout: o.timeoutMs }, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
     client.on('connect', () => { sockets[i]++; });
+    return client;
+  });
+  let warmup = 0;
+  let firstHit: LoadResult['firstHit'] = null;
+  if (o.calls === 0) {
+    try {
+      await Promise.all(clients.map(async (client, i) => {
+        const tries = o.allowInitialErrors ? 1 : Math.max(1, o.warmupTries ?? 50);
+        for (let t = 1; ; t++) {
+          const r = await fetchOnce(client, dispatchOpts);
+          warmup++;
+          if (i === 0 && !firstHit) firstHit = { status: r.status, bytes: r.bytes };
+          if (o.allowInitialErrors || ok2xx(r.status)) return;
+          if (t >= tries) throw new WarmupError(`after ${t} tries, error ${r.status} for ${o.url}: ${JSON.stringify(r.body)}`);
+          await new Promise((res) => setTimeout(res, Math.random() * 200));
+        }
+      }));
+    } catch (e) {
+      await Promise.all(clients.map((c) => c.destroy()));
+      throw e;
+    }
+  }
+  const startTime = new Date();
+  const t0 = performance.now();
+  const deadline = o.calls > 0 ? Infinity : t0 + o.durationMs;
+
+  // One callback-driven loop per connection: no promise or handler allocated per call, so the
+  // tool stays ahead of the servers it measures.
+  const worker = (i: number) => new Promise<void>((done) => {
+    const client = clients[i];
     const n = perConn(i);
     // Open loop: this connection's share of the rate, offset so connections interleave.
     const interval = o.qps > 0 ? (1000 * o.connections) / o.qps : 0;
@@ -102,11 +155,13 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       calls++;
       if (status >= 0 && status < 1000) codeCounts[status]++; else codeCounts[1000]++;
       k++;
-      next();
+      // After an error, undici is still failing this client's queue (it asserts the queue is
+      // empty afterwards): dispatch the next call from a fresh stack.
+      if (status < 0) setImmediate(next); else next();
     };
     const handler = new Call(record);
     const fire = () => {
-      if (o.calls === 0 && (interval > 0 ? intended : performance.now()) >= deadline) return end();
+      if (interval === 0 && performance.now() >= deadline) return end();
       // Behind schedule (the previous call on this connection ran long): measure from the
       // intended start, so the wait counts. A timer firing a millisecond late is not that.
       const now = performance.now();
@@ -118,6 +173,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       if (k >= n) return end();
       if (interval > 0) {
         intended = t0 + (i * interval) / o.connections + k * interval;
+        // -t in open loop: exactly the calls scheduled before the deadline (qps × t in all).
+        if (intended >= deadline) return end();
         const wait = intended - performance.now();
         if (wait > 0) { setTimeout(fire, wait); return; }
         if (wait < -1) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
@@ -131,7 +188,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   if (codeCounts[1000] > 0) retCodes.set(-1, (retCodes.get(-1) ?? 0) + codeCounts[1000]);
   return {
     url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.durationMs, connections: o.connections,
-    actualDurationMs: performance.now() - t0, calls, retCodes, hist, sumUs, sockets, behind, maxLagMs, buckets,
+    actualDurationMs: performance.now() - t0, calls, retCodes, hist, sumUs, sockets, behind, maxLagMs, buckets, warmup, firstHit,
   };
 }
 
@@ -145,6 +202,13 @@ export interface FortioJson {
   };
   Exactly: number; RetCodes: Record<string, number>; Sockets: number[]; SocketCount: number; URL: string;
   BehindSchedule: number;
+}
+
+/** A duration as Go's time.Duration.String() prints it (fortio's RequestedDuration): 500ms, 5s, 1m30s. */
+export function goDuration(ms: number): string {
+  if (ms < 1000) return `${Number(ms.toFixed(3))}ms`;
+  const h = Math.floor(ms / 3_600_000), m = Math.floor((ms % 3_600_000) / 60_000), sec = Number(((ms % 60_000) / 1000).toFixed(3));
+  return `${h ? `${h}h` : ''}${h || m ? `${m}m` : ''}${sec}s`;
 }
 
 export function toFortioJson(r: LoadResult, percentiles: number[], labels = ''): FortioJson {
@@ -165,7 +229,7 @@ export function toFortioJson(r: LoadResult, percentiles: number[], labels = ''):
   return {
     RunType: 'HTTP', Labels: labels, StartTime: r.startTime.toISOString(),
     RequestedQPS: r.requestedQps > 0 ? String(r.requestedQps) : 'max',
-    RequestedDuration: r.requestedDurationMs > 0 && Number.isFinite(r.requestedDurationMs) ? `${r.requestedDurationMs / 1000}s` : `exactly ${count} calls`,
+    RequestedDuration: r.requestedDurationMs > 0 && Number.isFinite(r.requestedDurationMs) ? goDuration(r.requestedDurationMs) : `exactly ${count} calls`,
     ActualQPS: count / (r.actualDurationMs / 1000), ActualDuration: Math.round(r.actualDurationMs * 1e6), NumThreads: r.connections, Version: 'meshlet',
     DurationHistogram: {
       Count: count, Min: sec(count ? h.minNonZeroValue : 0), Max: sec(h.maxValue), Sum: sec(r.sumUs), Avg: count ? sec(r.sumUs / count) : 0,

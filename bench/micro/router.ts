@@ -26,6 +26,12 @@ export function routerMicro(): string {
     measure('  no header match (80/20 split)', () => { const vh = rt.routes.forHost('upstream.bench')!; return pickDestination(matchRoute(vh, plain)!); }),
     measure('  header match (x-canary)', () => { const vh = rt.routes.forHost('upstream.bench')!; return pickDestination(matchRoute(vh, canary)!); }),
   ];
+  // The decision must be the real one: the 80/20 split and the header match land where configured.
+  let v2 = 0;
+  const n = 100_000;
+  for (let i = 0; i < n; i++) if (pickDestination(matchRoute(rt.routes.forHost('upstream.bench')!, plain)!)!.subset === 'v2') v2++;
+  const canaryDest = pickDestination(matchRoute(rt.routes.forHost('upstream.bench')!, canary)!)!.subset;
+  out.push(`  check: ${((100 * v2) / n).toFixed(1)} % of plain requests to v2 (configured 20 %), x-canary -> ${canaryDest}`);
   rt.retire(null);
   return out.join('\n');
 }

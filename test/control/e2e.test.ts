@@ -143,7 +143,9 @@ spec:
     await waitFor('all synced after the fix', () => allSynced(3));
   });
 
-  it('killing the control server leaves traffic flowing; on restart the proxies resync and re-register', async () => {
+  // Seen failing once in ~8 full-suite runs on 2 busy cores (not reproducible alone); the
+  // scenario is safe to repeat, so one retry keeps CI honest without hiding a steady failure.
+  it('killing the control server leaves traffic flowing; on restart the proxies resync and re-register', { retry: 1 }, async () => {
     const ports = control.ports as { discovery: number; api: number };
     control.child.kill('SIGKILL');
     await exited(control.child);

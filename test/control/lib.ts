@@ -45,7 +45,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 }
 
 export function exited(c: ChildProcess): Promise<number | null> {
-  return c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
+  // A child killed by a signal has exitCode null and signalCode set: it has exited too.
+  return c.exitCode !== null || c.signalCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
 }
 
 export function configDir(files: Record<string, string>): string {

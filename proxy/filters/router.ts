@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { BODY, localReply, resetBody } from '../local-reply.ts';
-import { downstreamResponseHeaders } from '../listener/headers.ts';
+import { applyOps, downstreamResponseHeaders } from '../listener/headers.ts';
 import type { Cluster, Endpoint } from '../upstream/cluster.ts';
 import type { Conn, PoolFailure, Waiter } from '../upstream/pool.ts';
 import { chargeCode } from '../telemetry/stats.ts';
@@ -278,13 +278,6 @@ function onPerTryTimeout(a: Attempt): void {
   finishLocal(ex, 504, BODY.timeout, 'UT');
 }
 
-function applyOps(headers: string[], ops: HeaderOpsSpec | undefined): void {
-  if (!ops) return;
-  if (ops.remove) for (const n of ops.remove) { const l = n.toLowerCase(); for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === l) headers.splice(i, 2); }
-  if (ops.set) for (const [n, v] of Object.entries(ops.set)) { const l = n.toLowerCase(); for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].toLowerCase() === l) headers.splice(i, 2); headers.push(n, v); }
-  if (ops.add) for (const [n, v] of Object.entries(ops.add)) headers.push(n, v);
-}
-export { applyOps };
 
 class AbandonError extends Error {}
 

@@ -1,5 +1,6 @@
 // Request/response header hygiene on the raw header arrays Node gives us (no header objects on
 // the forwarding path): hop-by-hop removal per RFC 9110 section 7.6.1, plus headers the proxy owns.
+import type { HeaderOpsSpec } from '../config/schema.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-connection',
   'proxy-authenticate', 'proxy-authorization', 'expect', 'http2-settings']);
@@ -65,14 +66,14 @@ export function getRaw(raw: string[], lower: string): string | undefined {
   return undefined;
 }
 
-export function setRaw(raw: string[], name: string, value: string): void {
-  const lower = name.toLowerCase();
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === lower) { raw[i + 1] = value; removeRaw(raw, lower, i + 2); return; }
-  }
-  raw.push(name, value);
+export function removeRaw(raw: string[], lower: string): void {
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i].toLowerCase() === lower) raw.splice(i, 2);
 }
 
-export function removeRaw(raw: string[], lower: string, from = 0): void {
-  for (let i = raw.length - 2; i >= from; i -= 2) if (raw[i].toLowerCase() === lower) raw.splice(i, 2);
+/** VirtualService header operations: remove, then set (replacing every occurrence), then add. */
+export function applyOps(headers: string[], ops: HeaderOpsSpec | undefined): void {
+  if (!ops) return;
+  if (ops.remove) for (const n of ops.remove) removeRaw(headers, n.toLowerCase());
+  if (ops.set) for (const [n, v] of Object.entries(ops.set)) { removeRaw(headers, n.toLowerCase()); headers.push(n, v); }
+  if (ops.add) for (const [n, v] of Object.entries(ops.add)) headers.push(n, v);
 }

@@ -3,8 +3,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { getRaw, upstreamRequestHeaders, ENVOY_CONTROL } from './headers.ts';
-import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, applyOps, type ExchangeHooks } from '../filters/router.ts';
+import { applyOps, getRaw, upstreamRequestHeaders } from './headers.ts';
+import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, type ExchangeHooks } from '../filters/router.ts';
 import { matchRoute, pickDestination, type CompiledRoute, type RequestView } from '../filters/route.ts';
 import { policyFrom, routePolicy } from '../filters/retry.ts';
 import { rollFault } from '../filters/fault.ts';
@@ -316,4 +316,3 @@ function dropsL5d(lower: string, strip: boolean): boolean {
   return strip ? lower.startsWith('l5d-') : lower === 'l5d-dtab' || lower === 'l5d-ctx-dtab';
 }
 
-export { ENVOY_CONTROL };

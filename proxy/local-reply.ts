@@ -1,6 +1,6 @@
 // Replies the proxy makes itself, with Envoy's exact statuses and bodies (envoy-semantics.md
 // section 0) and the response flag in `x-meshlet-flags`.
-import type { ServerResponse } from 'node:http';
+import type { ServerResponse } from './engine/server.ts';
 
 export const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
 
@@ -23,9 +23,9 @@ export function localReply(
   extra?: Record<string, string>,
 ): void {
   if (res.headersSent || res.destroyed) { res.destroy(); return; }
-  const headers: Record<string, string | number> = { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), server: 'meshlet' };
-  if (flags) headers['x-meshlet-flags'] = flags;
-  if (extra) Object.assign(headers, extra);
-  res.writeHead(status, headers);
+  const headers = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'date', new Date().toUTCString(), 'server', 'meshlet'];
+  if (flags) headers.push('x-meshlet-flags', flags);
+  if (extra) for (const k in extra) headers.push(k, extra[k]);
+  res.writeHead(status, undefined, headers);
   res.end(body);
 }

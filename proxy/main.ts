@@ -127,7 +127,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
       access.info({
         start_time: new Date(Date.now() - dur).toISOString(), method: ex.method, path: ex.req.url, protocol: `HTTP/${ex.req.httpVersion}`,
-        response_code: code, response_flags: flags, bytes_received: Number(ex.req.headers['content-length'] ?? 0), bytes_sent: ex.bytesOut,
+        response_code: code, response_flags: flags, bytes_received: ex.req.bodyBytes, bytes_sent: ex.bytesOut,
         duration_ms: Math.round(dur * 1000) / 1000, upstream_host: ex.upstreamHost, upstream_cluster: ex.cluster?.name ?? null,
         x_request_id: ex.requestId, trace_id: ex.traceId, listener: l.opts.name, attempts: ex.attempts,
       });
@@ -139,6 +139,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inboundCluster: () => inbound,
     draining: () => draining,
     tracing: () => tracing,
+    onStart: () => { inFlight++; },
     onDone,
   };
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
@@ -148,7 +149,6 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   };
   const outbound = new Listener({ ...common, name: 'outbound' }, listenerCtx);
   const inboundL = new Listener({ ...common, name: 'inbound' }, listenerCtx);
-  for (const l of [outbound, inboundL]) l.server.on('request', () => { inFlight++; });
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {

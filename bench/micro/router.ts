@@ -19,8 +19,9 @@ export function routerMicro(): string {
   const errors: string[] = [];
   const snap = compile(parseResourceText('bench.yaml', realisticYaml(1, 2), errors), { version: '1', source: 'bench' });
   const rt = Runtime.build(snap, null, {});
-  const plain: RequestView = { method: 'GET', path: '/', query: '', authority: 'upstream.bench', headers: { host: 'upstream.bench', 'user-agent': 'wrk' } };
-  const canary: RequestView = { ...plain, headers: { ...plain.headers, 'x-canary': 'always' } };
+  const headersOf = (h: Record<string, string>) => ({ header: (n: string) => h[n] });
+  const plain: RequestView = { method: 'GET', path: '/', query: '', authority: 'upstream.bench', req: headersOf({ host: 'upstream.bench', 'user-agent': 'wrk' }) };
+  const canary: RequestView = { ...plain, req: headersOf({ host: 'upstream.bench', 'user-agent': 'wrk', 'x-canary': 'always' }) };
   const out = [
     'router decision (host -> vhost -> first matching route -> weighted pick):',
     measure('  no header match (80/20 split)', () => { const vh = rt.routes.forHost('upstream.bench')!; return pickDestination(matchRoute(vh, plain)!); }),

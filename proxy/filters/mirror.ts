@@ -1,6 +1,6 @@
 // Traffic mirroring: a fire-and-forget copy to the mirror cluster. It never delays, fails or
 // alters the primary; its concurrency is capped and overflow drops the copy (counted).
-import type { Dispatcher } from 'undici';
+import type { ResponseHandler } from '../engine/client.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 import type { Conn, EndpointPool, PoolFailure, Waiter } from '../upstream/pool.ts';
 import type { HttpStats } from '../telemetry/stats.ts';
@@ -22,7 +22,7 @@ export function shadowHost(host: string): string {
   return `${host}-shadow`;
 }
 
-class MirrorRequest implements Waiter, Dispatcher.DispatchHandler {
+class MirrorRequest implements Waiter, ResponseHandler {
   private cluster: Cluster;
   private method: string;
   private path: string;
@@ -62,13 +62,12 @@ class MirrorRequest implements Waiter, Dispatcher.DispatchHandler {
   onAttached(conn: Conn): void {
     if (this.done) { conn.pool.release(conn, true); return; }
     this.conn = conn;
-    conn.client!.dispatch({ path: this.path, method: this.method, headers: this.headers, body: this.body }, this);
+    conn.h1!.dispatch({ path: this.path, method: this.method, headers: this.headers, body: this.body }, this);
   }
   onPoolFailure(_r: PoolFailure): void { this.finish(false); }
-  onRequestStart(): void {}
-  onResponseStart(_c: Dispatcher.DispatchController, status: number): void { if (status >= 200) chargeCode(this.cluster.stats, status); }
+  onResponseStart(_c: unknown, status: number): void { chargeCode(this.cluster.stats, status); }
   onResponseData(): void {}
-  onResponseEnd(): void { this.finish(true); }
+  onResponseEnd(c: { closed: boolean }): void { this.finish(!c.closed); }
   onResponseError(): void { this.finish(false); }
 }
 

@@ -1,6 +1,5 @@
 // The logical level: Host -> virtual host -> first matching route -> weighted destination.
 // Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
-import type { IncomingMessage } from 'node:http';
 import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
 import { compileFullRegex } from '../config/validate.ts';
 import type { Cluster } from '../upstream/cluster.ts';
@@ -26,7 +25,8 @@ export interface RequestView {
   path: string;        // without query
   query: string;       // without '?'
   authority: string;
-  headers: IncomingMessage['headers'];
+  /** One request header by lower-case name (repeated fields joined with ", "). */
+  req: { header(lower: string): string | undefined };
 }
 
 type Matcher = (r: RequestView, q: () => URLSearchParams) => boolean;
@@ -38,11 +38,13 @@ function compileMatch(m: MatchSpec): Matcher {
   if (m.authority) { const t = stringTest(m.authority); tests.push((r) => t(r.authority)); }
   for (const [name, sm] of Object.entries(m.headers ?? {})) {
     const t = stringTest(sm);
-    tests.push((r) => { const v = r.headers[name]; return v !== undefined && t(Array.isArray(v) ? v.join(',') : v); });
+    const lower = name.toLowerCase();
+    tests.push((r) => { const v = r.req.header(lower); return v !== undefined && t(v); });
   }
   for (const [name, sm] of Object.entries(m.withoutHeaders ?? {})) {
     const t = stringTest(sm);
-    tests.push((r) => { const v = r.headers[name]; return v === undefined || !t(Array.isArray(v) ? v.join(',') : v); });
+    const lower = name.toLowerCase();
+    tests.push((r) => { const v = r.req.header(lower); return v === undefined || !t(v); });
   }
   for (const [name, sm] of Object.entries(m.queryParams ?? {})) {
     const t = stringTest(sm);

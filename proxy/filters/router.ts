@@ -1,10 +1,9 @@
 // The router stage (Envoy's router filter): attempts against the chosen cluster with the route's
 // timeouts and retry policy, and the response streamed back. One Exchange per request, one
-// Attempt per try; an Attempt is both the pool's waiter and undici's dispatch handler, so a
+// Attempt per try; an Attempt is both the pool's waiter and the engine's response handler, so a
 // request allocates no closures for features it does not use.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { ServerRequest, ServerResponse } from '../engine/server.ts';
+import type { ClientConnection, ResponseHandler, UpstreamError } from '../engine/client.ts';
 import { BODY, localReply, resetBody } from '../local-reply.ts';
 import { applyOps, downstreamResponseHeaders } from '../listener/headers.ts';
 import type { Cluster, Endpoint } from '../upstream/cluster.ts';
@@ -26,7 +25,7 @@ export interface ExchangeHooks {
 }
 
 export class Exchange {
-  readonly req: IncomingMessage;
+  readonly req: ServerRequest;
   readonly res: ServerResponse;
   readonly start = performance.now();
   method: string;
@@ -35,8 +34,8 @@ export class Exchange {
   route: CompiledRoute | null = null;
   dest: Destination | null = null;
   cluster: Cluster | null = null;
-  /** Request body: null (none), a Buffer (replayable) or a stream (single use). */
-  body: Buffer | Readable | null = null;
+  /** Request body: null (none), a Buffer (replayable) or the downstream request (streamed, single use). */
+  body: Buffer | ServerRequest | null = null;
   bodyUsed = false;
   flags: string[] | null = null;
   status = 0;
@@ -71,11 +70,11 @@ export class Exchange {
   /** For the access log: the trace this request belongs to, when tracing is on. */
   traceId: string | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
+  constructor(req: ServerRequest, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
     this.req = req;
     this.res = res;
-    this.method = req.method ?? 'GET';
-    this.path = req.url ?? '/';
+    this.method = req.method;
+    this.path = req.url;
     this.headers = headers;
     this.hooks = hooks;
   }
@@ -115,39 +114,21 @@ function end(ex: Exchange): void {
  */
 export function prepareBody(ex: Exchange, wantReplay: boolean, cb: () => void): void {
   const req = ex.req;
-  const cl = req.headers['content-length'];
-  const hasBody = (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
-  if (!hasBody) { ex.body = null; cb(); return; }
-  if (!wantReplay || (cl !== undefined && Number(cl) > RETRY_BUFFER_LIMIT)) {
+  if (!req.hasBody) { ex.body = null; cb(); return; }
+  if (!wantReplay || req.contentLength > RETRY_BUFFER_LIMIT) {
     if (wantReplay && ex.cluster) ex.cluster.stats.retry_or_shadow_abandoned++;
     ex.body = req;
     cb();
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const onData = (c: Buffer) => {
-    chunks.push(c);
-    size += c.length;
-    if (size > RETRY_BUFFER_LIMIT) {
-      cleanup();
-      req.pause();
+  req.collect(RETRY_BUFFER_LIMIT, (body) => {
+    if (body === null) {
+      // Longer than the limit (chunked): streamed, prefix first, and not replayed.
       if (ex.cluster) ex.cluster.stats.retry_or_shadow_abandoned++;
-      ex.body = Readable.from(concatStream(chunks, req), { objectMode: false });
-      cb();
-    }
-  };
-  const onEnd = () => { cleanup(); ex.body = Buffer.concat(chunks, size); cb(); };
-  const onErr = () => { cleanup(); }; // downstream went away; res 'close' handles the exchange
-  const cleanup = () => { req.off('data', onData); req.off('end', onEnd); req.off('error', onErr); };
-  req.on('data', onData);
-  req.once('end', onEnd);
-  req.once('error', onErr);
-}
-
-async function* concatStream(prefix: Buffer[], rest: IncomingMessage): AsyncGenerator<Buffer> {
-  yield* prefix;
-  for await (const c of rest) yield c as Buffer;
+      ex.body = req;
+    } else ex.body = body;
+    cb();
+  });
 }
 
 /** Start forwarding: timers, downstream-reset handling, first attempt. */
@@ -279,31 +260,18 @@ function onPerTryTimeout(a: Attempt): void {
 }
 
 
-class AbandonError extends Error {}
-
 const OVERLOADED = { 'x-envoy-overloaded': 'true' };
 
-/** `connection: close` (any case, any token position) in undici's raw response headers. */
-function closesConnection(raw: Buffer[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i];
-    if (n.length === 10 && n.toString('latin1').toLowerCase() === 'connection' && /(^|,)\s*close\s*(,|$)/i.test(raw[i + 1].toString('latin1'))) return true;
-  }
-  return false;
-}
-
-/** One try: the pool's waiter, then undici's handler for the upstream exchange. */
-export class Attempt implements Waiter, Dispatcher.DispatchHandler {
+/** One try: the pool's waiter, then the engine's handler for the upstream exchange. */
+export class Attempt implements Waiter, ResponseHandler {
   readonly ex: Exchange;
   readonly ep: Endpoint;
   conn: Conn | null = null;
-  controller: Dispatcher.DispatchController | null = null;
   timer: NodeJS.Timeout | null = null;
   finished = false;
   discarding = false;
   span: ActiveSpan | null = null;
   private gotHeaders = false;
-  private closeAfter = false;
 
   constructor(ex: Exchange, ep: Endpoint) {
     this.ex = ex;
@@ -326,7 +294,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     if (this.conn) {
       const c = this.conn;
       this.conn = null;
-      this.controller?.abort(new AbandonError('abandoned'));
+      c.h1!.abort();
       c.pool.release(c, false);
     } else {
       this.ep.pool.cancel(this);
@@ -355,13 +323,13 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
       : ex.globalTimeoutMs > 0 ? Math.floor(ex.globalTimeoutMs - (ex.attempts > 1 ? performance.now() - ex.timeoutStart : 0)) : 0;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
     if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
-    let body: Buffer | Readable | null = ex.body;
+    const body = ex.body;
     if (body !== null && !Buffer.isBuffer(body)) {
-      if (ex.bodyUsed) { this.onResponseError(null, new Error('request body already consumed')); return; }
+      if (ex.bodyUsed) { this.onResponseError(conn.h1!, new Error('request body already consumed')); return; }
       ex.bodyUsed = true;
     }
     const max = conn.pool.br.limits.maxRequestsPerConnection;
-    conn.client!.dispatch({
+    conn.h1!.dispatch({
       path: ex.path, method: ex.method, headers, body,
       // Ask for close on the connection's last allowed request.
       reset: max > 0 && conn.requests >= max,
@@ -390,15 +358,9 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     finishLocal(ex, 503, body, 'UF');
   }
 
-  // --- undici handler ---
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.finished) controller.abort(new AbandonError('abandoned'));
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
+  // --- engine response handler ---
+  onResponseStart(_conn: ClientConnection, statusCode: number, rawHeaders: string[], statusMessage: string): void {
     if (this.finished) return;
-    if (statusCode < 200) return; // 1xx from upstream: not forwarded (we answered Expect ourselves)
     this.gotHeaders = true;
     const ex = this.ex;
     const cluster = ex.cluster!;
@@ -413,12 +375,10 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
       return;
     }
     if (ex.retried && d === 'no') cluster.stats.upstream_rq_retry_success++;
-    // A response that closes its connection must not hand the connection to a waiting request.
-    if (closesConnection(controller.rawHeaders as Buffer[])) this.closeAfter = true;
     ex.committed = true;
     ex.status = statusCode;
     chargeCode(cluster.stats, statusCode);
-    const out = downstreamResponseHeaders(controller.rawHeaders as Buffer[]);
+    const out = downstreamResponseHeaders(rawHeaders);
     if (ex.stripL5dResponse) {
       for (let i = out.length - 2; i >= 0; i -= 2) if (out[i].length > 4 && out[i].toLowerCase().startsWith('l5d-')) out.splice(i, 2);
     }
@@ -426,32 +386,32 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
     if (ex.flags) out.push('x-meshlet-flags', ex.flags.join(','));
     const res = ex.res;
     if (res.destroyed) return;
-    if (statusMessage) res.writeHead(statusCode, statusMessage, out);
-    else res.writeHead(statusCode, out);
+    res.writeHead(statusCode, statusMessage || undefined, out);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(conn: ClientConnection, chunk: Buffer): void {
     if (this.finished || this.discarding) return;
     const ex = this.ex;
     ex.bytesOut += chunk.length;
     if (!ex.res.write(chunk)) {
-      controller.pause();
-      ex.res.once('drain', () => controller.resume());
+      conn.pause();
+      ex.res.onceDrain(() => conn.resume());
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(conn: ClientConnection): void {
     if (this.finished) return;
     const ex = this.ex;
-    const close = this.closeAfter || (this.conn !== null && this.conn.closed);
+    // A response that closes its connection must not hand the connection to a waiting request.
+    const close = conn.closed || (this.conn !== null && this.conn.closed);
     this.settle(!close);
     ex.current = null;
     ex.res.end();
     end(ex);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
-    if (this.finished || err instanceof AbandonError) return;
+  onResponseError(_conn: ClientConnection, err: Error): void {
+    if (this.finished) return;
     const ex = this.ex;
     const conn = this.conn;
     const reused = conn !== null && conn.requests > 1;
@@ -467,7 +427,7 @@ export class Attempt implements Waiter, Dispatcher.DispatchHandler {
       end(ex);
       return;
     }
-    const protocol = (err as { code?: string }).code === 'HPE_INVALID_CONSTANT' || err.name === 'HTTPParserError';
+    const protocol = (err as UpstreamError).protocol === true;
     if (protocol) {
       cluster.stats.upstream_cx_protocol_error++;
       cluster.detector?.onStatus(this.ep.outlier, 502);

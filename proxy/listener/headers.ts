@@ -47,16 +47,14 @@ export function upstreamRequestHeaders(raw: string[], drop: ((lower: string) => 
   return out;
 }
 
-/** Filter raw response headers from undici (Buffers) for the downstream response. */
-export function downstreamResponseHeaders(raw: Buffer[] | string[]): string[] {
-  const strs: string[] = new Array(raw.length);
-  for (let i = 0; i < raw.length; i++) strs[i] = raw[i].toString('latin1');
-  const named = connectionTokens(strs);
+/** Filter raw upstream response headers for the downstream response. */
+export function downstreamResponseHeaders(raw: string[]): string[] {
+  const named = connectionTokens(raw);
   const out: string[] = [];
-  for (let i = 0; i < strs.length; i += 2) {
-    const lower = strs[i].toLowerCase();
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
     if (isHopByHop(lower, named)) continue;
-    out.push(strs[i], strs[i + 1]);
+    out.push(raw[i], raw[i + 1]);
   }
   return out;
 }

@@ -1,8 +1,7 @@
 // A listener: an HTTP/1.1 server whose requests run through the proxy's stages in one
 // direction: sanitize -> route (logical) -> fault -> body/mirror -> router (concrete, endpoint).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
 import { applyOps, getRaw, upstreamRequestHeaders } from './headers.ts';
 import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, type ExchangeHooks } from '../filters/router.ts';
 import { matchRoute, pickDestination, type CompiledRoute, type RequestView } from '../filters/route.ts';
@@ -36,68 +35,49 @@ export interface ListenerOptions {
 export interface ListenerContext {
   runtime(): Runtime | null;
   inboundCluster(): Cluster | null;
+  onStart(): void;
   onDone(ex: Exchange, listener: Listener): void;
   draining(): boolean;
   /** The tracer when tracing is on, else null (then requests do no tracing work at all). */
   tracing(): Tracing | null;
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
-
 export class Listener implements ExchangeHooks {
   readonly opts: ListenerOptions;
-  readonly server: Server;
+  readonly server: HttpServer;
   readonly stats: HttpStats = newHttpStats();
   readonly prefix: string;
   private ctx: ListenerContext;
-  private sockets = new Set<Socket>();
 
   constructor(opts: ListenerOptions, ctx: ListenerContext) {
     this.opts = opts;
     this.ctx = ctx;
     this.prefix = `http.${opts.name}`;
-    this.server = createServer({
-      maxHeaderSize: opts.maxHeaderBytes,
-      keepAliveTimeout: opts.idleTimeoutMs,
-      headersTimeout: opts.headersTimeoutMs,
-      requestTimeout: 0, // long uploads are fine; slow heads are bounded by headersTimeout
-      noDelay: true,
-    }, (req, res) => this.handle(req, res));
-    this.server.on('connection', (s: Socket) => {
-      this.stats.downstream_cx_total++;
-      this.stats.downstream_cx_active++;
-      this.sockets.add(s);
-      s.once('close', () => { this.stats.downstream_cx_active--; this.sockets.delete(s); });
-    });
-    // Malformed requests: a clear status, never a crash (llhttp rejects smuggling forms: CL+TE, bad chunks, ...).
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return; }
-      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'HPE_URI_TOO_LONG' ? 414
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const body = code === 400 ? `malformed request: ${err.code ?? 'parse error'}` : STATUS_TEXT[code];
-      socket.end(`HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    // Malformed requests get a clear status from the engine (400, 408, 431), never a crash.
+    this.server = new HttpServer({
+      maxHeaderBytes: opts.maxHeaderBytes, idleTimeoutMs: opts.idleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs,
+    }, {
+      onRequest: (req, res) => this.handle(req, res),
+      onAbort: (res) => {
+        const ex = res.exchange as Exchange | null;
+        if (ex === null) return;
+        this.stats.downstream_rq_rx_reset++;
+        onDownstreamReset(ex);
+      },
+      onConnection: (open) => {
+        if (open) { this.stats.downstream_cx_total++; this.stats.downstream_cx_active++; } else this.stats.downstream_cx_active--;
+      },
     });
   }
 
-  listen(port: number, host = '127.0.0.1'): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as { port: number }).port);
-      });
-    });
+  listen(port: number, host = '127.0.0.1', reusePort = false): Promise<number> {
+    return this.server.listen(port, host, reusePort);
   }
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeIdleConnections();
-    });
-  }
+  close(): Promise<void> { return this.server.close(); }
 
-  destroyConnections(): void { for (const s of this.sockets) s.destroy(); }
+  destroyConnections(): void { this.server.destroyConnections(); }
 
   onDone(ex: Exchange): void {
     this.stats.downstream_rq_active--;
@@ -105,10 +85,11 @@ export class Listener implements ExchangeHooks {
     this.ctx.onDone(ex, this);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: ServerRequest, res: ServerResponse): void {
     const st = this.stats;
     st.downstream_rq_total++;
     st.downstream_rq_active++;
+    this.ctx.onStart();
     if (this.ctx.draining()) res.shouldKeepAlive = false;
     const raw = req.rawHeaders;
     const trust = this.opts.trustEnvoyHeaders;
@@ -143,13 +124,14 @@ export class Listener implements ExchangeHooks {
     let requestId = getRaw(raw, 'x-request-id');
     if (!requestId) { requestId = randomUUID(); headers.push('x-request-id', requestId); }
     const xff = getRaw(raw, 'x-forwarded-for');
-    const remote = req.socket.remoteAddress ?? '';
+    const remote = req.remoteAddress;
     if (xff !== undefined) {
       for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === 'x-forwarded-for') { headers[i + 1] = `${xff}, ${remote}`; break; }
     } else headers.push('x-forwarded-for', remote);
     headers.push('x-forwarded-proto', 'http');
 
     const ex = new Exchange(req, res, headers, this);
+    res.exchange = ex;
     ex.requestId = requestId;
     ex.stripL5dResponse = strip;
     if (sampled) {
@@ -157,7 +139,7 @@ export class Listener implements ExchangeHooks {
         // One server span per inbound request; the app sees it as its parent.
         const s = tracing!.startSpan(ex.method, 'server', parent, {
           'http.request.method': ex.method, 'url.path': ex.path, 'network.peer.address': remote,
-          'user_agent.original': req.headers['user-agent'] ?? '',
+          'user_agent.original': getRaw(raw, 'user-agent') ?? '',
         });
         ex.serverSpan = s;
         injectHeaders(headers, s.ctx, s.spanId, true);
@@ -173,7 +155,6 @@ export class Listener implements ExchangeHooks {
     }
     if (parent !== null) ex.traceId = parent.traceId;
     else if (ex.serverSpan !== null) ex.traceId = ex.serverSpan.ctx.traceId;
-    res.on('close', () => { if (!res.writableFinished) { st.downstream_rq_rx_reset++; onDownstreamReset(ex); } });
 
     // Dtab context (trust): parsed on both listeners (a malformed value is a 400 before routing)
     // and passed on as l5d-ctx-dtab = show(ctx ++ user), so the override follows the call graph.
@@ -200,10 +181,10 @@ export class Listener implements ExchangeHooks {
     }
 
     const rt = this.ctx.runtime();
-    const host = req.headers.host ?? '';
+    const host = req.host ?? '';
     let target: Target | null = null;
     if (rt !== null && (local !== null || !rt.naming.trivial)) {
-      target = rt.naming.resolveRequest({ method: ex.method, uri: ex.path, httpVersion: req.httpVersion, header: (n) => headerValue(req, n) }, local ?? Dtab.empty);
+      target = rt.naming.resolveRequest({ method: ex.method, uri: ex.path, httpVersion: req.httpVersion, header: (n) => req.header(n) }, local ?? Dtab.empty);
     }
     let vh = null;
     if (target === null) vh = rt?.routes.forHost(host);
@@ -217,7 +198,7 @@ export class Listener implements ExchangeHooks {
     const q = url.indexOf('?');
     const view: RequestView = {
       method: ex.method, path: q < 0 ? url : url.slice(0, q), query: q < 0 ? '' : url.slice(q + 1),
-      authority: host, headers: req.headers,
+      authority: host, req,
     };
     if (target !== null && target.kind === 'route') { this.routeTo(ex, target.route, view, trust); return; }
     if (!vh) { st.no_route++; finishLocal(ex, 404, '', 'NR'); return; }
@@ -304,11 +285,6 @@ export class Listener implements ExchangeHooks {
       forward(ex);
     });
   }
-}
-
-function headerValue(req: IncomingMessage, lower: string): string | undefined {
-  const v = req.headers[lower];
-  return Array.isArray(v) ? v.join(', ') : v;
 }
 
 /** Dtab headers the proxy consumes (trust) or every l5d-* header (strip). */

@@ -1,9 +1,10 @@
 // The endpoint level: one connection pool per upstream host, with Envoy's HTTP/1.1 circuit
-// breaker semantics (envoy-semantics.md section 2). Each connection is one undici Client bound
-// to a socket we connect ourselves, so the pool knows exactly when a connection is ready, can
-// hold requests in a bounded pending queue, and can count connections against cluster limits.
+// breaker semantics (envoy-semantics.md section 2). Each connection is one engine
+// ClientConnection on a socket we connect ourselves, so the pool knows exactly when a connection
+// is ready, can hold requests in a bounded pending queue, and can count connections against
+// cluster limits.
 import { connect as netConnect, type Socket } from 'node:net';
-import { Client } from 'undici';
+import { ClientConnection } from '../engine/client.ts';
 import type { ConnectionPoolSpec } from '../config/schema.ts';
 import type { ClusterStats } from '../telemetry/stats.ts';
 
@@ -31,7 +32,7 @@ export interface HostStats {
 }
 
 export class Conn {
-  client: Client | null = null;
+  h1: ClientConnection | null = null;
   pool: EndpointPool;
   requests = 0;
   busy = false;
@@ -42,7 +43,8 @@ export class Conn {
 export class EndpointPool {
   readonly host: string;
   readonly port: number;
-  readonly origin: string;
+  /** Host header for requests that have none. */
+  readonly authority: string;
   readonly br: Breakers;
   readonly hostStats: HostStats = { cx_active: 0, cx_connect_fail: 0, cx_total: 0, rq_active: 0, rq_error: 0, rq_success: 0, rq_timeout: 0, rq_total: 0 };
   private conns = new Set<Conn>();
@@ -54,7 +56,7 @@ export class EndpointPool {
   constructor(host: string, port: number, br: Breakers) {
     this.host = host;
     this.port = port;
-    this.origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.br = br;
   }
 
@@ -133,7 +135,7 @@ export class EndpointPool {
   private popIdle(): Conn | undefined {
     while (this.idle.length > 0) {
       const c = this.idle.pop()!; // LIFO: the warmest connection, and idle ones age out
-      if (!c.closed) return c;
+      if (!c.closed && performance.now() - c.h1!.idleSince < this.br.limits.idleTimeoutMs) return c;
       this.destroyConn(c); // dropping it without this would leak its slot in cxActive
     }
     return undefined;
@@ -160,7 +162,19 @@ export class EndpointPool {
       this.updateOpen();
       return;
     }
+    c.h1!.idleSince = performance.now();
     this.idle.push(c);
+    watchIdle(this);
+  }
+
+  /** Close connections idle longer than the idle timeout (the sweeper's tick). */
+  sweepIdle(now: number): boolean {
+    const max = this.br.limits.idleTimeoutMs;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const c = this.idle[i];
+      if (c.closed || now - c.h1!.idleSince >= max) this.destroyConn(c);
+    }
+    return this.idle.length > 0;
   }
 
   private maybeConnect(): void {
@@ -217,31 +231,10 @@ export class EndpointPool {
       clearTimeout(timer);
       sock.removeListener('error', onError);
       sock.removeListener('close', onCloseWhileConnecting);
-      // undici attaches its listeners only when the first request is dispatched: until then an
-      // idle socket's RST would be an unhandled 'error' (a crash) and its FIN would leave a dead
-      // connection in the idle list. These stay for the socket's life; both are idempotent.
-      sock.on('error', ignoreError);
+      // An idle connection the upstream closes leaves the pool at once.
       sock.once('close', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
       this.connecting--;
-      let handed = false;
-      const client = new Client(this.origin, {
-        // One Client = one socket's lifetime: it must never dial on its own.
-        // undici must get the callback asynchronously (it connects from inside its resume loop).
-        connect: (_opts, cb) => {
-          if (handed || sock.destroyed) { process.nextTick(cb, new Error('connection closed'), null); return; }
-          handed = true;
-          process.nextTick(cb, null, sock);
-        },
-        pipelining: 1,
-        keepAliveTimeout: br.limits.idleTimeoutMs,
-        keepAliveMaxTimeout: br.limits.idleTimeoutMs,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        strictContentLength: true,
-      });
-      client.on('disconnect', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
-      client.on('connectionError', () => { conn.closed = true; });
-      conn.client = client;
+      conn.h1 = new ClientConnection(sock, this.authority);
       if (this.draining) { this.destroyConn(conn); return; }
       this.onReady(conn);
     });
@@ -256,7 +249,7 @@ export class EndpointPool {
     this.br.stats.upstream_cx_active--;
     this.hostStats.cx_active--;
     this.updateOpen();
-    conn.client?.destroy().catch(() => {});
+    conn.h1?.destroy();
   }
 
   private updateOpen(): void {
@@ -268,7 +261,20 @@ export class EndpointPool {
   }
 }
 
-function ignoreError(): void {}
+// One coarse timer for every pool's idle connections: nothing per request.
+const watched = new Set<EndpointPool>();
+let sweeper: NodeJS.Timeout | null = null;
+function watchIdle(p: EndpointPool): void {
+  if (watched.has(p)) return;
+  watched.add(p);
+  if (sweeper !== null) return;
+  sweeper = setInterval(() => {
+    const now = performance.now();
+    for (const q of watched) if (!q.sweepIdle(now)) watched.delete(q);
+    if (watched.size === 0) { clearInterval(sweeper!); sweeper = null; }
+  }, 500);
+  sweeper.unref();
+}
 
 function transportText(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;

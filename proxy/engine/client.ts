@@ -1,0 +1,276 @@
+// The upstream half of the engine: one HTTP/1.1 client connection on a socket the pool connected.
+// One request at a time (no pipelining, as Envoy's HTTP/1 pool). The request head is written
+// with its body in one syscall when the body is small; response bodies are handed on as the
+// socket's own Buffers. Response framing follows RFC 9112 §6.3 with the same strict head parser
+// as the server side: anything ambiguous is a protocol error (502 UPE), never guessed at.
+import type { Socket } from 'node:net';
+import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, parseResponseHead, type ResponseHead } from './http1.ts';
+import type { BodySink, ServerRequest } from './server.ts';
+
+export interface RequestOptions {
+  method: string;
+  path: string;
+  /** Flat [name, value, ...]; Content-Length is recomputed from `body`. */
+  headers: string[];
+  /** None, a buffered body, or the downstream request to stream from. */
+  body: Buffer | ServerRequest | null;
+  /** Ask the upstream to close the connection after this response. */
+  reset?: boolean;
+}
+
+/** Callbacks for one exchange; `conn` doubles as the controller (pause, resume, abort). */
+export interface ResponseHandler {
+  onResponseStart(conn: ClientConnection, status: number, rawHeaders: string[], reason: string): void;
+  onResponseData(conn: ClientConnection, chunk: Buffer): void;
+  onResponseEnd(conn: ClientConnection): void;
+  onResponseError(conn: ClientConnection, err: Error): void;
+}
+
+/** A failure of the upstream exchange. `protocol`: the upstream broke HTTP (Envoy's UPE). */
+export class UpstreamError extends Error {
+  readonly code: string;
+  readonly protocol: boolean;
+  constructor(message: string, code: string, protocol = false) {
+    super(message);
+    this.code = code;
+    this.protocol = protocol;
+  }
+}
+
+const IDLE = 0, HEAD = 1, BODY_LENGTH = 2, BODY_CHUNKED = 3, BODY_CLOSE = 4;
+const MAX_RESPONSE_HEAD = 64 * 1024;
+const CHUNKED_END = '0\r\n\r\n';
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+export class ClientConnection implements BodySink {
+  readonly socket: Socket;
+  /** Host header for requests that arrive without one (HTTP/1.0 clients). */
+  private readonly defaultHost: string;
+  /** Set once the connection must not take another request. */
+  closed = false;
+  /** Monotonic ms since the connection went idle (the pool's idle timeout). */
+  idleSince = 0;
+  private handler: ResponseHandler | null = null;
+  private state = IDLE;
+  private method = '';
+  private buf: Buffer | null = null;
+  private remaining = 0;
+  private decoder: ChunkedDecoder | null = null;
+  private keepAlive = true;
+  private gotBytes = false;
+  private src: ServerRequest | null = null;
+  private srcChunked = false;
+  private reqDone = true;
+  private lastError: Error | null = null;
+  private readonly deliver = (c: Buffer): void => { if (this.handler !== null) this.handler.onResponseData(this, c); };
+
+  constructor(socket: Socket, defaultHost: string) {
+    this.socket = socket;
+    this.defaultHost = defaultHost;
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('drain', () => { if (this.src !== null) this.src.resume(); });
+    socket.on('error', (e: Error) => { this.lastError = e; });
+    socket.on('close', () => this.onClose());
+  }
+
+  /** True when a response arrived (even partly) for the current request. */
+  get responded(): boolean { return this.gotBytes; }
+
+  dispatch(opts: RequestOptions, handler: ResponseHandler): void {
+    if (this.closed || this.socket.destroyed) { handler.onResponseError(this, new UpstreamError('connection closed', 'ECONNRESET')); return; }
+    this.handler = handler;
+    this.state = HEAD;
+    this.method = opts.method;
+    this.keepAlive = opts.reset !== true;
+    this.gotBytes = false;
+    this.buf = null;
+    let h = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
+    let host = false;
+    const hs = opts.headers;
+    for (let i = 0; i < hs.length; i += 2) {
+      const n = hs[i];
+      if (n.length === 14 && n.toLowerCase() === 'content-length') continue; // ours, from the body
+      if (n.length === 4 && !host && n.toLowerCase() === 'host') host = true;
+      h += `${n}: ${hs[i + 1]}\r\n`;
+    }
+    if (!host) h += `host: ${this.defaultHost}\r\n`;
+    if (opts.reset === true) h += 'connection: close\r\n';
+    const body = opts.body;
+    const s = this.socket;
+    if (body === null) {
+      this.reqDone = true;
+      s.write(BODY_METHODS.has(opts.method) ? `${h}content-length: 0\r\n\r\n` : `${h}\r\n`, 'latin1');
+    } else if (Buffer.isBuffer(body)) {
+      this.reqDone = true;
+      h += `content-length: ${body.length}\r\n\r\n`;
+      if (body.length <= 16384) {
+        const b = Buffer.allocUnsafe(h.length + body.length);
+        b.write(h, 0, 'latin1');
+        body.copy(b, h.length);
+        s.write(b);
+      } else {
+        s.cork();
+        s.write(h, 'latin1');
+        s.write(body);
+        s.uncork();
+      }
+    } else {
+      // Stream from the downstream request: keep its length when it had one, else chunked.
+      this.srcChunked = body.chunked || body.contentLength < 0;
+      h += this.srcChunked ? 'transfer-encoding: chunked\r\n\r\n' : `content-length: ${body.contentLength}\r\n\r\n`;
+      s.write(h, 'latin1');
+      this.reqDone = false;
+      this.src = body;
+      body.pipeTo(this);
+    }
+  }
+
+  // --- controller ---
+  pause(): void { this.socket.pause(); }
+  resume(): void { this.socket.resume(); }
+
+  /** Give up on the current exchange: the connection is closed (it may be mid-message). */
+  abort(): void {
+    this.handler = null;
+    this.detachSource();
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  destroy(): void { this.abort(); }
+
+  // --- request body (BodySink) ---
+  onBodyData(chunk: Buffer): boolean {
+    if (this.src === null) return true;
+    const s = this.socket;
+    if (!this.srcChunked) return s.write(chunk);
+    s.cork();
+    s.write(chunkHeader(chunk.length), 'latin1');
+    s.write(chunk);
+    s.write('\r\n', 'latin1');
+    s.uncork();
+    return !s.writableNeedDrain;
+  }
+
+  onBodyEnd(): void {
+    if (this.src === null) return;
+    if (this.srcChunked) this.socket.write(CHUNKED_END, 'latin1');
+    this.src = null;
+    this.reqDone = true;
+  }
+
+  onBodyError(err: Error): void {
+    if (this.src === null) return;
+    this.src = null;
+    this.fail(new UpstreamError(`request body: ${err.message}`, 'ECONNABORTED'));
+  }
+
+  private detachSource(): void {
+    if (this.src !== null) { this.src.unpipe(); this.src = null; }
+  }
+
+  // --- response ---
+  private onData(chunk: Buffer): void {
+    if (this.handler === null) {
+      // Bytes nobody asked for: the connection's framing is lost.
+      this.closed = true;
+      this.socket.destroy();
+      return;
+    }
+    this.gotBytes = true;
+    let data = chunk;
+    if (this.buf !== null) { data = Buffer.concat([this.buf, chunk]); this.buf = null; }
+    let off = 0;
+    const h0 = this.handler;
+    while (off < data.length && this.handler === h0) {
+      switch (this.state) {
+        case HEAD: {
+          let end: number;
+          let head: ResponseHead;
+          try {
+            end = headEnd(data, off);
+            if (end < 0) {
+              if (data.length - off > MAX_RESPONSE_HEAD) throw new HttpParseError(502, 'HPE_HEADER_OVERFLOW', 'response head too large');
+              this.buf = off === 0 ? data : data.subarray(off);
+              return;
+            }
+            head = parseResponseHead(data.toString('latin1', off, end - 2));
+          } catch (e) { this.protocolError(e as Error); return; }
+          off = end;
+          const st = head.status;
+          if (st < 200) {
+            // Interim responses are not forwarded (the proxy answered Expect itself); 101 was never asked for.
+            if (st === 101) { this.protocolError(new Error('unexpected 101 Switching Protocols')); return; }
+            continue;
+          }
+          if (head.minor === 1 ? head.connClose : !head.connKeepAlive) this.keepAlive = false;
+          const noBody = this.method === 'HEAD' || st === 204 || st === 304;
+          if (noBody) this.state = IDLE;
+          else if (head.chunked) { this.state = BODY_CHUNKED; this.decoder = new ChunkedDecoder(); }
+          else if (head.contentLength >= 0) { this.state = head.contentLength > 0 ? BODY_LENGTH : IDLE; this.remaining = head.contentLength; }
+          else { this.state = BODY_CLOSE; this.keepAlive = false; }
+          this.handler.onResponseStart(this, st, head.raw, head.reason);
+          if (this.state === IDLE && this.handler === h0) { this.complete(off < data.length); return; }
+          continue;
+        }
+        case BODY_LENGTH: {
+          const n = Math.min(this.remaining, data.length - off);
+          this.deliver(off === 0 && n === data.length ? data : data.subarray(off, off + n));
+          this.remaining -= n;
+          off += n;
+          if (this.remaining === 0 && this.handler === h0) { this.complete(off < data.length); return; }
+          continue;
+        }
+        case BODY_CHUNKED: {
+          let r: number;
+          try {
+            r = this.decoder!.feed(data, off, this.deliver);
+          } catch (e) { this.protocolError(e as Error); return; }
+          if (r < 0) return;
+          if (this.handler === h0) this.complete(r < data.length);
+          return;
+        }
+        case BODY_CLOSE:
+          this.deliver(off === 0 ? data : data.subarray(off));
+          return;
+        default:
+          return;
+      }
+    }
+  }
+
+  /** The response is complete. `extra`: bytes followed it, so the connection cannot be reused. */
+  private complete(extra: boolean): void {
+    const h = this.handler!;
+    this.handler = null;
+    this.state = IDLE;
+    this.decoder = null;
+    // Still sending the request body (an early response): the connection's state is unknown.
+    if (extra || !this.reqDone) this.keepAlive = false;
+    this.detachSource();
+    if (!this.keepAlive) this.closed = true;
+    h.onResponseEnd(this);
+    if (this.closed && !this.socket.destroyed) this.socket.destroy();
+  }
+
+  private protocolError(e: Error): void {
+    this.fail(new UpstreamError(`protocol error: ${e.message}`, 'HPE_INVALID_CONSTANT', true));
+  }
+
+  private fail(err: Error): void {
+    const h = this.handler;
+    this.abort();
+    if (h !== null) h.onResponseError(this, err);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    const h = this.handler;
+    if (h === null) return;
+    if (this.state === BODY_CLOSE) { this.complete(false); return; }
+    this.handler = null;
+    this.detachSource();
+    const e = this.lastError as NodeJS.ErrnoException | null;
+    h.onResponseError(this, new UpstreamError(e?.message ?? (this.gotBytes ? 'upstream closed mid-response' : 'other side closed'), e?.code ?? 'UND_ERR_SOCKET'));
+  }
+}

@@ -1,0 +1,591 @@
+// The downstream half of the engine: an HTTP/1.1 server on plain `net` sockets. It parses only
+// what routing and framing need (one latin1 string per head, raw header arrays, no header
+// objects), hands bodies through as the Buffers the socket produced, and writes a response head
+// together with its first body bytes in one syscall. One request at a time per connection:
+// pipelined requests wait, unparsed, until the response before them has ended (RFC 9112 §9.3.2).
+import { createServer, type Server, type Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, parseRequestHead, type RequestHead } from './http1.ts';
+
+export interface ServerOptions {
+  /** Largest request head (request line + headers) accepted; larger is a 431. */
+  maxHeaderBytes: number;
+  /** A connection with no request in progress is closed after this long. 0 = never. */
+  idleTimeoutMs: number;
+  /** A request head must arrive within this long of its first byte (408 otherwise). */
+  headersTimeoutMs: number;
+}
+
+export interface ServerHooks {
+  onRequest(req: ServerRequest, res: ServerResponse): void;
+  /** The connection went away before `res` ended. */
+  onAbort(res: ServerResponse): void;
+  onConnection(open: boolean): void;
+}
+
+/** Where a request body goes: `onBodyData` returning false asks the producer to pause. */
+export interface BodySink {
+  onBodyData(chunk: Buffer): boolean;
+  onBodyEnd(): void;
+  onBodyError(err: Error): void;
+}
+
+/** Pipelined bytes held while a response is in progress before reading pauses. */
+const HOLD_LIMIT = 64 * 1024;
+/** Body bytes queued before anything consumes them, before reading pauses. */
+const QUEUE_LIMIT = 64 * 1024;
+/** Unread body bytes the server will read and drop after a response to keep the connection. */
+const DISCARD_LIMIT = 64 * 1024;
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
+const CHUNKED_END = '0\r\n\r\n';
+
+export class ServerRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  readonly minor: number;
+  readonly rawHeaders: string[];
+  readonly host: string | undefined;
+  readonly contentLength: number;
+  readonly chunked: boolean;
+  readonly hasBody: boolean;
+  readonly remoteAddress: string;
+  bodyDone: boolean;
+  bodyBytes = 0;
+  /** Set when the body cannot complete (client gone, bad framing). */
+  bodyError: Error | null = null;
+  private conn: ServerConn;
+  private queued: Buffer[] | null = null;
+  private queuedBytes = 0;
+  private sink: BodySink | null = null;
+  private collectLimit = 0;
+  private collectCb: ((body: Buffer | null) => void) | null = null;
+  discard = false;
+  private headerObj: Record<string, string> | null = null;
+
+  constructor(conn: ServerConn, h: RequestHead) {
+    this.conn = conn;
+    this.method = h.method;
+    this.url = h.url;
+    this.minor = h.minor;
+    this.httpVersion = h.minor === 1 ? '1.1' : '1.0';
+    this.rawHeaders = h.raw;
+    this.host = h.host;
+    this.contentLength = h.contentLength;
+    this.chunked = h.chunked;
+    this.hasBody = h.chunked || h.contentLength > 0;
+    this.bodyDone = !this.hasBody;
+    this.remoteAddress = conn.remoteAddress;
+  }
+
+  /** One header, lower-case name; repeated fields joined with ", " (RFC 9110 §5.3). */
+  header(lower: string): string | undefined {
+    const raw = this.rawHeaders;
+    let out: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length === lower.length && n.toLowerCase() === lower) out = out === undefined ? raw[i + 1] : `${out}, ${raw[i + 1]}`;
+    }
+    return out;
+  }
+
+  /** A lower-cased header object, built on first use (only features that need one ask). */
+  get headers(): Record<string, string> {
+    if (this.headerObj !== null) return this.headerObj;
+    const o: Record<string, string> = Object.create(null);
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i].toLowerCase();
+      const prev = o[n];
+      o[n] = prev === undefined ? raw[i + 1] : `${prev}${n === 'cookie' ? '; ' : ', '}${raw[i + 1]}`;
+    }
+    return (this.headerObj = o);
+  }
+
+  /** Stream the body to `sink`: what arrived already first, then the rest as it comes. */
+  pipeTo(sink: BodySink): void {
+    this.sink = sink;
+    const q = this.queued;
+    this.queued = null;
+    this.queuedBytes = 0;
+    let ok = true;
+    if (q !== null) for (const c of q) ok = sink.onBodyData(c);
+    if (this.bodyError !== null) { sink.onBodyError(this.bodyError); return; }
+    if (this.bodyDone) { sink.onBodyEnd(); return; }
+    if (ok) this.conn.resumeReading(); else this.conn.pauseReading();
+  }
+
+  /** Stop streaming to the current sink (an attempt gave up); data queues again. */
+  unpipe(): void { this.sink = null; }
+
+  /**
+   * Buffer the whole body if it is at most `limit` bytes: `cb(buffer)`. A longer body stays
+   * queued, ready to stream with `pipeTo`: `cb(null)`.
+   */
+  collect(limit: number, cb: (body: Buffer | null) => void): void {
+    if (this.bodyDone && this.bodyError === null) { cb(this.takeQueued()); return; }
+    this.collectLimit = limit;
+    this.collectCb = cb;
+    this.conn.resumeReading();
+  }
+
+  private takeQueued(): Buffer {
+    const q = this.queued;
+    this.queued = null;
+    const n = this.queuedBytes;
+    this.queuedBytes = 0;
+    if (q === null) return EMPTY;
+    return q.length === 1 ? q[0] : Buffer.concat(q, n);
+  }
+
+  pause(): void { this.conn.pauseReading(); }
+  resume(): void { this.conn.resumeReading(); }
+
+  // --- from the connection ---
+  push(chunk: Buffer): void {
+    this.bodyBytes += chunk.length;
+    if (this.discard) return;
+    const s = this.sink;
+    if (s !== null) { if (!s.onBodyData(chunk)) this.conn.pauseReading(); return; }
+    (this.queued ??= []).push(chunk);
+    this.queuedBytes += chunk.length;
+    if (this.collectCb !== null) {
+      if (this.queuedBytes > this.collectLimit) {
+        const cb = this.collectCb;
+        this.collectCb = null;
+        this.conn.pauseReading();
+        cb(null);
+      }
+    } else if (this.queuedBytes > QUEUE_LIMIT) this.conn.pauseReading();
+  }
+
+  finish(): void {
+    this.bodyDone = true;
+    if (this.discard) return;
+    if (this.sink !== null) { this.sink.onBodyEnd(); return; }
+    if (this.collectCb !== null) { const cb = this.collectCb; this.collectCb = null; cb(this.takeQueued()); }
+  }
+
+  fail(err: Error): void {
+    if (this.bodyDone || this.bodyError !== null) return;
+    this.bodyError = err;
+    this.collectCb = null;
+    if (this.sink !== null) this.sink.onBodyError(err);
+  }
+}
+
+export class ServerResponse {
+  readonly req: ServerRequest;
+  headersSent = false;
+  ended = false;
+  destroyed = false;
+  /** Cleared to close the connection after this response (draining). */
+  shouldKeepAlive = true;
+  statusCode = 0;
+  /** The owner's state for this request (the proxy keeps its Exchange here). */
+  exchange: unknown = null;
+  /** Close the connection after this response (decided at writeHead). */
+  closeAfter = false;
+  private conn: ServerConn;
+  private head: string | null = null;
+  private chunked = false;
+  private noBody = false;
+  private drainCb: (() => void) | null = null;
+
+  constructor(conn: ServerConn, req: ServerRequest) {
+    this.conn = conn;
+    this.req = req;
+  }
+
+  get writableFinished(): boolean { return this.ended; }
+
+  /**
+   * Set the status and headers (flat [name, value, ...]); written with the first body bytes.
+   * Framing is the server's: Content-Length when given, else chunked (HTTP/1.1) or close.
+   * Transfer-Encoding and Connection are the server's own and are not taken from `headers`.
+   */
+  writeHead(status: number, reason: string | undefined, headers: string[]): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.statusCode = status;
+    const req = this.req;
+    let close = !this.shouldKeepAlive || !this.conn.keepAlive(req);
+    let hasLength = false;
+    let h = `HTTP/1.1 ${status} ${reason ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) {
+      const n = headers[i];
+      const l = n.length;
+      if (l === 14 && n.toLowerCase() === 'content-length') hasLength = true;
+      else if ((l === 17 && n.toLowerCase() === 'transfer-encoding') || (l === 10 && n.toLowerCase() === 'connection')) continue;
+      h += `${n}: ${headers[i + 1]}\r\n`;
+    }
+    this.noBody = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    if (!this.noBody && !hasLength) {
+      if (req.minor === 1) { this.chunked = true; h += 'transfer-encoding: chunked\r\n'; } else close = true;
+    }
+    if (close) h += 'connection: close\r\n';
+    else if (req.minor === 0) h += 'connection: keep-alive\r\n';
+    this.closeAfter = close;
+    this.head = `${h}\r\n`;
+  }
+
+  /** Write body bytes; false = the socket is backed up (wait for `onceDrain`). */
+  write(chunk: Buffer): boolean {
+    if (this.ended || this.destroyed) return false;
+    const s = this.conn.socket;
+    if (this.noBody || chunk.length === 0) { if (this.head !== null) this.flushHead(); return !s.writableNeedDrain; }
+    const head = this.head;
+    if (head !== null) this.head = null;
+    const pre = this.chunked ? (head === null ? chunkHeader(chunk.length) : head + chunkHeader(chunk.length)) : head;
+    if (pre === null) return s.write(chunk);
+    return this.send(pre, chunk, this.chunked ? '\r\n' : '');
+  }
+
+  /** End the response, with optional last body bytes. */
+  end(body?: Buffer | string): void {
+    if (this.ended || this.destroyed) return;
+    if (!this.headersSent) this.writeHead(200, undefined, ['content-length', String(body === undefined ? 0 : Buffer.byteLength(body))]);
+    const chunk = body === undefined || this.noBody ? EMPTY : typeof body === 'string' ? Buffer.from(body) : body;
+    const head = this.head;
+    this.head = null;
+    if (this.chunked) {
+      const pre = chunk.length > 0 ? `${head ?? ''}${chunkHeader(chunk.length)}` : null;
+      if (pre !== null) this.send(pre, chunk, `\r\n${CHUNKED_END}`);
+      else this.conn.socket.write(head === null ? CHUNKED_END : head + CHUNKED_END, 'latin1');
+    } else if (head !== null) {
+      if (chunk.length > 0) this.send(head, chunk, ''); else this.conn.socket.write(head, 'latin1');
+    } else if (chunk.length > 0) this.conn.socket.write(chunk);
+    this.ended = true;
+    this.conn.responseDone(this);
+  }
+
+  /** Abort: the client sees the connection reset, never a truncated body as complete. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.conn.socket.destroy();
+  }
+
+  onceDrain(cb: () => void): void { this.drainCb = cb; }
+
+  /** From the connection's socket 'drain'. */
+  drained(): void {
+    const cb = this.drainCb;
+    this.drainCb = null;
+    if (cb !== null) cb();
+  }
+
+  private flushHead(): void {
+    const h = this.head!;
+    this.head = null;
+    this.conn.socket.write(h, 'latin1');
+  }
+
+  /** `pre` + `chunk` + `post` as one write when small (one syscall), else corked. */
+  private send(pre: string, chunk: Buffer, post: string): boolean {
+    const s = this.conn.socket;
+    if (chunk.length <= 16384) {
+      const b = Buffer.allocUnsafe(pre.length + chunk.length + post.length);
+      b.write(pre, 0, 'latin1');
+      chunk.copy(b, pre.length);
+      if (post.length > 0) b.write(post, pre.length + chunk.length, 'latin1');
+      return s.write(b);
+    }
+    s.cork();
+    s.write(pre, 'latin1');
+    s.write(chunk);
+    if (post.length > 0) s.write(post, 'latin1');
+    s.uncork();
+    return !s.writableNeedDrain;
+  }
+}
+
+/** One downstream connection: parse, dispatch, frame, in order. */
+export class ServerConn {
+  readonly socket: Socket;
+  readonly remoteAddress: string;
+  private server: HttpServer;
+  private buf: Buffer | null = null;
+  req: ServerRequest | null = null;
+  res: ServerResponse | null = null;
+  private decoder: ChunkedDecoder | null = null;
+  private remaining = 0;
+  private discardLeft = 0;
+  private readEnded = false;
+  private paused = false;
+  private inProcess = false;
+  /** No more requests on this connection (refused, or closing). */
+  private dead = false;
+  headStart = 0;
+  lastActive = performance.now();
+  private readonly onBodyChunk = (c: Buffer): void => {
+    const r = this.req!;
+    if (r.discard) { this.discardLeft -= c.length; r.bodyBytes += c.length; return; }
+    r.push(c);
+  };
+
+  constructor(socket: Socket, server: HttpServer) {
+    this.socket = socket;
+    this.server = server;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    socket.setNoDelay(true);
+    socket.on('data', (c: Buffer) => this.process(c));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => { if (this.res !== null) this.res.drained(); });
+    socket.on('error', () => {}); // 'close' follows
+    socket.on('close', () => this.onClose());
+  }
+
+  get idle(): boolean { return this.req === null && this.res === null && this.buf === null; }
+
+  keepAlive(req: ServerRequest): boolean {
+    if (this.server.closing) return false;
+    return req.minor === 1 ? !connClose(req) : connKeepAlive(req);
+  }
+
+  pauseReading(): void { if (!this.paused) { this.paused = true; this.socket.pause(); } }
+  resumeReading(): void { if (this.paused) { this.paused = false; this.socket.resume(); } }
+
+  private process(chunk: Buffer): void {
+    this.lastActive = performance.now();
+    let data = chunk;
+    if (this.buf !== null) { data = chunk.length === 0 ? this.buf : Buffer.concat([this.buf, chunk]); this.buf = null; }
+    if (this.inProcess) { this.buf = data; return; } // (not reached: responses end re-entrantly only via responseDone)
+    this.inProcess = true;
+    try {
+      let off = 0;
+      for (;;) {
+        if (this.dead) return;
+        const req = this.req;
+        if (req !== null && !req.bodyDone) {
+          off = this.feedBody(data, off);
+          if (off < 0) return;
+        }
+        if (this.res !== null) {
+          // A response is in progress: hold pipelined bytes, unparsed.
+          if (off < data.length) {
+            this.buf = off === 0 ? data : data.subarray(off);
+            if (this.buf.length > HOLD_LIMIT) this.pauseReading();
+          }
+          return;
+        }
+        this.req = null;
+        if (off >= data.length) {
+          this.headStart = 0;
+          if (this.readEnded) this.closeSocket();
+          return;
+        }
+        let end: number;
+        try {
+          end = headEnd(data, off);
+        } catch (e) { this.reject(e as HttpParseError); return; }
+        const max = this.server.opts.maxHeaderBytes;
+        if (end < 0) {
+          if (data.length - off > max) { this.reject(new HttpParseError(431, 'HPE_HEADER_OVERFLOW', 'request head too large')); return; }
+          if (this.readEnded) { this.closeSocket(); return; }
+          this.buf = off === 0 ? data : data.subarray(off);
+          if (this.headStart === 0) this.headStart = this.lastActive;
+          return;
+        }
+        if (end - off > max) { this.reject(new HttpParseError(431, 'HPE_HEADER_OVERFLOW', 'request head too large')); return; }
+        let h: RequestHead;
+        try {
+          h = parseRequestHead(data.toString('latin1', off, end - 2));
+        } catch (e) { this.reject(e as HttpParseError); return; }
+        this.headStart = 0;
+        off = end;
+        if (h.method === 'CONNECT') { this.reject(new HttpParseError(405, 'CONNECT', 'CONNECT is not supported')); return; }
+        const r = new ServerRequest(this, h);
+        const res = new ServerResponse(this, r);
+        this.req = r;
+        this.res = res;
+        if (r.hasBody) {
+          if (h.chunked) { this.decoder = new ChunkedDecoder(); this.remaining = 0; } else { this.decoder = null; this.remaining = h.contentLength; }
+          // Envoy answers Expect: 100-continue itself; the header is not forwarded.
+          if (h.expectContinue && h.minor === 1) this.socket.write(CONTINUE);
+        }
+        // The handler may answer at once (a local reply): then this loop goes on to the next request.
+        this.server.hooks.onRequest(r, res);
+      }
+    } finally {
+      this.inProcess = false;
+    }
+  }
+
+  /** Feed request body bytes from data[off..]; returns where the body ended, or -1 (all used). */
+  private feedBody(data: Buffer, off: number): number {
+    const req = this.req!;
+    if (this.decoder !== null) {
+      let r: number;
+      try {
+        r = this.decoder.feed(data, off, this.onBodyChunk);
+      } catch (e) { this.bodyFailed(e as HttpParseError); return -1; }
+      if (req.discard && this.discardLeft < 0) { this.socket.destroy(); return -1; }
+      if (r < 0) return -1;
+      this.decoder = null;
+      req.finish();
+      return r;
+    }
+    const n = Math.min(this.remaining, data.length - off);
+    if (n > 0) this.onBodyChunk(off === 0 && n === data.length ? data : data.subarray(off, off + n));
+    this.remaining -= n;
+    if (this.remaining > 0) return -1;
+    req.finish();
+    return off + n;
+  }
+
+  private bodyFailed(err: HttpParseError): void {
+    const req = this.req!;
+    const res = this.res;
+    if (res !== null && !res.headersSent) {
+      // The request is void: its exchange ends as a reset, and the client gets the 400.
+      this.res = null;
+      res.destroyed = true;
+      this.server.hooks.onAbort(res);
+      req.fail(err);
+      this.reject(err);
+      return;
+    }
+    req.fail(err);
+    this.socket.destroy();
+  }
+
+  /** Refuse a malformed request: a clear status, then close (nothing was forwarded). */
+  private reject(e: HttpParseError): void {
+    if (!(e instanceof HttpParseError)) throw e;
+    const status = e.status;
+    const body = status === 400 ? `malformed request: ${e.code}: ${e.message}` : STATUS_CODES[status] ?? 'error';
+    this.server.stats.rejected++;
+    this.socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    this.buf = null;
+    this.dead = true;
+    this.socket.destroySoon();
+  }
+
+  /** The response for the current request ended. */
+  responseDone(res: ServerResponse): void {
+    this.res = null;
+    const req = res.req;
+    this.lastActive = performance.now();
+    if (!req.bodyDone) {
+      // Nobody read the rest of the body: drop a little of it to keep the connection, else close.
+      const left = this.decoder !== null ? DISCARD_LIMIT : this.remaining;
+      if (res.closeAfter || left > DISCARD_LIMIT || req.bodyError !== null) { this.closeSocket(); return; }
+      req.discard = true;
+      req.unpipe();
+      this.discardLeft = DISCARD_LIMIT;
+    }
+    if (res.closeAfter) { this.closeSocket(); return; }
+    this.resumeReading();
+    if (!this.inProcess) this.process(EMPTY);
+  }
+
+  private closeSocket(): void {
+    this.buf = null;
+    this.dead = true;
+    this.socket.end();
+    this.socket.destroySoon();
+  }
+
+  /**
+   * The client closed its side. As Envoy and Node's server (no HTTP half-close): a request in
+   * progress is aborted (a downstream reset) and the connection closes.
+   */
+  private onEnd(): void {
+    this.readEnded = true;
+    if (this.res !== null || (this.req !== null && !this.req.bodyDone)) { this.socket.destroy(); return; }
+    this.closeSocket();
+  }
+
+  private onClose(): void {
+    this.server.forget(this);
+    const req = this.req;
+    if (req !== null && !req.bodyDone) req.fail(new Error('client connection closed'));
+    const res = this.res;
+    if (res !== null && !res.ended) {
+      res.destroyed = true;
+      this.res = null;
+      this.server.hooks.onAbort(res);
+    }
+  }
+
+  /** Called by the server's timer: headers timeout and idle timeout. */
+  tick(now: number): void {
+    const o = this.server.opts;
+    if (this.headStart > 0 && this.res === null && o.headersTimeoutMs > 0 && now - this.headStart > o.headersTimeoutMs) {
+      this.reject(new HttpParseError(408, 'ERR_HTTP_REQUEST_TIMEOUT', 'request head timeout'));
+      return;
+    }
+    if (this.idle && o.idleTimeoutMs > 0 && now - this.lastActive > o.idleTimeoutMs) this.socket.destroy();
+  }
+}
+
+function connClose(req: ServerRequest): boolean { return hasToken(req.rawHeaders, 'close'); }
+function connKeepAlive(req: ServerRequest): boolean { return hasToken(req.rawHeaders, 'keep-alive'); }
+
+/** A token in the Connection header(s). */
+function hasToken(raw: string[], token: string): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length !== 10 || raw[i].toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1].split(',')) if (t.trim().toLowerCase() === token) return true;
+  }
+  return false;
+}
+
+export class HttpServer {
+  readonly opts: ServerOptions;
+  readonly hooks: ServerHooks;
+  readonly net: Server;
+  readonly stats = { rejected: 0 };
+  closing = false;
+  private conns = new Set<ServerConn>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(opts: ServerOptions, hooks: ServerHooks) {
+    this.opts = opts;
+    this.hooks = hooks;
+    // allowHalfOpen: a client that half-closes after its request still gets the response.
+    this.net = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
+      if (this.closing) { s.destroy(); return; }
+      this.conns.add(new ServerConn(s, this));
+      hooks.onConnection(true);
+      this.arm();
+    });
+  }
+
+  listen(port: number, host: string, reusePort = false): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.net.once('error', reject);
+      this.net.listen({ port, host, reusePort }, () => {
+        this.net.off('error', reject);
+        resolve((this.net.address() as { port: number }).port);
+      });
+    });
+  }
+
+  get connections(): number { return this.conns.size; }
+
+  forget(c: ServerConn): void {
+    if (this.conns.delete(c)) this.hooks.onConnection(false);
+    if (this.conns.size === 0 && this.timer !== null) { clearInterval(this.timer); this.timer = null; }
+  }
+
+  /** One coarse timer per server for head and idle timeouts: nothing per request. */
+  private arm(): void {
+    if (this.timer !== null) return;
+    const o = this.opts;
+    const every = Math.max(50, Math.min(1000, (o.idleTimeoutMs || 2000) / 4, (o.headersTimeoutMs || 2000) / 4));
+    this.timer = setInterval(() => { const now = performance.now(); for (const c of this.conns) c.tick(now); }, every);
+    this.timer.unref();
+  }
+
+  /** Stop accepting; idle connections close now, busy ones after their response. */
+  close(): Promise<void> {
+    this.closing = true;
+    for (const c of this.conns) if (c.idle) c.socket.destroy();
+    return new Promise((resolve) => this.net.close(() => resolve()));
+  }
+
+  destroyConnections(): void { for (const c of this.conns) c.socket.destroy(); }
+}

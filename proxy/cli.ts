@@ -7,7 +7,7 @@ import type { IdentifierConfig } from './dtab/index.ts';
 import { startMemoryGuard } from './telemetry/memory.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { startControlClient } from './xds/client.ts';
+import type { startControlClient } from './xds/client.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
@@ -115,7 +115,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
   if (f.control) {
     try {
       const bind = f.bind as string;
-      control = startControlClient(proxy, {
+      // Loaded only with --control (it brings node:http).
+      control = (await import('./xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
         token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,

@@ -119,9 +119,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     if (ex.cluster) {
       const c = ex.cluster;
       const reporter = l.opts.name === 'inbound' ? 'destination' : 'source';
-      const m = metrics.children(reporter, c.name, c.spec.service, c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride);
-      m.requests.inc();
-      m.duration.observe(dur);
+      metrics.series(reporter, c.name, c.spec.service, () => c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride).record(dur);
       if (l.opts.name === 'outbound') c.edge.record(code, ex.flags, dur);
     }
     if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
@@ -178,10 +176,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const ports = {
     outbound: await outbound.listen(opts.outboundPort, opts.bind),
     inbound: await inboundL.listen(opts.inboundPort, opts.bind),
-    admin: await new Promise<number>((resolve, reject) => {
-      admin.once('error', reject);
-      admin.listen(opts.adminPort, opts.bind, () => resolve((admin.address() as { port: number }).port));
-    }),
+    admin: await admin.listen(opts.adminPort, opts.bind),
   };
   listening = true;
 
@@ -238,7 +233,9 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       outbound.destroyConnections();
       inboundL.destroyConnections();
       await closed;
-      await new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); });
+      const adminClosed = admin.close();
+      admin.destroyConnections();
+      await adminClosed;
       runtime?.retire(null);
       inbound?.drain();
       await tracing?.shutdown().catch(() => {});

@@ -1,5 +1,6 @@
 // The admin port: readiness, Envoy-format stats, Prometheus, config and cluster state.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// Served by the proxy's own HTTP engine: node:http would add ~15 MB of RSS to every sidecar.
+import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
 import { renderEnvoyText, renderPrometheus, type StatSource } from '../telemetry/stats.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Runtime } from '../runtime.ts';
@@ -13,11 +14,11 @@ export interface AdminContext {
   clusters(): Cluster[];
   configDump(): unknown;
   /** Extra routes (e.g. the dtab delegator) contributed by other stages. */
-  extra?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
+  extra?: (req: ServerRequest, res: ServerResponse, url: URL) => boolean;
 }
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' });
+  res.writeHead(status, undefined, ['content-type', type, 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-cache']);
   res.end(body);
 }
 
@@ -67,9 +68,17 @@ function clustersJson(clusters: Cluster[], nowMs: number): unknown {
   };
 }
 
-export function createAdmin(ctx: AdminContext): Server {
-  return createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
+export function createAdmin(ctx: AdminContext): HttpServer {
+  const noop = () => {};
+  return new HttpServer({ maxHeaderBytes: 64 * 1024, idleTimeoutMs: 60_000, headersTimeoutMs: 10_000 }, {
+    onRequest: (req, res) => { void handle(ctx, req, res); }, onAbort: noop, onConnection: noop,
+  });
+}
+
+async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse): Promise<void> {
+  {
+    let url: URL;
+    try { url = new URL(req.url, 'http://admin'); } catch { return send(res, 400, 'bad request target\n'); }
     try {
       switch (url.pathname) {
         case '/ready': {
@@ -105,5 +114,5 @@ export function createAdmin(ctx: AdminContext): Server {
     } catch (e) {
       if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
     }
-  });
+  }
 }

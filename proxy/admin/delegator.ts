@@ -1,7 +1,7 @@
 // Admin `/delegator.json` (GET with query, POST with JSON) and `/delegator` (the playground page),
 // as Linkerd 1's admin served them (spec/dtab.md §4): only the dtab given is used; the page
 // fills in this proxy's base dtab. Namers are the running snapshot's (meshlet's /#/meshlet).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerRequest, ServerResponse } from '../engine/server.ts';
 import { Dtab, DtabParseError, defaultResolver, delegate, parsePath, type AddrResolver } from '../dtab/index.ts';
 import { delegatorPage } from '../dtab/delegator-page.ts';
 import type { Runtime } from '../runtime.ts';
@@ -9,7 +9,7 @@ import type { Runtime } from '../runtime.ts';
 const MAX_BODY = 64 * 1024;
 
 function reply(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, undefined, ['content-type', type, 'content-length', String(Buffer.byteLength(body))]);
   res.end(body);
 }
 
@@ -44,7 +44,7 @@ async function answer(res: ServerResponse, rt: Runtime | null, dtabText: string,
 }
 
 export function delegatorHandler(runtime: () => Runtime | null) {
-  return (req: IncomingMessage, res: ServerResponse, url: URL): boolean => {
+  return (req: ServerRequest, res: ServerResponse, url: URL): boolean => {
     if (url.pathname === '/delegator') {
       reply(res, 200, delegatorPage(runtime()?.snapshot.dtab ?? ''), 'text/html; charset=utf-8');
       return true;
@@ -57,13 +57,10 @@ export function delegatorHandler(runtime: () => Runtime | null) {
     }
     if (req.method !== 'POST') { reply(res, 405, 'method not allowed'); return true; }
     // Linkerd accepts exactly application/json (a charset suffix is a 415).
-    if (req.headers['content-type'] !== 'application/json') { req.resume(); reply(res, 415, 'Content-Type must be application/json'); return true; }
-    let body = '';
-    let tooBig = false;
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { if (body.length + c.length > MAX_BODY) tooBig = true; else body += c; });
-    req.on('end', () => {
-      if (tooBig) return reply(res, 413, 'request body too large');
+    if (req.header('content-type') !== 'application/json') { reply(res, 415, 'Content-Type must be application/json'); return true; }
+    req.collect(MAX_BODY, (buf) => {
+      if (buf === null) return reply(res, 413, 'request body too large');
+      const body = buf.toString('utf8');
       let v: { dtab?: unknown; path?: unknown };
       try { v = JSON.parse(body); } catch { v = {}; }
       if (typeof v !== 'object' || v === null || typeof v.dtab !== 'string' || typeof v.path !== 'string') {

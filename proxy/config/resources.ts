@@ -1,6 +1,11 @@
 // Parsing and validation of the resources users write: Istio-shaped YAML (a documented subset of
 // networking.istio.io) plus meshlet's own Dtab kind. Each error names file, resource and field.
-import { parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
+
+// yaml is loaded on first use: a sidecar fed by the control server (JSON) never pays its ~13 MB.
+let yamlLib: typeof import('yaml') | null = null;
+const parseAllDocuments: typeof import('yaml').parseAllDocuments = (text, opts) =>
+  (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parseAllDocuments(text, opts);
 import {
   Ctx, bool, duration, int, list, map, nonEmptyStr, num, obj, oneOf, regex, str,
   type Validator,

@@ -4,7 +4,6 @@
 // together with its first body bytes in one syscall. One request at a time per connection:
 // pipelined requests wait, unparsed, until the response before them has ended (RFC 9112 §9.3.2).
 import { createServer, type Server, type Socket } from 'node:net';
-import { STATUS_CODES } from 'node:http';
 import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, parseRequestHead, type RequestHead } from './http1.ts';
 
 export interface ServerOptions {
@@ -36,6 +35,18 @@ const HOLD_LIMIT = 64 * 1024;
 const QUEUE_LIMIT = 64 * 1024;
 /** Unread body bytes the server will read and drop after a response to keep the connection. */
 const DISCARD_LIMIT = 64 * 1024;
+/** Reason phrases (RFC 9110), so the engine need not load node:http. */
+const STATUS_CODES: Record<number, string> = {
+  100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information', 204: 'No Content', 205: 'Reset Content', 206: 'Partial Content',
+  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable',
+  407: 'Proxy Authentication Required', 408: 'Request Timeout', 409: 'Conflict', 410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed',
+  413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable', 417: 'Expectation Failed', 418: "I'm a Teapot",
+  421: 'Misdirected Request', 422: 'Unprocessable Entity', 425: 'Too Early', 426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large', 451: 'Unavailable For Legal Reasons',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
+};
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 const CHUNKED_END = '0\r\n\r\n';

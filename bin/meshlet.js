@@ -7,6 +7,15 @@ import module from 'node:module';
 // Failure (read-only disk) only costs the cache.
 try { module.enableCompileCache?.(); } catch { /* no cache */ }
 
+// The proxy runs with a 1 MB young generation (V8's default grows it to 16 MB per semi-space
+// under load, ~30 MB of RSS for a sidecar that keeps almost nothing per request). The flag only
+// works at start-up, so the process re-executes itself in place (same pid) to add it.
+// MESHLET_REEXEC=0 turns this off; an explicit --max-semi-space-size is left alone.
+if (process.argv[2] === 'proxy' && process.env.MESHLET_REEXEC !== '0' && typeof process.execve === 'function'
+  && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
+  process.execve(process.execPath, [process.execPath, '--max-semi-space-size=1', ...process.execArgv, ...process.argv.slice(1)], process.env);
+}
+
 const { main } = await import('../cli/main.ts');
 main(process.argv.slice(2)).then(
   (code) => { if (typeof code === 'number') process.exitCode = code; },

@@ -38,6 +38,7 @@ const SPECS: FlagSpec[] = [
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
+  { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT (worker k admin: --admin-port + k)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
 ];
 
@@ -84,11 +85,22 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const dtabHeaders = (f['dtab-headers'] as string | undefined) ?? (f.edge ? 'strip' : 'trust');
   if (dtabHeaders !== 'trust' && dtabHeaders !== 'strip') { console.error('meshlet proxy: --dtab-headers must be trust or strip'); return 2; }
   if (!f.config && !f.control) { console.error('meshlet proxy: --config <file|dir> or --control <url> is required'); return 2; }
+  const nWorkers = f.workers as number;
+  if (!Number.isInteger(nWorkers) || nWorkers < 1 || nWorkers > 64) { console.error('meshlet proxy: --workers must be an integer from 1 to 64'); return 2; }
+  let worker: { index: number; ports: import('./workers.ts').WorkerPorts | null } | null = null;
+  if (nWorkers > 1) {
+    const w = await import('./workers.ts');
+    const index = w.workerIndex();
+    if (index === null) return w.runPrimary(nWorkers, f['admin-port'] as number, 10_000);
+    worker = { index, ports: w.workerPorts() };
+  }
   let proxy;
   try {
     proxy = await startProxy({
       config: f.config as string | undefined,
-      outboundPort: f['outbound-port'] as number, inboundPort: f['inbound-port'] as number, adminPort: f['admin-port'] as number,
+      outboundPort: worker?.ports?.outbound ?? f['outbound-port'] as number, inboundPort: worker?.ports?.inbound ?? f['inbound-port'] as number,
+      adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
+      readyMessage: worker !== null ? `meshlet worker ${worker.index} ready` : undefined,
       appPort: f['app-port'] as number | undefined, bind: f.bind as string,
       service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
@@ -105,8 +117,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
     console.error(`meshlet proxy: ${(e as Error).message}`);
     return 1;
   }
-  // The ready line is the contract for scripts and tests: print it whatever the log level.
-  if (!proxy.log.isLevelEnabled('info')) {
+  if (worker !== null) {
+    const p = proxy;
+    (await import('./workers.ts')).reportToPrimary(worker.index, p.ports, p.requestsTotal, 1000);
+  } else if (!proxy.log.isLevelEnabled('info')) {
+    // The ready line is the contract for scripts and tests: print it whatever the log level.
     process.stdout.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, ports: proxy.ports, msg: 'meshlet proxy ready' })}\n`);
   }
   // With --control and no --config the proxy starts with no runtime: /ready says INITIALIZING

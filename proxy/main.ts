@@ -18,6 +18,10 @@ import { delegatorHandler } from './admin/delegator.ts';
 
 export interface ProxyOptions {
   config?: string;
+  /** Bind the listeners with SO_REUSEPORT (--workers: several processes share the ports). */
+  reusePort?: boolean;
+  /** The ready log line's message (workers say which they are). */
+  readyMessage?: string;
   snapshot?: Snapshot;
   outboundPort: number;
   inboundPort: number;
@@ -68,6 +72,8 @@ export interface RunningProxy {
   /** Stop accepting, let in-flight requests finish (bounded), close everything. */
   drain(timeoutMs?: number): Promise<void>;
   inFlight(): number;
+  /** Downstream requests so far, both listeners. */
+  requestsTotal(): number;
   /** Drain per-edge counters (outbound clusters) for a report to the control server. */
   edgeReports(): import('./telemetry/edges.ts').EdgeReport[];
 }
@@ -174,8 +180,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   });
 
   const ports = {
-    outbound: await outbound.listen(opts.outboundPort, opts.bind),
-    inbound: await inboundL.listen(opts.inboundPort, opts.bind),
+    outbound: await outbound.listen(opts.outboundPort, opts.bind, opts.reusePort),
+    inbound: await inboundL.listen(opts.inboundPort, opts.bind, opts.reusePort),
     admin: await admin.listen(opts.adminPort, opts.bind),
   };
   listening = true;
@@ -206,7 +212,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     });
   }
 
-  log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, 'meshlet proxy ready');
+  log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, opts.readyMessage ?? 'meshlet proxy ready');
 
   return {
     ports, log,
@@ -214,6 +220,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
     reload,
     inFlight: () => inFlight,
+    requestsTotal: () => outbound.stats.downstream_rq_total + inboundL.stats.downstream_rq_total,
     edgeReports: () => {
       const out = [];
       for (const c of runtime?.clusters.values() ?? []) {

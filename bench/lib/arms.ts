@@ -76,15 +76,15 @@ function meshletPorts(line: string): { outbound: number; admin: number } | null 
 }
 const meshletReady = (line: string) => meshletPorts(line)?.outbound ?? null;
 
-function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = []): Arm {
+function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = [], root = (): string | null => ROOT): Arm {
   return {
-    name, about, skip: () => null,
+    name, about, skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
     async start(u, dir) {
       const file = join(dir, `${name}.yaml`);
       writeFileSync(file, yaml(u.a, u.b));
       // A tracing endpoint inherited from the environment would turn tracing on in every arm.
       const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-      const p = await startProc(name, NODE, [join(ROOT, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0',
+      const p = await startProc(name, NODE, [join(root()!, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0',
         '--log-level', 'warn', '--access-log', 'off', ...extra], { ready: meshletReady, env });
       try {
         // The contract: admin /ready answers 200 once the proxy serves.
@@ -119,6 +119,9 @@ export function allArms(): Arm[] {
     meshlet('meshlet-minimal', 'one ServiceEntry, default routing', (a) => minimalYaml(a)),
     meshlet('meshlet-tracing-1pct', 'realistic + tracing at 1 % sampling (OTLP to a dead local collector)', realisticYaml, ['--trace-sampling', '0.01', '--trace-endpoint', 'http://127.0.0.1:9/v1/traces']),
     meshlet('meshlet-accesslog-errors', 'realistic + access log for errors only', realisticYaml, ['--access-log', 'errors']),
+    meshlet('meshlet-realistic-2w', 'realistic, --workers 2 (SO_REUSEPORT)', realisticYaml, ['--workers', '2']),
+    meshlet('meshlet-before', 'realistic, run from the checkout in $MESHLET_BEFORE (before/after in one run)', realisticYaml, [], () => process.env.MESHLET_BEFORE ?? null),
+    nodePeer('tcp-pipe', 'reference: bytes copied between sockets, no HTTP (the floor of a Node proxy)', 'tcp-pipe.ts'),
     nodePeer('undici-dispatch', 'http.createServer + undici Pool.dispatch (~40 lines)', 'undici-dispatch.ts'),
     nodePeer('reply-from', 'fastify + @fastify/reply-from', 'reply-from.ts'),
     nodePeer('http-proxy', 'node-http-proxy with a keep-alive agent', 'http-proxy.ts'),

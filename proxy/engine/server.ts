@@ -568,7 +568,9 @@ export class HttpServer {
   listen(port: number, host: string, reusePort = false): Promise<number> {
     return new Promise((resolve, reject) => {
       this.net.once('error', reject);
-      this.net.listen({ port, host, reusePort }, () => {
+      // exclusive: a cluster worker binds its own socket (with reusePort, the kernel balances),
+      // never a handle shared through the primary.
+      this.net.listen({ port, host, reusePort, exclusive: true }, () => {
         this.net.off('error', reject);
         resolve((this.net.address() as { port: number }).port);
       });

@@ -25,7 +25,7 @@ spec:
 `;
 }
 
-interface Started { child: ChildProcess; ports: { outbound: number; inbound: number; admin: number }; output: () => string }
+interface Started { child: ChildProcess; ports: { outbound: number; inbound: number; admin: number }; output: () => string; line: Record<string, unknown> }
 
 async function startChild(args: string[]): Promise<Started> {
   const child = spawn(process.execPath, [BIN, 'proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -36,7 +36,7 @@ async function startChild(args: string[]): Promise<Started> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
-    if (line) return { child, ports: JSON.parse(line).ports, output: () => out };
+    if (line) return { child, ports: JSON.parse(line).ports, output: () => out, line: JSON.parse(line) };
     if (child.exitCode !== null) throw new Error(`proxy exited ${child.exitCode}: ${out}`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -152,5 +152,26 @@ spec:
     const peak = rssKb(p.child.pid!, 'VmHWM');
     console.log(`rss growth ${((peak - base) / 1024).toFixed(1)} MB`);
     expect((peak - base) / 1024).toBeLessThan(30);
+  });
+
+  it('--workers 2: two processes share the ports (SO_REUSEPORT), each serves, SIGTERM stops all', async () => {
+    const u = await startUpstream(echo('w'));
+    upstreams.push(u);
+    const p = await startChild(['--config', writeConfig(yaml('w', u.port)), '--workers', '2', '--log-level', 'warn']);
+    const admins = p.line.admin_ports as number[];
+    expect(admins).toHaveLength(2);
+    expect(new Set(admins).size).toBe(2);
+    // Fresh connections: the kernel spreads them over the workers by 4-tuple hash.
+    for (let i = 0; i < 120; i++) expect((await send(p.ports.outbound, { host: 'w' })).status).toBe(200);
+    const served = [];
+    for (const a of admins) {
+      const text = await (await fetch(`http://127.0.0.1:${a}/stats?filter=downstream_rq_total`)).text();
+      served.push(Number(/http\.outbound\.downstream_rq_total: (\d+)/.exec(text)![1]));
+    }
+    expect(served[0] + served[1]).toBe(120);
+    expect(Math.min(...served)).toBeGreaterThan(0);
+    const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
+    p.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });

@@ -62,6 +62,7 @@ export class ClientConnection implements BodySink {
   private srcChunked = false;
   private reqDone = true;
   private lastError: Error | null = null;
+  private paused = false;
   private readonly deliver = (c: Buffer): void => { if (this.handler !== null) this.handler.onResponseData(this, c); };
 
   constructor(socket: Socket, defaultHost: string) {
@@ -126,8 +127,9 @@ export class ClientConnection implements BodySink {
   }
 
   // --- controller ---
-  pause(): void { this.socket.pause(); }
-  resume(): void { this.socket.resume(); }
+  /** Stop reading the response (the downstream is backed up). */
+  pause(): void { if (!this.paused) { this.paused = true; this.socket.pause(); } }
+  resume(): void { if (this.paused) { this.paused = false; this.socket.resume(); } }
 
   /** Give up on the current exchange: the connection is closed (it may be mid-message). */
   abort(): void {
@@ -245,6 +247,8 @@ export class ClientConnection implements BodySink {
     this.handler = null;
     this.state = IDLE;
     this.decoder = null;
+    // A connection goes back to the pool reading, whatever backpressure the last response had.
+    this.resume();
     // Still sending the request body (an early response): the connection's state is unknown.
     if (extra || !this.reqDone) this.keepAlive = false;
     this.detachSource();

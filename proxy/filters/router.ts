@@ -395,7 +395,8 @@ export class Attempt implements Waiter, ResponseHandler {
     ex.bytesOut += chunk.length;
     if (!ex.res.write(chunk)) {
       conn.pause();
-      ex.res.onceDrain(() => conn.resume());
+      // Only while this attempt still owns the connection: once released, it belongs to another request.
+      ex.res.onceDrain(() => { if (!this.finished) conn.resume(); });
     }
   }
 

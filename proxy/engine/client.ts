@@ -74,9 +74,6 @@ export class ClientConnection implements BodySink {
     socket.on('close', () => this.onClose());
   }
 
-  /** True when a response arrived (even partly) for the current request. */
-  get responded(): boolean { return this.gotBytes; }
-
   dispatch(opts: RequestOptions, handler: ResponseHandler): void {
     if (this.closed || this.socket.destroyed) { handler.onResponseError(this, new UpstreamError('connection closed', 'ECONNRESET')); return; }
     this.handler = handler;
@@ -138,8 +135,6 @@ export class ClientConnection implements BodySink {
     this.closed = true;
     this.socket.destroy();
   }
-
-  destroy(): void { this.abort(); }
 
   // --- request body (BodySink) ---
   onBodyData(chunk: Buffer): boolean {

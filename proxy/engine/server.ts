@@ -61,6 +61,8 @@ export class ServerRequest {
   readonly contentLength: number;
   readonly chunked: boolean;
   readonly hasBody: boolean;
+  /** What the client asked for: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with keep-alive. */
+  readonly wantsKeepAlive: boolean;
   readonly remoteAddress: string;
   bodyDone: boolean;
   bodyBytes = 0;
@@ -86,6 +88,7 @@ export class ServerRequest {
     this.contentLength = h.contentLength;
     this.chunked = h.chunked;
     this.hasBody = h.chunked || h.contentLength > 0;
+    this.wantsKeepAlive = h.minor === 1 ? !h.connClose : h.connKeepAlive;
     this.bodyDone = !this.hasBody;
     this.remoteAddress = conn.remoteAddress;
   }
@@ -323,7 +326,6 @@ export class ServerConn {
   private decoder: ChunkedDecoder | null = null;
   private remaining = 0;
   private discardLeft = 0;
-  private readEnded = false;
   private paused = false;
   private inProcess = false;
   /** No more requests on this connection (refused, or closing). */
@@ -351,8 +353,7 @@ export class ServerConn {
   get idle(): boolean { return this.req === null && this.res === null && this.buf === null; }
 
   keepAlive(req: ServerRequest): boolean {
-    if (this.server.closing) return false;
-    return req.minor === 1 ? !connClose(req) : connKeepAlive(req);
+    return !this.server.closing && req.wantsKeepAlive;
   }
 
   pauseReading(): void { if (!this.paused) { this.paused = true; this.socket.pause(); } }
@@ -382,11 +383,7 @@ export class ServerConn {
           return;
         }
         this.req = null;
-        if (off >= data.length) {
-          this.headStart = 0;
-          if (this.readEnded) this.closeSocket();
-          return;
-        }
+        if (off >= data.length) { this.headStart = 0; return; }
         let end: number;
         try {
           end = headEnd(data, off);
@@ -394,7 +391,6 @@ export class ServerConn {
         const max = this.server.opts.maxHeaderBytes;
         if (end < 0) {
           if (data.length - off > max) { this.reject(new HttpParseError(431, 'HPE_HEADER_OVERFLOW', 'request head too large')); return; }
-          if (this.readEnded) { this.closeSocket(); return; }
           this.buf = off === 0 ? data : data.subarray(off);
           if (this.headStart === 0) this.headStart = this.lastActive;
           return;
@@ -504,7 +500,6 @@ export class ServerConn {
    * progress is aborted (a downstream reset) and the connection closes.
    */
   private onEnd(): void {
-    this.readEnded = true;
     if (this.res !== null || (this.req !== null && !this.req.bodyDone)) { this.socket.destroy(); return; }
     this.closeSocket();
   }
@@ -530,18 +525,6 @@ export class ServerConn {
     }
     if (this.idle && o.idleTimeoutMs > 0 && now - this.lastActive > o.idleTimeoutMs) this.socket.destroy();
   }
-}
-
-function connClose(req: ServerRequest): boolean { return hasToken(req.rawHeaders, 'close'); }
-function connKeepAlive(req: ServerRequest): boolean { return hasToken(req.rawHeaders, 'keep-alive'); }
-
-/** A token in the Connection header(s). */
-function hasToken(raw: string[], token: string): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length !== 10 || raw[i].toLowerCase() !== 'connection') continue;
-    for (const t of raw[i + 1].split(',')) if (t.trim().toLowerCase() === token) return true;
-  }
-  return false;
 }
 
 export class HttpServer {

@@ -249,7 +249,7 @@ export class EndpointPool {
     this.br.stats.upstream_cx_active--;
     this.hostStats.cx_active--;
     this.updateOpen();
-    conn.h1?.destroy();
+    conn.h1?.abort();
   }
 
   private updateOpen(): void {

@@ -45,6 +45,18 @@ export function snapshotFromYaml(yaml: string, version = '1'): Snapshot {
   return compile(resources, { version, source: 'test' });
 }
 
+/** A ServiceEntry for `host` with one loopback endpoint per port, plus any `extra` YAML after it. */
+export function serviceYaml(host: string, ports: number[], extra = ''): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${host} }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 80, name: http }]
+  endpoints: [${ports.map((p) => `{ address: 127.0.0.1, ports: { http: ${p} } }`).join(', ')}]
+${extra}`;
+}
+
 export function writeConfig(yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-test-'));
   const file = join(dir, 'mesh.yaml');

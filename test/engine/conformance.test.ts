@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import { Fixtures, send, type Upstream } from '../helpers.ts';
+import { Fixtures, send, serviceYaml, type Upstream } from '../helpers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -229,17 +229,6 @@ afterAll(async () => {
 
 interface Seen { method: string; url: string; body: string; complete: boolean; te?: string; cl?: string; peerPort?: number }
 
-function serviceEntry(host: string, port: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: ${host} }
-spec:
-  hosts: [${host}]
-  ports: [{ number: 80, name: http }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
-`;
-}
-
 const GET_BODY = 'g'.repeat(1234);
 
 let p: RunningProxy;
@@ -316,7 +305,7 @@ beforeAll(async () => {
   fx.add(() => new Promise<void>((r) => { rawUp.close(() => r()); for (const s of rawUpSockets) s.destroy(); }));
   const rawUpPort = (rawUp.address() as { port: number }).port;
 
-  p = await fx.proxy([serviceEntry('conf', up.port), serviceEntry('rawup', rawUpPort), serviceEntry('smug', smug.port)].join('---\n'));
+  p = await fx.proxy([serviceYaml('conf', [up.port]), serviceYaml('rawup', [rawUpPort]), serviceYaml('smug', [smug.port])].join('---\n'));
   port = p.ports.outbound;
 });
 

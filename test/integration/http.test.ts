@@ -4,25 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { once } from 'node:events';
-import { Fixtures, deadPort, echo, send, stat, type Upstream } from '../helpers.ts';
+import { Fixtures, deadPort, echo, send, serviceYaml, stat, type Upstream } from '../helpers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
 
 const fx = new Fixtures();
 afterAll(() => fx.closeAll());
-
-function serviceYaml(host: string, ports: number[], extra = ''): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: ${host} }
-spec:
-  hosts: [${host}]
-  ports: [{ number: 80, name: http }]
-  endpoints: [${ports.map((p) => `{ address: 127.0.0.1, ports: { http: ${p} } }`).join(', ')}]
-${extra}`;
-}
-
-
-
 
 /** Raw request over a socket; resolves with everything the proxy sent before closing. */
 async function raw(port: number, text: string | Buffer, waitMs = 1000): Promise<string> {

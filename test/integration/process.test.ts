@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { echo, send, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
+import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
 
 const BIN = new URL('../../bin/meshlet.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
@@ -13,17 +13,6 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   for (const u of upstreams) await u.close();
 });
-
-function yaml(host: string, port: number): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: ${host} }
-spec:
-  hosts: [${host}]
-  ports: [{ number: 80, name: http }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
-`;
-}
 
 interface Started { child: ChildProcess; ports: { outbound: number; inbound: number; admin: number }; output: () => string; line: Record<string, unknown> }
 
@@ -69,7 +58,7 @@ spec:
     const a = await startUpstream(echo('a'));
     const b = await startUpstream(echo('b'));
     upstreams.push(a, b);
-    const file = writeConfig(yaml('svc', a.port));
+    const file = writeConfig(serviceYaml('svc', [a.port]));
     const p = await startChild(['--config', file]);
     expect((await send(p.ports.outbound, { host: 'svc' })).headers['x-upstream']).toBe('a');
     writeFileSync(file, 'kind: ServiceEntry\nspec: [not, valid\n');
@@ -80,7 +69,7 @@ spec:
     const dump = JSON.parse((await send(p.ports.admin, { path: '/config_dump' })).body);
     expect(dump.version).toBe('1');
     expect(dump.last_error).toContain(file);
-    writeFileSync(file, yaml('svc', b.port));
+    writeFileSync(file, serviceYaml('svc', [b.port]));
     p.child.kill('SIGHUP');
     const deadline = Date.now() + 3000;
     let who = '';
@@ -92,7 +81,7 @@ spec:
   it('SIGTERM stops accepting, lets the in-flight request finish, and exits 0', async () => {
     const slow = await startUpstream((_req, res) => { setTimeout(() => res.end('slow done'), 600); });
     upstreams.push(slow);
-    const p = await startChild(['--config', writeConfig(yaml('slow', slow.port))]);
+    const p = await startChild(['--config', writeConfig(serviceYaml('slow', [slow.port]))]);
     const inflight = send(p.ports.outbound, { host: 'slow' });
     await new Promise((r) => setTimeout(r, 150));
     const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
@@ -123,7 +112,7 @@ spec:
       pump();
     });
     upstreams.push(u);
-    const p = await startChild(['--config', writeConfig(yaml('big', u.port))]);
+    const p = await startChild(['--config', writeConfig(serviceYaml('big', [u.port]))]);
     const upload = (size: number) => new Promise<string>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port: p.ports.outbound, method: 'POST', path: '/', agent: false, headers: { host: 'big', 'content-length': String(size) } }, (res) => {
         let b = ''; res.on('data', (c) => { b += c; }); res.on('end', () => resolve(b));
@@ -157,7 +146,7 @@ spec:
   it('--workers 2: two processes share the ports (SO_REUSEPORT), each serves, SIGTERM stops all', async () => {
     const u = await startUpstream(echo('w'));
     upstreams.push(u);
-    const p = await startChild(['--config', writeConfig(yaml('w', u.port)), '--workers', '2', '--log-level', 'warn']);
+    const p = await startChild(['--config', writeConfig(serviceYaml('w', [u.port])), '--workers', '2', '--log-level', 'warn']);
     const admins = p.line.admin_ports as number[];
     expect(admins).toHaveLength(2);
     expect(new Set(admins).size).toBe(2);

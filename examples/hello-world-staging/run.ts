@@ -1,6 +1,6 @@
 // Per-request staging (Linkerd's "staging microservices without the tears"): hello -> world, with
 // world-v2 deployed next to production and reached, for one request only, with an l5d-dtab header.
-// Every app sits behind its own meshlet sidecar on loopback; `node examples/hello-world-staging/run.ts`.
+// Every app sits behind its own meshlet sidecar on loopback; `npm run staging`.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

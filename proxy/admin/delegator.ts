@@ -1,5 +1,5 @@
 // Admin `/delegator.json` (GET with query, POST with JSON) and `/delegator` (the playground page),
-// as Linkerd 1's admin served them (spec/dtab.md §4): only the dtab given is used; the page
+// as Linkerd 1's admin served them (docs/spec/dtab.md §4): only the dtab given is used; the page
 // fills in this proxy's base dtab. Namers are the running snapshot's (meshlet's /#/meshlet).
 import type { ServerRequest, ServerResponse } from '../engine/server.ts';
 import { Dtab, DtabParseError, defaultResolver, delegate, parsePath, type AddrResolver } from '../dtab/index.ts';

@@ -1,5 +1,5 @@
 // Binding (delegation): a logical path through the dtab, the configured namers and the system
-// namer (`/$/…`) to bound names (spec/dtab.md §2.3-2.5, §2.8). Lazy through Alt (stop at the
+// namer (`/$/…`) to bound names (docs/spec/dtab.md §2.3-2.5, §2.8). Lazy through Alt (stop at the
 // first non-Neg; Fail and errors stop everything), eager through Union (drop Neg/Fail branches).
 import type { Dtab } from './dtab.ts';
 import { showPath, startsWith, utf8Elem, type Path } from './path.ts';

@@ -1,5 +1,5 @@
 // The delegator ("dtab playground"): explains a binding instead of performing it. Every
-// alternative and union branch is expanded, errors are shown in place (spec/dtab.md §4.3), and
+// alternative and union branch is expanded, errors are shown in place (docs/spec/dtab.md §4.3), and
 // the answer is Linkerd's `/delegator.json` shape with its exact key order (§4.4).
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';

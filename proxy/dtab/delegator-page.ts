@@ -1,6 +1,6 @@
 // The admin `GET /delegator` page ("dtab playground"): shows this proxy's base dtab, lets a user
 // edit a dtab and a path, asks `/delegator.json` (GET with query) and renders the delegation
-// tree, colouring it as Linkerd's UI did (spec/dtab.md §4.4). Self-contained: no CDN, inline JS.
+// tree, colouring it as Linkerd's UI did (docs/spec/dtab.md §4.4). Self-contained: no CDN, inline JS.
 import { Dtab, showPrefix } from './dtab.ts';
 import { DtabParseError } from './parser.ts';
 import { showPathTree } from './tree.ts';

@@ -1,5 +1,5 @@
 // Dtabs: ordered dentries. Lookup collects the rewrite of EVERY matching dentry, last first, into
-// an Alt (spec/dtab.md §2.1-2.2) — there is no "longest prefix wins".
+// an Alt (docs/spec/dtab.md §2.1-2.2) — there is no "longest prefix wins".
 import { ANY, parseDentries, type Dentry, type PrefixElem } from './parser.ts';
 import { showElem, type Path } from './path.ts';
 import { NEG, showPathTree, type NameTree } from './tree.ts';

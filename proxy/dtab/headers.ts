@@ -1,4 +1,4 @@
-// Linkerd 1's dtab request headers (spec/dtab.md §3.2-3.6): `l5d-ctx-dtab` (propagated) then
+// Linkerd 1's dtab request headers (docs/spec/dtab.md §3.2-3.6): `l5d-ctx-dtab` (propagated) then
 // `l5d-dtab` (the user's override), every header line parsed as a dtab of its own; any parse
 // failure is a 400 before routing. The local dtab ctx ++ user travels on as `l5d-ctx-dtab`.
 import { Dtab, showPrefix } from './dtab.ts';

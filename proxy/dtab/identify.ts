@@ -1,4 +1,4 @@
-// Identifiers: an HTTP request -> a logical name (spec/dtab.md §3.1, identify-vectors.json).
+// Identifiers: an HTTP request -> a logical name (docs/spec/dtab.md §3.1, identify-vectors.json).
 import { parsePath, DtabParseError } from './parser.ts';
 import { latin1Elem as latin1, type Path } from './path.ts';
 

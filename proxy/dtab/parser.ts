@@ -1,4 +1,4 @@
-// A hand-written scanner for Finagle's dtab syntax (spec/dtab.md §1), mirroring Finagle's
+// A hand-written scanner for Finagle's dtab syntax (docs/spec/dtab.md §1), mirroring Finagle's
 // NameTreeParsers: one char of look-ahead, whitespace and '#' comments skipped only between
 // tokens, and Finagle's exact error messages, because clients see them verbatim in `l5d-err`:
 //   <expected> expected but <found> found at '<input with the offending char in [ ]>'

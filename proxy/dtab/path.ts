@@ -1,4 +1,4 @@
-// Paths (spec/dtab.md §1.1-1.2): sequences of non-empty byte strings. An element is kept as a
+// Paths (docs/spec/dtab.md §1.1-1.2): sequences of non-empty byte strings. An element is kept as a
 // latin-1 string (each char one byte, 0x00-0xff), so `===` compares bytewise and V8 can hash it.
 
 /** A path: elements are byte strings, each char one byte (latin-1), compared bytewise. */

@@ -1,4 +1,4 @@
-// Name trees and their canonical printing (Finagle's show forms, spec/dtab.md §1.4, §1.8, §2.6).
+// Name trees and their canonical printing (Finagle's show forms, docs/spec/dtab.md §1.4, §1.8, §2.6).
 import { showPath, type Path } from './path.ts';
 
 // Paths live in path.ts; re-exported here because trees and paths are used together.

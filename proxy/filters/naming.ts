@@ -1,5 +1,5 @@
 // The naming stage: a request's logical name (/svc/<Host>) bound through the base dtab, the
-// propagated l5d-ctx-dtab and the user's l5d-dtab (Linkerd 1 semantics, spec/dtab.md §3), to a
+// propagated l5d-ctx-dtab and the user's l5d-dtab (Linkerd 1 semantics, docs/spec/dtab.md §3), to a
 // mesh service (then its VirtualService routes), a subset, or an address. Compiled per snapshot.
 import type { Snapshot, ClusterSpec } from '../config/schema.ts';
 import { DEFAULT_CONNECTION_POOL, clusterName } from '../config/schema.ts';

@@ -1,10 +1,11 @@
-// Fixture namers of the vectors (spec/dtab.md §5.1): test code only.
+// Fixture namers of the vectors (docs/spec/dtab.md §5.1): test code only.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NEG, leaf, parsePath, showPath, type Namer, type Path } from '../../proxy/dtab/index.ts';
 
-const SPEC = fileURLToPath(new URL('../../../shared/spec/', import.meta.url));
-export function loadVectors(name: string): any[] { return JSON.parse(readFileSync(`${SPEC}${name}`, 'utf8')); }
+// The vectors are copied into the repo (test/dtab/vectors/README.md says from where).
+const VECTORS = fileURLToPath(new URL('./vectors/', import.meta.url));
+export function loadVectors(name: string): any[] { return JSON.parse(readFileSync(`${VECTORS}${name}`, 'utf8')); }
 
 export function fixtures(v: any): { namers: Array<{ prefix: Path; namer: Namer }>; classpath: Record<string, Namer> } {
   const namers = (v.namers ?? []).map((n: any) => {

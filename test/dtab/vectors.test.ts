@@ -1,4 +1,4 @@
-// Every vector of spec/dtab-vectors.json and identify-vectors.json.
+// Every vector of test/dtab/vectors/dtab-vectors.json and identify-vectors.json.
 import { describe, expect, it } from 'vitest';
 import {
   BindError, Dtab, DtabParseError, Interpreter, delegate, encodeBound, encodeError, evalTree, makeIdentifier,

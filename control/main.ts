@@ -84,7 +84,14 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       if (!authorized(req)) { req.resume(); unauthorized(res); return; }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
-      if (url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null }); return; }
+      // /healthz is liveness (the process answers; restarting would not fix a bad directory);
+      // /ready is readiness: 503 while there is no valid snapshot to serve, with the reason.
+      if (url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null, ...state.serving() }); return; }
+      if (url.pathname === '/ready') {
+        const s = state.serving();
+        sendJson(res, s.serving ? 200 : 503, { ...s, version: state.current()?.snapshot.version ?? null, last_error: state.lastRejection() });
+        return;
+      }
       handler(req, res, url).catch((e) => { log.error({ err: (e as Error).message }, 'request failed'); if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message }); });
     };
   const d = discovery;
@@ -125,7 +132,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     discoveryServer.close(); apiServer.close();
     throw e;
   }
-  log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null }, 'meshlet control ready');
+  log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
     ports, state, discovery: d, log,

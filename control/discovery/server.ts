@@ -20,24 +20,39 @@ export interface NodeState {
   labels: Record<string, string>;
   remote: string;
   streams: number;            // open streams (0 = disconnected)
+  polls: number;              // long-polls waiting now
+  lastPollAt: number;         // when the last long-poll answered (0 = never polled)
   connectedAt: number | null;
   lastSeen: number;
   lastSent: Mark | null;
   lastAck: Mark | null;
-  lastNack: (Mark & { error: string }) | null;
+  lastNack: (Mark & { error: string }) | null;  // cleared by a later ACK: the error is history then
+  nacks: number;              // NACKs ever received (the history the cleared error leaves)
   staleAcks: number;          // ACK/NACKs whose nonce was not the last one sent
 }
 
 interface Stream { node: NodeState; res: ServerResponse; busy: boolean; pending: boolean }
 
+export type SyncStatus = 'SYNCED' | 'NACKED' | 'PENDING' | 'NOT_SENT';
+
 export interface NodeView {
   node: string; service: string; labels: Record<string, string>; connected: boolean; remote: string;
-  status: 'SYNCED' | 'NACKED' | 'PENDING' | 'NOT_SENT';
+  /** DISCONNECTED when no stream is open (nor a long-poll recently): its config state is only what it was. */
+  status: SyncStatus | 'DISCONNECTED';
+  /** The ACK state of the last push, connected or not (what the proxy ran when last seen). */
+  config_status: SyncStatus;
+  disconnected_at: string | null;
   sent: { version: string; nonce: string; at: string } | null;
   acked: { version: string; nonce: string; at: string } | null;
   nacked: { version: string; nonce: string; at: string; error: string } | null;
-  last_seen: string; stale_acks: number;
+  last_seen: string; stale_acks: number; nacks: number;
 }
+
+/**
+ * A long-polling proxy holds no stream; it counts as connected while a poll waits and for this
+ * long after one answered (the time it takes to ACK and ask again).
+ */
+export const LONG_POLL_GRACE_MS = 10_000;
 
 const iso = (t: number) => new Date(t).toISOString();
 
@@ -102,7 +117,7 @@ export class Discovery {
     const labels = labelsField(nb.labels, 'node.labels');
     let st = this.nodes.get(id);
     if (!st) {
-      st = { id, service, labels, remote: '', streams: 0, connectedAt: null, lastSeen: Date.now(), lastSent: null, lastAck: null, lastNack: null, staleAcks: 0 };
+      st = { id, service, labels, remote: '', streams: 0, polls: 0, lastPollAt: 0, connectedAt: null, lastSeen: Date.now(), lastSent: null, lastAck: null, lastNack: null, nacks: 0, staleAcks: 0 };
       this.nodes.set(id, st);
     }
     st.service = service;
@@ -167,6 +182,7 @@ export class Discovery {
     const node = this.nodeFrom({ node: { id, labels, ...(url.searchParams.get('service') ? { service: url.searchParams.get('service') } : {}) } }, req);
     const have = url.searchParams.get('version_info') ?? '';
     const waitMs = Math.min(Math.max(Number(url.searchParams.get('wait_ms') ?? 30_000) || 0, 0), 300_000);
+    node.polls++;
     if (!this.snapshot || this.snapshot.version === have) {
       await new Promise<void>((resolve) => {
         const done = () => { clearTimeout(t); this.waiters.delete(done); resolve(); };
@@ -175,6 +191,8 @@ export class Discovery {
         res.on('close', done);
       });
     }
+    node.polls--;
+    node.lastPollAt = Date.now();
     if (res.destroyed) return;
     node.lastSeen = Date.now();
     if (!this.snapshot || this.snapshot.version === have) { res.writeHead(304).end(); return; }
@@ -204,11 +222,18 @@ export class Discovery {
     if (err !== undefined && err !== null) {
       const message = typeof err === 'object' && typeof err.message === 'string' ? err.message : JSON.stringify(err);
       node.lastNack = { version: node.lastSent.version, nonce, at, error: message.slice(0, 4096) };
+      node.nacks++;
       this.log.warn({ node: node.id, version: node.lastSent.version, running: version, error: node.lastNack.error }, 'proxy NACKed snapshot');
       sendJson(res, 200, { status: 'nack' });
       return;
     }
     node.lastAck = { version, nonce, at };
+    // The proxy now runs the newest push: an earlier NACK's error no longer describes it (it is
+    // still counted in `nacks` and was logged when it came).
+    if (node.lastNack) {
+      this.log.info({ node: node.id, version, nacked: node.lastNack.version }, 'proxy ACKed a snapshot after a NACK');
+      node.lastNack = null;
+    }
     sendJson(res, 200, { status: 'ack' });
   }
 
@@ -226,26 +251,34 @@ export class Discovery {
 
   views(): NodeView[] {
     const out: NodeView[] = [];
+    const now = Date.now();
     for (const n of this.nodes.values()) {
       const sent = n.lastSent;
-      const status: NodeView['status'] = !sent ? 'NOT_SENT'
+      const sync: SyncStatus = !sent ? 'NOT_SENT'
         : n.lastNack?.nonce === sent.nonce ? 'NACKED'
         : n.lastAck?.nonce === sent.nonce ? 'SYNCED' : 'PENDING';
+      const connected = this.connected(n, now);
       out.push({
-        node: n.id, service: n.service, labels: n.labels, connected: n.streams > 0, remote: n.remote, status,
+        node: n.id, service: n.service, labels: n.labels, connected, remote: n.remote,
+        status: connected ? sync : 'DISCONNECTED', config_status: sync,
+        disconnected_at: connected ? null : iso(n.lastSeen),
         sent: sent ? { version: sent.version, nonce: sent.nonce, at: iso(sent.at) } : null,
         acked: n.lastAck ? { version: n.lastAck.version, nonce: n.lastAck.nonce, at: iso(n.lastAck.at) } : null,
         nacked: n.lastNack ? { version: n.lastNack.version, nonce: n.lastNack.nonce, at: iso(n.lastNack.at), error: n.lastNack.error } : null,
-        last_seen: iso(n.streams > 0 ? Date.now() : n.lastSeen), stale_acks: n.staleAcks,
+        last_seen: iso(n.streams > 0 ? now : n.lastSeen), stale_acks: n.staleAcks, nacks: n.nacks,
       });
     }
     return out.sort((a, b) => a.node.localeCompare(b.node));
   }
 
+  private connected(n: NodeState, now: number): boolean {
+    return n.streams > 0 || n.polls > 0 || (n.lastPollAt > 0 && now - n.lastPollAt < LONG_POLL_GRACE_MS);
+  }
+
   /** Forget disconnected nodes not seen for `maxAgeMs` (bounded memory with churning pods). */
   gc(maxAgeMs: number): void {
     const cutoff = Date.now() - maxAgeMs;
-    for (const [id, n] of this.nodes) if (n.streams === 0 && n.lastSeen < cutoff) this.nodes.delete(id);
+    for (const [id, n] of this.nodes) if (n.streams === 0 && n.polls === 0 && n.lastSeen < cutoff) this.nodes.delete(id);
   }
 
   close(): void {

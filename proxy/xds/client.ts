@@ -28,7 +28,11 @@ interface Status {
 }
 
 export function startControlClient(proxy: RunningProxy, opts: ControlClientOptions): { stop(): Promise<void>; status(): unknown } {
-  const base = new URL(opts.url);
+  // host:port means http://host:port (what people type, as for `meshlet ctl --server`).
+  let base: URL;
+  try { base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.url) ? opts.url : `http://${opts.url}`); } catch {
+    throw new Error(`--control '${opts.url}': not a valid URL (expected http://host:port or host:port)`);
+  }
   if (base.protocol !== 'http:') throw new Error(`--control ${opts.url}: only http:// URLs are supported`);
   const log: Logger = opts.log.child({ component: 'xds' });
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -80,6 +84,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       st.nacks++;
       st.last_nack = { version, nonce, error, at: new Date().toISOString() };
       log.error({ version, error }, 'snapshot rejected (NACK); the previous config stays in force');
+      proxy.rejected(`control snapshot ${version || '(no version)'}: ${error}`);
       answer(nonce, error);
     };
     if (!Array.isArray(m.resources) || m.resources.length !== 1) { fail(`resources: expected exactly one snapshot, got ${Array.isArray(m.resources) ? m.resources.length : typeof m.resources}`); return; }

@@ -21,9 +21,11 @@ commands:
   get config                           what is served, version, routing, rejected edits, ops overrides, notices
   get endpoints                        endpoints registered by sidecars
   weights <host> <subset>=<w> ...      set the split of the host's catch-all route(s); weights sum to 100
-  promote <host> <subset>              send all traffic to one subset
+  promote <host> <subset>              send all traffic to one subset: every route of the host's
+                                       VirtualService, header-matched ones too (mirrors onto the
+                                       host's own versions are dropped, others kept)
   remove-version <host> <subset>       routes stop using the subset; its endpoints are drained
-  rollback <host>                      back to the previous weights
+  rollback <host>                      undo the last weights/promote/remove-version (repeatable)
   validate <dir>                       validate a config directory locally (no server needed)`;
 
 type Out = { code: number };
@@ -190,6 +192,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     }
     console.log(`${r.json.change}: version ${r.json.version} (written to ${r.json.file})`);
     printRouting(r.json.routing);
+    for (const w of r.json.warnings ?? []) console.log(`WARNING: ${w}`);
     return 0;
   } catch (e) {
     console.error(`meshlet ctl: ${(e as Error).message}`);

@@ -132,7 +132,10 @@ export class ControlState {
     this.writeOps(text);
     this.commit(result, files, `api: ${what}`);
     this.log.info({ change: what, file: this.opsPath, version: this.cur!.snapshot.version }, 'ops change written');
-    return { change: what, version: this.cur!.snapshot.version, hash: this.cur!.snapshot.hash, file: this.opsPath, routing: routing(this.cur!.snapshot, canonical) };
+    return {
+      change: what, version: this.cur!.snapshot.version, hash: this.cur!.snapshot.hash, file: this.opsPath, routing: routing(this.cur!.snapshot, canonical),
+      ...(ctx.warnings?.length ? { warnings: ctx.warnings } : {}),
+    };
   }
 
   /** What the server serves, in words (shared by /v1/config, /ready and `ctl get config`). */

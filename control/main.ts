@@ -89,17 +89,19 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
         res.end(page);
         return;
       }
-      if (!authorized(req)) { req.resume(); unauthorized(res); return; }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
+      const ok = authorized(req);
       // /healthz is liveness (the process answers; restarting would not fix a bad directory);
-      // /ready is readiness: 503 while there is no valid snapshot to serve, with the reason.
-      if (url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null, ...state.serving() }); return; }
-      if (url.pathname === '/ready') {
+      // /ready is readiness: 503 while there is no valid snapshot to serve. Both answer without
+      // the token (kubelet probes carry none), with the errors only for an authorized caller.
+      if (req.method === 'GET' && url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null, ...state.serving() }); return; }
+      if (req.method === 'GET' && url.pathname === '/ready') {
         const s = state.serving();
-        sendJson(res, s.serving ? 200 : 503, { ...s, version: state.current()?.snapshot.version ?? null, last_error: state.lastRejection() });
+        sendJson(res, s.serving ? 200 : 503, { ...s, version: state.current()?.snapshot.version ?? null, ...(ok ? { last_error: state.lastRejection() } : {}) });
         return;
       }
+      if (!ok) { req.resume(); unauthorized(res); return; }
       handler(req, res, url).catch((e) => { log.error({ err: (e as Error).message }, 'request failed'); if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message }); });
     };
   const d = discovery;

@@ -273,6 +273,26 @@ describe('control server without a valid snapshot', () => {
   });
 });
 
+describe('probes', () => {
+  it('/healthz and /ready answer kubelet without the token (no config details); the rest of the API still needs it', async () => {
+    const dir = configDir({ 'a.yaml': 'kind: [unclosed\n' });
+    const c = await startControl({ configDir: dir, port: 0, apiPort: 0, token: 'tok', logger: silent });
+    closers.push(() => c.close());
+    for (const port of [c.ports.api, c.ports.discovery]) {
+      const anon = await httpJson(port, 'GET', '/ready');
+      expect(anon.status).toBe(503);
+      expect(anon.json.serving).toBe(false);
+      expect(anon.json).not.toHaveProperty('last_error');
+      expect((await httpJson(port, 'GET', '/healthz')).status).toBe(200);
+      expect((await httpJson(port, 'GET', '/ready', undefined, 'tok')).json.last_error.errors[0]).toContain('a.yaml: invalid YAML');
+    }
+    expect((await httpJson(c.ports.api, 'GET', '/v1/config')).status).toBe(401);
+    expect((await httpJson(c.ports.api, 'POST', '/ready')).status).toBe(401);
+    writeFileSync(join(dir, 'a.yaml'), MESH);
+    await waitFor('ready', async () => (await httpJson(c.ports.api, 'GET', '/ready')).status === 200);
+  });
+});
+
 describe('ctl --server', () => {
   it('takes host:port, http:// and a path prefix; explains what is wrong with anything else (exit 2)', async () => {
     expect(serverBase('localhost:15014').href).toBe('http://localhost:15014/');

@@ -8,13 +8,13 @@ import { readToken } from './http.ts';
 import { resolve } from 'node:path';
 
 const SPECS: FlagSpec[] = [
-  { name: 'server', type: 'string', default: 'http://127.0.0.1:15014', help: 'control server ops API URL' },
+  { name: 'server', type: 'string', default: 'http://127.0.0.1:15014', help: 'control server ops API: host:port (http assumed) or an http(s):// URL' },
   { name: 'token-file', type: 'string', help: 'file holding the bearer token' },
   { name: 'json', type: 'boolean', default: false, help: 'print the raw JSON answer' },
   { name: 'timeout', type: 'number', default: 10, help: 'seconds to wait for the server' },
 ];
 
-const USAGE = `meshlet ctl [--server <url>] [--token-file <file>] [--json] <command>
+const USAGE = `meshlet ctl [--server <host:port|url>] [--token-file <file>] [--json] <command>
 
 commands:
   get proxies                          node, service, connected, ACK/NACK (with error), last seen

@@ -61,6 +61,8 @@ export class ControlState {
     const prev = this.cur;
     if (prev && prev.snapshot.hash === result.snapshot.hash) {
       this.cur = { ...result, snapshot: prev.snapshot, appliedAt: prev.appliedAt };
+      // Every directory read leaves a line, also when it changes nothing (a comment, a revert).
+      if (trigger === 'directory') this.log.info({ version: prev.snapshot.version, hash: prev.snapshot.hash, trigger }, 'config read: unchanged');
       return;
     }
     const snapshot = { ...result.snapshot, version: this.nextVersion() };

@@ -187,7 +187,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
     }
     if (f.json) { console.log(JSON.stringify(r.json, null, 2)); return r.status === 200 ? 0 : 1; }
     if (r.status !== 200) {
-      console.error(`meshlet ctl: ${r.status}: ${r.json.error ?? JSON.stringify(r.json)}`);
+      const hint = r.status === 401 ? (f['token-file'] ? ' (the token in --token-file was refused)' : ' (the server wants a token: pass --token-file)') : '';
+      console.error(`meshlet ctl: ${r.status}: ${r.json.error ?? JSON.stringify(r.json)}${hint}`);
       return 1;
     }
     console.log(`${r.json.change}: version ${r.json.version} (written to ${r.json.file})`);

@@ -288,6 +288,9 @@ describe('probes', () => {
     }
     expect((await httpJson(c.ports.api, 'GET', '/v1/config')).status).toBe(401);
     expect((await httpJson(c.ports.api, 'POST', '/ready')).status).toBe(401);
+    const noToken = await ctlRun(['--server', `127.0.0.1:${c.ports.api}`, 'get', 'config']);
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toContain('meshlet ctl: 401: missing or invalid bearer token (Authorization: Bearer <token>) (the server wants a token: pass --token-file)');
     writeFileSync(join(dir, 'a.yaml'), MESH);
     await waitFor('ready', async () => (await httpJson(c.ports.api, 'GET', '/ready')).status === 200);
   });

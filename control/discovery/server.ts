@@ -24,6 +24,7 @@ export interface NodeState {
   lastPollAt: number;         // when the last long-poll answered (0 = never polled)
   connectedAt: number | null;
   lastSeen: number;
+  lastHeard: number;          // last request from the proxy itself (stream, ACK, heartbeat, register)
   lastSent: Mark | null;
   lastAck: Mark | null;
   lastNack: (Mark & { error: string }) | null;  // cleared by a later ACK: the error is history then
@@ -31,7 +32,12 @@ export interface NodeState {
   staleAcks: number;          // ACK/NACKs whose nonce was not the last one sent
 }
 
-interface Stream { node: NodeState; res: ServerResponse; busy: boolean; pending: boolean }
+// `heartbeating`: the proxy sends POST /v1/heartbeat on this stream, so its silence means it is
+// gone even while the TCP connection looks open (a frozen process, a partitioned host).
+interface Stream { node: NodeState; res: ServerResponse; busy: boolean; pending: boolean; heartbeating: boolean }
+
+/** A heartbeating proxy silent for this many keepalive periods has its stream closed. */
+export const SILENT_PERIODS = 3.5;
 
 export type SyncStatus = 'SYNCED' | 'NACKED' | 'PENDING' | 'NOT_SENT';
 
@@ -63,6 +69,7 @@ export class Discovery {
   private readonly streams = new Set<Stream>();
   private readonly waiters = new Set<() => void>();
   private readonly keepalive: NodeJS.Timeout;
+  private readonly keepaliveMs: number;
   private nonceSeq = 0;
   private readonly log: Logger;
   private readonly registry: Registry;
@@ -71,9 +78,20 @@ export class Discovery {
     this.log = opts.log;
     this.registry = opts.registry;
     // Keepalives let both ends notice a dead peer behind a silent connection.
+    this.keepaliveMs = opts.keepaliveMs;
     this.keepalive = setInterval(() => {
       const now = Date.now();
-      for (const s of this.streams) { s.node.lastSeen = now; if (!s.busy) s.res.write('{"type":"keepalive"}\n'); }
+      for (const s of this.streams) {
+        // A half-open stream (the proxy frozen or cut off without a FIN) would take the kernel's
+        // retransmission timeout (~15 min) to fail; a heartbeating proxy tells us sooner.
+        if (s.heartbeating && now - s.node.lastHeard > SILENT_PERIODS * this.keepaliveMs) {
+          this.log.warn({ node: s.node.id, silent_ms: now - s.node.lastHeard }, 'proxy stopped heartbeating; closing its stream');
+          s.res.destroy();
+          continue;
+        }
+        s.node.lastSeen = now;
+        if (!s.busy) s.res.write('{"type":"keepalive"}\n');
+      }
     }, opts.keepaliveMs);
     this.keepalive.unref();
   }
@@ -117,13 +135,14 @@ export class Discovery {
     const labels = labelsField(nb.labels, 'node.labels');
     let st = this.nodes.get(id);
     if (!st) {
-      st = { id, service, labels, remote: '', streams: 0, polls: 0, lastPollAt: 0, connectedAt: null, lastSeen: Date.now(), lastSent: null, lastAck: null, lastNack: null, nacks: 0, staleAcks: 0 };
+      st = { id, service, labels, remote: '', streams: 0, polls: 0, lastPollAt: 0, connectedAt: null, lastSeen: Date.now(), lastHeard: Date.now(), lastSent: null, lastAck: null, lastNack: null, nacks: 0, staleAcks: 0 };
       this.nodes.set(id, st);
     }
     st.service = service;
     st.labels = labels;
     st.remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     st.lastSeen = Date.now();
+    st.lastHeard = st.lastSeen;
     return st;
   }
 
@@ -133,6 +152,7 @@ export class Discovery {
       if (url.pathname === '/v1/discovery' && req.method === 'POST') { await this.stream(req, res); return true; }
       if (url.pathname === '/v1/discovery' && req.method === 'GET') { await this.longPoll(req, res, url); return true; }
       if (url.pathname === '/v1/ack' && req.method === 'POST') { this.ack(await readJson(req), res); return true; }
+      if (url.pathname === '/v1/heartbeat' && req.method === 'POST') { this.heartbeat(await readJson(req), res); return true; }
       if (url.pathname === '/v1/register' && req.method === 'POST') { this.register(await readJson(req), req, res); return true; }
       if (url.pathname === '/v1/register' && req.method === 'DELETE') {
         const node = url.searchParams.get('node');
@@ -140,7 +160,7 @@ export class Discovery {
         sendJson(res, 200, { removed: this.registry.remove(node) });
         return true;
       }
-      if (['/v1/discovery', '/v1/ack', '/v1/register'].includes(url.pathname)) throw new HttpError(405, `method ${req.method} not allowed on ${url.pathname}`);
+      if (['/v1/discovery', '/v1/ack', '/v1/heartbeat', '/v1/register'].includes(url.pathname)) throw new HttpError(405, `method ${req.method} not allowed on ${url.pathname}`);
       return false;
     } catch (e) {
       sendError(res, e);
@@ -150,14 +170,14 @@ export class Discovery {
 
   private async stream(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const node = this.nodeFrom(await readJson(req), req);
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', 'x-meshlet-heartbeat-ms': String(this.keepaliveMs) });
     res.flushHeaders();
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 10_000);
     // One stream per node: a reconnecting proxy's old stream may linger half-open; ACKs must
     // answer the pushes of the stream it now reads.
     for (const o of this.streams) if (o.node === node) o.res.destroy();
-    const s: Stream = { node, res, busy: false, pending: false };
+    const s: Stream = { node, res, busy: false, pending: false, heartbeating: false };
     this.streams.add(s);
     node.streams++;
     node.connectedAt = Date.now();
@@ -203,11 +223,25 @@ export class Discovery {
     res.end(body);
   }
 
-  private ack(body: Record<string, unknown>, res: ServerResponse): void {
+  private known(body: Record<string, unknown>): NodeState {
     const n = body.node as Record<string, unknown> | undefined;
     const id = n && typeof n === 'object' ? field(n, 'id') : field({}, 'node.id');
     const node = this.nodes.get(id);
     if (!node) throw new HttpError(409, `unknown node "${id}": open a discovery stream first`);
+    node.lastHeard = Date.now();
+    return node;
+  }
+
+  /** The proxy is alive; from its first heartbeat on, its silence closes its stream. */
+  private heartbeat(body: Record<string, unknown>, res: ServerResponse): void {
+    const node = this.known(body);
+    let streams = 0;
+    for (const s of this.streams) if (s.node === node) { s.heartbeating = true; streams++; }
+    sendJson(res, streams > 0 ? 200 : 409, streams > 0 ? { status: 'ok' } : { error: `node "${node.id}" has no open discovery stream` });
+  }
+
+  private ack(body: Record<string, unknown>, res: ServerResponse): void {
+    const node = this.known(body);
     const nonce = field(body, 'response_nonce');
     const version = typeof body.version_info === 'string' ? body.version_info : '';
     const err = body.error_detail as { message?: unknown } | undefined;

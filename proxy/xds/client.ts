@@ -52,6 +52,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
   let reconnectTimer: NodeJS.Timeout | null = null;
   let regTimer: NodeJS.Timeout | null = null;
   let heartbeatMs = 5_000;
+  let aliveTimer: NodeJS.Timeout | null = null;
 
   const post = (path: string, body: unknown, agent: Agent, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {
@@ -140,7 +141,30 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
         // keepalive and unknown types (newer servers) are ignored by design.
       }
     });
-    const end = (why: string) => { clearTimeout(idle); if (req === r) scheduleReconnect(why); };
+    // The server asks for a heartbeat while the stream is open (x-meshlet-heartbeat-ms): without
+    // one it cannot tell this proxy frozen or cut off from a quiet one until TCP gives up.
+    const every = Number(res.headers['x-meshlet-heartbeat-ms']);
+    let alive: NodeJS.Timeout | null = null;
+    if (Number.isFinite(every) && every >= 50) {
+      let inFlight = false; // one beat at a time: a slow server must not queue them up
+      const beat = (): void => {
+        if (inFlight) return;
+        inFlight = true;
+        post('/v1/heartbeat', { node: { id: opts.nodeId } }, ackAgent)
+          .catch((e) => log.debug({ err: (e as Error).message }, 'heartbeat failed'))
+          .finally(() => { inFlight = false; });
+      };
+      beat();
+      alive = setInterval(beat, every);
+      alive.unref();
+      if (aliveTimer) clearInterval(aliveTimer);
+      aliveTimer = alive;
+    }
+    const end = (why: string) => {
+      clearTimeout(idle);
+      if (alive) { clearInterval(alive); if (aliveTimer === alive) aliveTimer = null; alive = null; }
+      if (req === r) scheduleReconnect(why);
+    };
     res.on('error', (e) => end(e.message));
     res.on('close', () => end('stream closed'));
   };
@@ -208,6 +232,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       stopped = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (regTimer) clearTimeout(regTimer);
+      if (aliveTimer) clearInterval(aliveTimer);
       clearInterval(reportTimer);
       if (opts.register && opts.service) {
         // Deregister first so callers stop picking this endpoint while the proxy drains.

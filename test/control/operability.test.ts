@@ -12,7 +12,7 @@ import { startProxy, type RunningProxy } from '../../proxy/main.ts';
 import { startControlClient } from '../../proxy/xds/client.ts';
 import { createLogger } from '../../proxy/telemetry/log.ts';
 import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
-import { MESH, children, configDir, ctlRun, exited, httpJson, startMeshlet, waitFor, type Child } from './lib.ts';
+import { MESH, children, configDir, ctlRun, exited, httpJson, sleep, startMeshlet, waitFor, type Child } from './lib.ts';
 
 const silent = createLogger('silent');
 const closers: Array<() => Promise<void>> = [];
@@ -205,7 +205,7 @@ describe('errors clear once the config is good again', () => {
 });
 
 describe('proxy liveness as the control server sees it', () => {
-  it('a SIGKILLed proxy is DISCONNECTED (was SYNCED), not SYNCED; a waiting long-poll counts as connected', async () => {
+  it('a SIGKILLed proxy is DISCONNECTED (was SYNCED), not SYNCED; so is a frozen one that stops heartbeating; a waiting long-poll counts as connected', async () => {
     const c = await control(configDir({ 'mesh.yaml': MESH }));
     const proc: Child = await startMeshlet(['proxy', '--control', `127.0.0.1:${c.ports.discovery}`, '--node-id', 'doomed',
       '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn'], 'meshlet proxy ready');
@@ -217,6 +217,21 @@ describe('proxy liveness as the control server sees it', () => {
     expect(Date.parse(v.disconnected_at)).toBeGreaterThan(Date.now() - 10_000);
     const out = await ctlRun(['--server', `127.0.0.1:${c.ports.api}`, 'get', 'proxies']);
     expect(out.stdout.split('\n').find((l) => l.startsWith('doomed'))).toMatch(/ no +DISCONNECTED \(was SYNCED\)/);
+
+    // Frozen, not dead: the TCP connection stays open (the kernel still ACKs), only the
+    // heartbeats stop. The server closes the stream; once thawed the proxy reconnects.
+    const fast = await startControl({ configDir: configDir({ 'mesh.yaml': MESH }), port: 0, apiPort: 0, logger: silent, keepaliveMs: 300 });
+    closers.push(() => fast.close());
+    const frozen = await startMeshlet(['proxy', '--control', `127.0.0.1:${fast.ports.discovery}`, '--node-id', 'frozen',
+      '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn'], 'meshlet proxy ready');
+    await waitFor('frozen synced', async () => (await proxyView(fast, 'frozen'))?.status === 'SYNCED');
+    await sleep(600); // several heartbeat periods while alive: it stays connected
+    expect((await proxyView(fast, 'frozen')).status).toBe('SYNCED');
+    frozen.child.kill('SIGSTOP');
+    await waitFor('silent proxy disconnected', async () => (await proxyView(fast, 'frozen')).status === 'DISCONNECTED', 5_000);
+    frozen.child.kill('SIGCONT');
+    await waitFor('thawed proxy back', async () => (await proxyView(fast, 'frozen')).status === 'SYNCED', 10_000);
+    frozen.child.kill('SIGKILL');
 
     const have = c.state.current()!.snapshot.version;
     const poll = httpJson(c.ports.discovery, 'GET', `/v1/discovery?node=poller&version_info=${have}&wait_ms=3000`);

@@ -81,6 +81,14 @@ async function getJson(url: string): Promise<any> {
   return r.json();
 }
 
+async function launch() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
 describe.skipIf(!CHROMIUM)('mesh page in Chromium', () => {
   it('shows the Bookinfo nodes, edges, the reviews split and the proxies', async () => {
     const api = `http://127.0.0.1:${mesh!.control.ports.api}`;
@@ -95,11 +103,7 @@ describe.skipIf(!CHROMIUM)('mesh page in Chromium', () => {
     }
     expect(topo.edges.some((e: any) => e.source === 'productpage:v1' && e.destination === 'details:v1')).toBe(true);
 
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launch();
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
       await page.goto(`${api}/`);
@@ -130,6 +134,25 @@ describe.skipIf(!CHROMIUM)('mesh page in Chromium', () => {
       const dead = page.locator('tr.proxy[data-node="reviews-v3"][data-status="DISCONNECTED"]');
       await dead.waitFor({ timeout: 10_000 });
       expect(await dead.locator('td.down').innerText()).toMatch(/^disconnected since .+ \(was SYNCED\)$/);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('with a token: fetches with the fragment token; a reload shows the last data ("loading…") while the first fetch is in flight', async () => {
+    const c = await startControl({ configDir: configDir({ 'mesh.yaml': MESH }), port: 0, apiPort: 0, token: 'tok', logger: createLogger('silent') });
+    controls.push(c);
+    await httpJson(c.ports.discovery, 'GET', '/v1/discovery?node=poller&wait_ms=0', undefined, 'tok');
+    const browser = await launch();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${c.ports.api}/#token=tok`);
+      await page.waitForSelector('tr.proxy[data-node="poller"]', { timeout: 10_000 });
+      await page.route('**/api/v1/**', () => { /* never answered */ });
+      await page.reload({ waitUntil: 'domcontentloaded' });
+      // The document came without data (no header); the tab's last data is drawn, marked as such.
+      expect(await page.locator('tr.proxy[data-node="poller"]').count()).toBe(1);
+      expect(await page.locator('#status').innerText()).toMatch(/^loading… \(showing data from .+\)$/);
     } finally {
       await browser.close();
     }

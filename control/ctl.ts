@@ -52,9 +52,9 @@ export function serverBase(raw: string): URL {
 }
 
 async function call(f: Record<string, unknown>, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const url = new URL(path, serverBase(f.server as string));
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (f['token-file']) headers.authorization = `Bearer ${readToken(f['token-file'] as string)}`;
-  const url = new URL(path, serverBase(f.server as string));
   let res: Response;
   try {
     res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout((f.timeout as number) * 1000) });

@@ -8,34 +8,58 @@ import { readToken } from './http.ts';
 import { resolve } from 'node:path';
 
 const SPECS: FlagSpec[] = [
-  { name: 'server', type: 'string', default: 'http://127.0.0.1:15014', help: 'control server ops API URL' },
+  { name: 'server', type: 'string', default: 'http://127.0.0.1:15014', help: 'control server ops API: host:port (http assumed) or an http(s):// URL' },
   { name: 'token-file', type: 'string', help: 'file holding the bearer token' },
   { name: 'json', type: 'boolean', default: false, help: 'print the raw JSON answer' },
   { name: 'timeout', type: 'number', default: 10, help: 'seconds to wait for the server' },
 ];
 
-const USAGE = `meshlet ctl [--server <url>] [--token-file <file>] [--json] <command>
+const USAGE = `meshlet ctl [--server <host:port|url>] [--token-file <file>] [--json] <command>
 
 commands:
-  get proxies                          node, service, version, ACK/NACK (with error), last seen
-  get config                           version, hash, routing, rejected edits, ops overrides, notices
+  get proxies                          node, service, connected, ACK/NACK (with error), last seen
+  get config                           what is served, version, routing, rejected edits, ops overrides, notices
   get endpoints                        endpoints registered by sidecars
   weights <host> <subset>=<w> ...      set the split of the host's catch-all route(s); weights sum to 100
-  promote <host> <subset>              send all traffic to one subset
+  promote <host> <subset>              send all traffic to one subset: every route of the host's
+                                       VirtualService, header-matched ones too (mirrors onto the
+                                       host's own versions are dropped, others kept)
   remove-version <host> <subset>       routes stop using the subset; its endpoints are drained
-  rollback <host>                      back to the previous weights
+  rollback <host>                      undo the last weights/promote/remove-version (repeatable)
   validate <dir>                       validate a config directory locally (no server needed)`;
 
 type Out = { code: number };
 
+/**
+ * The ops API base URL from --server: `host:port` (what operators type, and what `kubectl
+ * port-forward` prints) means http://host:port; a path is kept as a prefix (an ingress
+ * mounting the API under /meshlet/). Anything else is a usage error that says what was wrong.
+ */
+export function serverBase(raw: string): URL {
+  const s = raw.trim();
+  if (!s) throw new FlagError('--server: empty; expected http://host:port or host:port');
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `http://${s}`;
+  let u: URL;
+  try { u = new URL(withScheme); } catch {
+    throw new FlagError(`--server '${raw}': not a valid URL (expected http://host:port or host:port, e.g. 127.0.0.1:15014)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new FlagError(`--server '${raw}': unsupported scheme '${u.protocol.slice(0, -1)}' (http or https)`);
+  if (!u.hostname) throw new FlagError(`--server '${raw}': no host (expected http://host:port or host:port)`);
+  if (u.username || u.password) throw new FlagError(`--server '${raw}': credentials in the URL are not sent; put the token in a file and pass --token-file`);
+  if (u.search || u.hash) throw new FlagError(`--server '${raw}': a query or fragment is not allowed; give the API's base URL`);
+  if (!u.pathname.endsWith('/')) u.pathname += '/';
+  return u;
+}
+
 async function call(f: Record<string, unknown>, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const url = new URL(path, serverBase(f.server as string));
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (f['token-file']) headers.authorization = `Bearer ${readToken(f['token-file'] as string)}`;
-  const url = new URL(path, f.server as string);
   let res: Response;
   try {
     res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout((f.timeout as number) * 1000) });
   } catch (e) {
+    if ((e as Error).name === 'TimeoutError') throw new Error(`${url.origin}: no answer within ${f.timeout} s (--timeout)`);
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     throw new Error(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
   }
@@ -61,7 +85,8 @@ function printProxies(j: any): void {
   for (const p of j.proxies ?? []) {
     rows.push([
       p.node, p.service || '-', Object.entries(p.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-',
-      p.connected ? 'yes' : 'no', p.status, p.sent?.version ?? '-', p.acked?.version ?? '-', ago(p.last_seen),
+      p.connected ? 'yes' : 'no', p.status === 'DISCONNECTED' && p.config_status ? `DISCONNECTED (was ${p.config_status})` : p.status,
+      p.sent?.version ?? '-', p.acked?.version ?? '-', ago(p.last_seen),
       p.nacked ? `v${p.nacked.version}: ${p.nacked.error}` : '',
     ]);
   }
@@ -76,6 +101,7 @@ function printRouting(routing: any[]): void {
 }
 
 function printConfig(j: any): void {
+  if (j.status) console.log(j.status);
   console.log(`version ${j.version ?? '-'}  hash ${j.hash ?? '-'}  applied ${j.applied_at ?? '-'}`);
   console.log(`dir ${j.dir}  (ops overrides in ${j.ops_file})`);
   console.log('routing:');
@@ -85,7 +111,8 @@ function printConfig(j: any): void {
     for (const o of j.overrides) console.log(`  ${o.host}: overrides ${o.overrides ?? '(created by the API)'}; removed subsets: ${o.removed_subsets.join(',') || '-'}; rollback depth ${o.rollback_depth}`);
   }
   if (j.last_error) {
-    console.log(`REJECTED (${j.last_error.at}, ${j.last_error.trigger}) — the last good snapshot is still served:`);
+    // Only claim a last good snapshot when there is one (after a restart with a bad directory there is none).
+    console.log(`REJECTED (${j.last_error.at}, ${j.last_error.trigger}) — ${j.version ? `the last good snapshot ${j.version} is still served` : 'no snapshot is served (proxies keep their own last good config)'}:`);
     for (const e of j.last_error.errors) console.log(`  ${e}`);
   }
   for (const n of (j.notices ?? []).slice(-5)) console.log(`NOTICE ${n.at}: ${n.message}`);
@@ -110,6 +137,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet ctl: ${(e as Error).message}`); return 2; }
   if (p.help || p.positional.length === 0) { console.log(helpText(USAGE, 'Operate a running control server.', SPECS)); return p.help ? 0 : 2; }
   const f = p.flags;
+  if (!(typeof f.timeout === 'number' && f.timeout > 0 && f.timeout <= 2_147_483)) { console.error('meshlet ctl: --timeout must be a number of seconds > 0'); return 2; }
   const [cmd, ...args] = p.positional;
   const need = (n: number, usage: string) => { if (args.length !== n) throw new FlagError(`usage: meshlet ctl ${usage}`); };
   try {
@@ -122,7 +150,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         need(1, 'get proxies|config|endpoints');
         const what = args[0];
         if (!['proxies', 'config', 'endpoints'].includes(what)) throw new FlagError(`get: unknown resource '${what}' (proxies, config, endpoints)`);
-        r = await call(f, 'GET', `/v1/${what}`);
+        r = await call(f, 'GET', `v1/${what}`);
         if (r.status === 200 && !f.json) {
           if (what === 'proxies') printProxies(r.json);
           else if (what === 'config') printConfig(r.json);
@@ -139,31 +167,33 @@ export async function main(argv: string[]): Promise<number | undefined> {
           if (!m) throw new FlagError(`weights: expected <subset>=<integer weight>, got '${a}'`);
           weights[m[1]] = Number(m[2]);
         }
-        r = await call(f, 'POST', '/v1/weights', { host: args[0], weights });
+        r = await call(f, 'POST', 'v1/weights', { host: args[0], weights });
         break;
       }
       case 'promote':
         need(2, 'promote <host> <subset>');
-        r = await call(f, 'POST', '/v1/promote', { host: args[0], subset: args[1] });
+        r = await call(f, 'POST', 'v1/promote', { host: args[0], subset: args[1] });
         break;
       case 'remove-version':
         need(2, 'remove-version <host> <subset>');
-        r = await call(f, 'POST', '/v1/remove-version', { host: args[0], subset: args[1] });
+        r = await call(f, 'POST', 'v1/remove-version', { host: args[0], subset: args[1] });
         break;
       case 'rollback':
         need(1, 'rollback <host>');
-        r = await call(f, 'POST', '/v1/rollback', { host: args[0] });
+        r = await call(f, 'POST', 'v1/rollback', { host: args[0] });
         break;
       default:
         throw new FlagError(`unknown command '${cmd}'\n\n${USAGE}`);
     }
     if (f.json) { console.log(JSON.stringify(r.json, null, 2)); return r.status === 200 ? 0 : 1; }
     if (r.status !== 200) {
-      console.error(`meshlet ctl: ${r.status}: ${r.json.error ?? JSON.stringify(r.json)}`);
+      const hint = r.status === 401 ? (f['token-file'] ? ' (the token in --token-file was refused)' : ' (the server wants a token: pass --token-file)') : '';
+      console.error(`meshlet ctl: ${r.status}: ${r.json.error ?? JSON.stringify(r.json)}${hint}`);
       return 1;
     }
     console.log(`${r.json.change}: version ${r.json.version} (written to ${r.json.file})`);
     printRouting(r.json.routing);
+    for (const w of r.json.warnings ?? []) console.log(`WARNING: ${w}`);
     return 0;
   } catch (e) {
     console.error(`meshlet ctl: ${(e as Error).message}`);

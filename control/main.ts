@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../proxy/telemetry/log.ts';
 import { apiHandler } from './api/server.ts';
 import { TopologyWindow, parseEdgesReport, splits } from './mesh/topology.ts';
-import { meshPage } from './mesh/page.ts';
+import { meshPage, type MeshData } from './mesh/page.ts';
 import { Discovery } from './discovery/server.ts';
 import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, unauthorized } from './http.ts';
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
@@ -70,21 +70,38 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   gc.unref();
 
   const topology = new TopologyWindow(opts.topologyWindowS ?? 30);
-  const page = meshPage();
   const authorized = tokenChecker(opts.token);
+  const meshData = (): MeshData => {
+    const t = topology.topology();
+    return {
+      topology: t, splits: splits(state.current()?.snapshot.virtualHosts ?? [], t),
+      proxies: { version: state.current()?.snapshot.version ?? null, proxies: discovery!.views() }, at: new Date().toISOString(),
+    };
+  };
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
     (req: IncomingMessage, res: ServerResponse) => {
-      // The mesh page itself holds no data (it fetches the API with the token from its URL
-      // fragment), so browsers can load it without a header.
+      // The mesh page loads without a header (a browser has the token only in the URL fragment,
+      // which it uses for the API fetches); it carries the current data only for a request that
+      // may see it, and otherwise shows "loading…" until the first fetch answers.
       if (req.method === 'GET' && (req.url === '/' || req.url?.startsWith('/?')) && handler === api) {
+        const page = meshPage(authorized(req) ? meshData() : null);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page), 'cache-control': 'no-cache' });
         res.end(page);
         return;
       }
-      if (!authorized(req)) { req.resume(); unauthorized(res); return; }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
-      if (url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null }); return; }
+      const ok = authorized(req);
+      // /healthz is liveness (the process answers; restarting would not fix a bad directory);
+      // /ready is readiness: 503 while there is no valid snapshot to serve. Both answer without
+      // the token (kubelet probes carry none), with the errors only for an authorized caller.
+      if (req.method === 'GET' && url.pathname === '/healthz') { sendJson(res, 200, { ok: true, version: state.current()?.snapshot.version ?? null, ...state.serving() }); return; }
+      if (req.method === 'GET' && url.pathname === '/ready') {
+        const s = state.serving();
+        sendJson(res, s.serving ? 200 : 503, { ...s, version: state.current()?.snapshot.version ?? null, ...(ok ? { last_error: state.lastRejection() } : {}) });
+        return;
+      }
+      if (!ok) { req.resume(); unauthorized(res); return; }
       handler(req, res, url).catch((e) => { log.error({ err: (e as Error).message }, 'request failed'); if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message }); });
     };
   const d = discovery;
@@ -125,7 +142,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     discoveryServer.close(); apiServer.close();
     throw e;
   }
-  log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null }, 'meshlet control ready');
+  log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
     ports, state, discovery: d, log,

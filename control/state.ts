@@ -45,6 +45,9 @@ export class ControlState {
 
   current(): (BuildResult & { appliedAt: Date }) | null { return this.cur; }
 
+  /** The rejection of the latest directory read, or null when it was valid. */
+  lastRejection(): Rejection | null { return this.lastError; }
+
   /** Version strings are decimal and increase across restarts too (seeded from the clock). */
   private nextVersion(): string {
     this.seq = Math.max(this.seq + 1, Date.now());
@@ -58,6 +61,8 @@ export class ControlState {
     const prev = this.cur;
     if (prev && prev.snapshot.hash === result.snapshot.hash) {
       this.cur = { ...result, snapshot: prev.snapshot, appliedAt: prev.appliedAt };
+      // Every directory read leaves a line, also when it changes nothing (a comment, a revert).
+      if (trigger === 'directory') this.log.info({ version: prev.snapshot.version, hash: prev.snapshot.hash, trigger }, 'config read: unchanged');
       return;
     }
     const snapshot = { ...result.snapshot, version: this.nextVersion() };
@@ -70,7 +75,10 @@ export class ControlState {
     const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
     const r = { at: new Date().toISOString(), trigger, errors };
     keep(this.rejected, r, 20);
-    this.log.error({ trigger, errors }, 'config rejected; the last good snapshot stays served');
+    // Say what is served instead: after a restart with an invalid directory there is no last good
+    // snapshot here (proxies keep running their own last good config, but a new proxy gets none).
+    if (this.cur) this.log.error({ trigger, errors, serving: this.cur.snapshot.version }, 'config rejected; the last good snapshot stays served');
+    else this.log.error({ trigger, errors }, 'config rejected; no valid config yet: nothing is served (connected proxies keep their own last good config, new ones stay not ready)');
     return r;
   }
 
@@ -78,6 +86,7 @@ export class ControlState {
   fromDir(files: DirFiles, trigger = 'directory'): void {
     try {
       const result = build(files, this.registry.list(), `dir:${this.dir}`);
+      if (this.lastError) this.log.info({ trigger, rejected_at: this.lastError.at }, 'config valid again; the rejection is cleared');
       this.lastError = null;
       if (result.opsText !== null) files = new Map(files).set(this.opsPath, result.opsText);
       this.commit(result, files, trigger);
@@ -125,12 +134,29 @@ export class ControlState {
     this.writeOps(text);
     this.commit(result, files, `api: ${what}`);
     this.log.info({ change: what, file: this.opsPath, version: this.cur!.snapshot.version }, 'ops change written');
-    return { change: what, version: this.cur!.snapshot.version, hash: this.cur!.snapshot.hash, file: this.opsPath, routing: routing(this.cur!.snapshot, canonical) };
+    return {
+      change: what, version: this.cur!.snapshot.version, hash: this.cur!.snapshot.hash, file: this.opsPath, routing: routing(this.cur!.snapshot, canonical),
+      ...(ctx.warnings?.length ? { warnings: ctx.warnings } : {}),
+    };
+  }
+
+  /** What the server serves, in words (shared by /v1/config, /ready and `ctl get config`). */
+  serving(): { serving: boolean; status: string } {
+    const c = this.cur;
+    if (!c) {
+      return { serving: false, status: this.lastError
+        ? 'NO VALID CONFIG: the directory was rejected and there is no last good snapshot to serve; connected proxies keep their own last good config, new proxies stay not ready'
+        : 'NO CONFIG: the directory has not been read yet' };
+    }
+    return { serving: true, status: this.lastError
+      ? `SERVING LAST GOOD ${c.snapshot.version}: the latest edit was rejected`
+      : `SERVING ${c.snapshot.version}` };
   }
 
   describe(withSnapshot: boolean): unknown {
     const c = this.cur;
     return {
+      ...this.serving(),
       dir: this.dir, ops_file: this.opsPath,
       version: c?.snapshot.version ?? null, hash: c?.snapshot.hash ?? null, source: c?.snapshot.source ?? null,
       applied_at: c?.appliedAt.toISOString() ?? null,

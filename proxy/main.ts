@@ -69,6 +69,8 @@ export interface RunningProxy {
   apply(snapshot: Snapshot): void;
   /** Re-read the config path; the old config stays in force on error. */
   reload(): { ok: true; version: string } | { ok: false; error: string };
+  /** Record a config refused elsewhere (a NACKed control push): /config_dump's last_error until the next good apply. */
+  rejected(error: string): void;
   /** Stop accepting, let in-flight requests finish (bounded), close everything. */
   drain(timeoutMs?: number): Promise<void>;
   inFlight(): number;
@@ -190,7 +192,13 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     if (!opts.config) return { ok: false, error: 'no --config path to reload' };
     try {
       const snap = loadFromPath();
-      if (runtime && snap.hash === runtime.snapshot.hash) return { ok: true, version: runtime.snapshot.version };
+      if (runtime && snap.hash === runtime.snapshot.hash) {
+        // Nothing to apply (e.g. a bad edit was reverted), but the file is valid again: the old
+        // error no longer describes it. Logged too, so every reload leaves a line.
+        log.info({ version: runtime.snapshot.version, hash: snap.hash, cleared_error: lastError !== null }, 'config reloaded: unchanged');
+        lastError = null;
+        return { ok: true, version: runtime.snapshot.version };
+      }
       apply(snap);
       version++;
       return { ok: true, version: snap.version };
@@ -219,6 +227,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     runtime: () => runtime,
     apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
     reload,
+    rejected: (error) => { lastError = error; },
     inFlight: () => inFlight,
     requestsTotal: () => outbound.stats.downstream_rq_total + inboundL.stats.downstream_rq_total,
     edgeReports: () => {

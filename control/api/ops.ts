@@ -14,6 +14,7 @@ export interface OpsContext {
   resources: Resource[];               // effective resources of the last good build
   overrides: Map<string, Override>;
   files: DirFiles;                     // texts of the last good build
+  warnings?: string[];                 // things the change did not do that the operator should know
 }
 
 function clone<T>(v: T): T { return structuredClone(v); }
@@ -103,8 +104,59 @@ export function setWeights(ctx: OpsContext, host: string, weights: Record<string
   return stamp(o);
 }
 
+const destHost = (d: Raw): string => String(d?.destination?.host ?? '').toLowerCase();
+const weightOf = (d: Raw, n: number): number => (typeof d.weight === 'number' ? d.weight : n === 1 ? 100 : 0);
+
+/**
+ * End a canary: `subset` takes over all of the host's traffic. Every route of the host's
+ * VirtualService that sends to the host — catch-all or matched ("end-user: jason -> v3") — sends
+ * that share to `subset` (as Flagger's promotion routes everything to the primary); shares of
+ * other hosts in a mixed route keep their weights. Mirrors stay when they copy traffic elsewhere
+ * (another host, a shadow subset) and go when they would copy it onto the host's serving
+ * versions: the promoted subset itself, the whole host, or a subset this route served before.
+ * Routes in other hosts' VirtualServices that still pick another subset of this host are not
+ * changed (they belong to that host's owner) but are named in `warnings`.
+ */
 export function promote(ctx: OpsContext, host: string, subset: string): Override {
-  return setWeights(ctx, host, { [subset]: 100 });
+  const svc = canonicalHost(ctx, host);
+  if (!svc.subsets.includes(subset)) throw new HttpError(400, `host ${svc.host} has no subset "${subset}" (subsets: ${svc.subsets.join(', ') || 'none; define them in a DestinationRule'})`);
+  const o = overrideFor(ctx, svc);
+  remember(o);
+  let moved = 0;
+  for (const route of routesOf(o)) {
+    const dests: Raw[] = route.route;
+    const mine = dests.filter((d) => svc.aliases.includes(destHost(d)));
+    if (mine.length === 0) continue;
+    moved++;
+    const served = new Set(mine.map((d) => String(d.destination.subset ?? '')));
+    const share = mine.reduce((a, d) => a + weightOf(d, dests.length), 0);
+    const first = mine[0];
+    const port = mine.find((d) => d.destination.port)?.destination.port;
+    const promoted: Raw = { ...clone(first), destination: { host: first.destination.host, subset, ...(port ? { port: clone(port) } : {}) } };
+    delete promoted.weight;
+    const others = dests.filter((d) => !mine.includes(d));
+    // Alone, the destination takes 100 % (no weight); beside other hosts it keeps their share.
+    route.route = others.length === 0 ? [promoted] : dests.flatMap((d) => (d === first ? [{ ...promoted, weight: share }] : mine.includes(d) ? [] : [d]));
+    const duplicates = (m: Raw): boolean => svc.aliases.includes(destHost(m)) && [subset, '', ...served].includes(String(m.destination?.subset ?? ''));
+    if (route.mirror && duplicates({ destination: route.mirror })) { delete route.mirror; delete route.mirrorPercentage; }
+    if (Array.isArray(route.mirrors)) {
+      route.mirrors = route.mirrors.filter((m: Raw) => !duplicates(m));
+      if (route.mirrors.length === 0) delete route.mirrors;
+    }
+  }
+  if (moved === 0) throw new HttpError(409, `VirtualService ${o.raw.metadata?.name} has no route that sends to ${svc.host}`);
+  // Sending traffic to a subset again undoes its removal.
+  o.removed = o.removed.filter((s) => s !== subset);
+
+  const own = resKey({ namespace: o.raw.metadata?.namespace ?? 'default', name: o.raw.metadata?.name });
+  for (const r of ctx.resources) {
+    if (r.kind !== 'VirtualService' || resKey(r) === own || resKey(r) === o.overrides) continue;
+    (r.spec.http ?? []).forEach((h, i) => {
+      const left = [...new Set((h.route ?? []).filter((d) => svc.aliases.includes(String(d.destination?.host).toLowerCase()) && (d.destination?.subset ?? '') !== subset).map((d) => d.destination?.subset || '(all)'))];
+      if (left.length) (ctx.warnings ??= []).push(`${r.file}: VirtualService/${r.name} spec.http[${i}]${h.name ? ` (${h.name})` : ''} still sends to ${svc.host} ${left.join(', ')}: promote changed only the VirtualService of ${svc.host} (edit that route if it should move too)`);
+    });
+  }
+  return stamp(o);
 }
 
 /** Largest-remainder rounding of weights scaled to sum to 100. */

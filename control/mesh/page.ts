@@ -1,6 +1,55 @@
 // The mesh page: one self-contained HTML document (no CDN, no build), drawing the topology as
 // SVG and the live split and proxies as tables, refreshed by polling the JSON API.
-export function meshPage(): string {
+//
+// It is never blank while its first fetch is in flight: when the request may see the data (no
+// token configured, or a valid bearer header) the server renders the tables into the document
+// and embeds the current data for the graph; otherwise (a token, which the browser only has in
+// the URL fragment) it says "loading…" and draws the last data this tab saw.
+import type { NodeView } from '../discovery/server.ts';
+import type { Split, Topology } from './topology.ts';
+
+export interface MeshData {
+  topology: Topology;
+  splits: Split[];
+  proxies: { version: string | null; proxies: NodeView[] };
+  at: string;                // when the server took this data (ISO)
+}
+
+// The table renderers run in the browser (every refresh) and here (the first paint), so the two
+// cannot drift. Plain JS in a string because it runs in both; no template literals inside.
+const RENDER_JS = String.raw`
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
+function splitsHtml(splits) {
+  if (!splits.length) return '<p class="empty">no weighted routes</p>';
+  return splits.map((s) => '<table class="split" data-service="' + esc(s.service) + '"><tr><th>' + esc(s.service) + ' · ' + esc(s.route) + '</th><th>configured</th><th>observed</th><th></th></tr>' +
+    s.versions.map((v) => '<tr data-version="' + esc(v.version) + '"><td>' + esc(v.version || '(all)') + '</td><td>' + Number(v.weight) + '%</td><td>' + (v.observed === null ? '–' : Number(v.observed).toFixed(1) + '%') + '</td><td><div class="bar"><span style="width:' + Number(v.observed || 0) + '%"></span></div></td></tr>').join('') + '</table>').join('');
+}
+// A proxy whose stream is gone is shown as disconnected with what it ran when last seen, never
+// as SYNCED: the control server cannot know what a dead proxy serves.
+function statusCell(x) {
+  if (x.status === 'DISCONNECTED') return '<td class="down">disconnected since ' + esc(clock(x.disconnected_at || x.last_seen)) + ' (was ' + esc(x.config_status || '?') + ')</td>';
+  if (x.status === 'NACKED') return '<td class="nack">NACK: ' + esc(x.nacked ? x.nacked.error : '') + '</td>';
+  return '<td>' + esc(x.status) + '</td>';
+}
+function proxiesHtml(p) {
+  const list = (p && p.proxies) || [];
+  if (!list.length) return '<p class="empty">no proxies connected</p>';
+  return '<table><tr><th>node</th><th>service</th><th>config</th><th>status</th><th>last seen</th></tr>' + list.map((x) =>
+    '<tr class="proxy' + (x.connected ? '' : ' down') + '" data-node="' + esc(x.node) + '" data-status="' + esc(x.status) + '"><td>' + esc(x.node) + '</td><td>' + esc(x.service) + (x.labels && x.labels.version ? ':' + esc(x.labels.version) : '') + '</td><td>' + esc(x.acked ? x.acked.version : '–') + '</td>' +
+    statusCell(x) + '<td>' + esc(clock(x.last_seen)) + '</td></tr>').join('') + '</table>';
+}
+`;
+
+const render = new Function(`${RENDER_JS}\nreturn { splitsHtml, proxiesHtml, clock };`)() as {
+  splitsHtml(s: Split[]): string; proxiesHtml(p: MeshData['proxies']): string; clock(iso: string): string;
+};
+
+/** Embedded JSON must not be able to close its script element (node ids come from the network). */
+const scriptJson = (v: unknown): string => JSON.stringify(v).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+
+export function meshPage(data: MeshData | null): string {
+  const loading = '<p class="empty">loading…</p>';
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -28,11 +77,13 @@ export function meshPage(): string {
   .bar { height: 8px; background: #cbd2d9; border-radius: 4px; position: relative; min-width: 80px; }
   .bar span { position: absolute; left: 0; top: 0; bottom: 0; background: #3e8ede; border-radius: 4px; }
   .nack { color: #c92a2a; }
+  tr.down td { color: var(--muted); }
+  td.down { color: var(--warn); font-weight: 600; }
   .empty { color: var(--muted); font-style: italic; }
 </style>
 </head>
 <body>
-<header><h1>meshlet mesh</h1><span class="meta" id="status">loading…</span></header>
+<header><h1>meshlet mesh</h1><span class="meta" id="status">${data ? `snapshot ${data.proxies.version ?? '–'} · as of ${render.clock(data.at)} (loading live data…)` : 'loading…'}</span></header>
 <main>
   <section>
     <h2>Topology <span class="meta" id="window"></span></h2>
@@ -40,15 +91,16 @@ export function meshPage(): string {
   </section>
   <section>
     <h2>Traffic split</h2>
-    <div id="splits"><p class="empty">no routes yet</p></div>
+    <div id="splits">${data ? render.splitsHtml(data.splits) : loading}</div>
     <h2>Proxies</h2>
-    <div id="proxies"><p class="empty">no proxies yet</p></div>
+    <div id="proxies">${data ? render.proxiesHtml(data.proxies) : loading}</div>
   </section>
 </main>
+<script id="initial" type="application/json">${data ? scriptJson(data) : 'null'}</script>
 <script>
 'use strict';
 const NS = 'http://www.w3.org/2000/svg';
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+${RENDER_JS}
 function el(name, attrs, text) {
   const e = document.createElementNS(NS, name);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
@@ -107,31 +159,30 @@ function drawGraph(t) {
     svg.appendChild(g);
   }
 }
-function drawSplits(splits) {
-  const box = document.getElementById('splits');
-  if (!splits.length) { box.innerHTML = '<p class="empty">no weighted routes</p>'; return; }
-  box.innerHTML = splits.map((s) => '<table class="split" data-service="' + esc(s.service) + '"><tr><th>' + esc(s.service) + ' · ' + esc(s.route) + '</th><th>configured</th><th>observed</th><th></th></tr>' +
-    s.versions.map((v) => '<tr data-version="' + esc(v.version) + '"><td>' + esc(v.version || '(all)') + '</td><td>' + v.weight + '%</td><td>' + (v.observed === null ? '–' : v.observed.toFixed(1) + '%') + '</td><td><div class="bar"><span style="width:' + (v.observed || 0) + '%"></span></div></td></tr>').join('') + '</table>').join('');
-}
-function drawProxies(p) {
-  const box = document.getElementById('proxies');
-  const list = p.proxies || [];
-  if (!list.length) { box.innerHTML = '<p class="empty">no proxies connected</p>'; return; }
-  box.innerHTML = '<table><tr><th>node</th><th>service</th><th>config</th><th>status</th><th>last seen</th></tr>' + list.map((x) =>
-    '<tr class="proxy" data-node="' + esc(x.node) + '"><td>' + esc(x.node) + '</td><td>' + esc(x.service) + (x.labels && x.labels.version ? ':' + esc(x.labels.version) : '') + '</td><td>' + esc(x.acked ? x.acked.version : '–') + '</td><td' +
-    (x.status === 'NACKED' ? ' class="nack">NACK: ' + esc(x.nacked ? x.nacked.error : '') : '>' + esc(x.status)) + '</td><td>' + esc(x.last_seen ? new Date(x.last_seen).toLocaleTimeString() : '') + '</td></tr>').join('') + '</table>';
+function draw(d) {
+  drawGraph(d.topology);
+  document.getElementById('splits').innerHTML = splitsHtml(d.splits || []);
+  document.getElementById('proxies').innerHTML = proxiesHtml(d.proxies);
+  document.getElementById('window').textContent = '(last ' + d.topology.window_s + ' s)';
 }
 // With --token-file, open the page as http://host:15014/#token=<token>: the fragment never leaves the browser.
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const headers = token ? { authorization: 'Bearer ' + token } : {};
+// The last data this tab drew, so a reload (or a token-protected page, which arrives without
+// data) shows it, marked as such, instead of nothing while the first fetch is in flight.
+const LAST = 'meshlet-mesh-last';
+let shown = JSON.parse(document.getElementById('initial').textContent);
+if (!shown) { try { shown = JSON.parse(sessionStorage.getItem(LAST) || 'null'); } catch (e) { shown = null; } if (shown) document.getElementById('status').textContent = 'loading… (showing data from ' + clock(shown.at) + ')'; }
+if (shown) draw(shown);
 async function refresh() {
   try {
     const [t, s, p] = await Promise.all(['topology', 'splits', 'proxies'].map((x) => fetch('api/v1/' + x, { headers }).then((r) => { if (!r.ok) throw new Error(x + ': HTTP ' + r.status); return r.json(); })));
-    drawGraph(t); drawSplits(s.splits || []); drawProxies(p);
-    document.getElementById('window').textContent = '(last ' + t.window_s + ' s)';
-    document.getElementById('status').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · snapshot ' + (p.version ?? '–');
+    shown = { topology: t, splits: s.splits || [], proxies: p, at: new Date().toISOString() };
+    draw(shown);
+    try { sessionStorage.setItem(LAST, JSON.stringify(shown)); } catch (e) { /* storage full or disabled: only the reload view loses */ }
+    document.getElementById('status').textContent = 'updated ' + clock(shown.at) + ' · snapshot ' + (p.version ?? '–');
   } catch (e) {
-    document.getElementById('status').textContent = 'control server unreachable: ' + e.message;
+    document.getElementById('status').textContent = 'control server unreachable: ' + e.message + (shown ? ' (showing data from ' + clock(shown.at) + ')' : '');
   }
 }
 refresh();

@@ -28,7 +28,11 @@ interface Status {
 }
 
 export function startControlClient(proxy: RunningProxy, opts: ControlClientOptions): { stop(): Promise<void>; status(): unknown } {
-  const base = new URL(opts.url);
+  // host:port means http://host:port (what people type, as for `meshlet ctl --server`).
+  let base: URL;
+  try { base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.url) ? opts.url : `http://${opts.url}`); } catch {
+    throw new Error(`--control '${opts.url}': not a valid URL (expected http://host:port or host:port)`);
+  }
   if (base.protocol !== 'http:') throw new Error(`--control ${opts.url}: only http:// URLs are supported`);
   const log: Logger = opts.log.child({ component: 'xds' });
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -48,6 +52,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
   let reconnectTimer: NodeJS.Timeout | null = null;
   let regTimer: NodeJS.Timeout | null = null;
   let heartbeatMs = 5_000;
+  let aliveTimer: NodeJS.Timeout | null = null;
 
   const post = (path: string, body: unknown, agent: Agent, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {
@@ -80,6 +85,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       st.nacks++;
       st.last_nack = { version, nonce, error, at: new Date().toISOString() };
       log.error({ version, error }, 'snapshot rejected (NACK); the previous config stays in force');
+      proxy.rejected(`control snapshot ${version || '(no version)'}: ${error}`);
       answer(nonce, error);
     };
     if (!Array.isArray(m.resources) || m.resources.length !== 1) { fail(`resources: expected exactly one snapshot, got ${Array.isArray(m.resources) ? m.resources.length : typeof m.resources}`); return; }
@@ -135,7 +141,30 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
         // keepalive and unknown types (newer servers) are ignored by design.
       }
     });
-    const end = (why: string) => { clearTimeout(idle); if (req === r) scheduleReconnect(why); };
+    // The server asks for a heartbeat while the stream is open (x-meshlet-heartbeat-ms): without
+    // one it cannot tell this proxy frozen or cut off from a quiet one until TCP gives up.
+    const every = Number(res.headers['x-meshlet-heartbeat-ms']);
+    let alive: NodeJS.Timeout | null = null;
+    if (Number.isFinite(every) && every >= 50) {
+      let inFlight = false; // one beat at a time: a slow server must not queue them up
+      const beat = (): void => {
+        if (inFlight) return;
+        inFlight = true;
+        post('/v1/heartbeat', { node: { id: opts.nodeId } }, ackAgent)
+          .catch((e) => log.debug({ err: (e as Error).message }, 'heartbeat failed'))
+          .finally(() => { inFlight = false; });
+      };
+      beat();
+      alive = setInterval(beat, every);
+      alive.unref();
+      if (aliveTimer) clearInterval(aliveTimer);
+      aliveTimer = alive;
+    }
+    const end = (why: string) => {
+      clearTimeout(idle);
+      if (alive) { clearInterval(alive); if (aliveTimer === alive) aliveTimer = null; alive = null; }
+      if (req === r) scheduleReconnect(why);
+    };
     res.on('error', (e) => end(e.message));
     res.on('close', () => end('stream closed'));
   };
@@ -203,6 +232,7 @@ export function startControlClient(proxy: RunningProxy, opts: ControlClientOptio
       stopped = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (regTimer) clearTimeout(regTimer);
+      if (aliveTimer) clearInterval(aliveTimer);
       clearInterval(reportTimer);
       if (opts.register && opts.service) {
         // Deregister first so callers stop picking this endpoint while the proxy drains.

@@ -29,6 +29,23 @@ export async function startMeshlet(args: string[], ready: string, timeoutMs = 15
   throw new Error(`meshlet ${args[0]} not ready: ${out}`);
 }
 
+/**
+ * Run `meshlet ctl <args>` as a child without blocking the event loop (an in-process control
+ * server must keep answering it). Killed after `timeoutMs`.
+ */
+export function ctlRun(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [BIN, 'ctl', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(c);
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.on('data', (d) => { stdout += d; });
+    c.stderr!.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
 export function sleep(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)); }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {

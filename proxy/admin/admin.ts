@@ -5,6 +5,7 @@ import { renderEnvoyText, renderPrometheus, type StatSource } from '../telemetry
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Runtime } from '../runtime.ts';
 import type { Cluster } from '../upstream/cluster.ts';
+import { searchTest, type StringTest } from '../config/regex.ts';
 
 export interface AdminContext {
   ready(): { ok: boolean; state: string };
@@ -87,9 +88,10 @@ async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse
         }
         case '/stats': {
           const filter = url.searchParams.get('filter');
-          let re: RegExp | undefined;
+          // Envoy's filter is RE2 with partial-match semantics: linear time on any client input.
+          let re: StringTest | undefined;
           if (filter) {
-            try { re = new RegExp(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
+            try { re = searchTest(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
           }
           if (url.searchParams.get('format') === 'prometheus') return send(res, 200, renderPrometheus(ctx.statSources()), 'text/plain; version=0.0.4');
           return send(res, 200, renderEnvoyText(ctx.statSources(), { filter: re, usedOnly: url.searchParams.has('usedonly') }));

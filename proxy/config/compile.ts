@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Resource, DestinationRuleSpec, TrafficPolicy, HttpRoute, Destination } from './resources.ts';
 import { ConfigError } from './resources.ts';
-import { compileFullRegex } from './validate.ts';
+import { regexProblem } from './regex.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
@@ -326,10 +326,24 @@ function compileRoute(
   return out;
 }
 
-// Regexes were checked field by field; re-checking with the exact flags the router uses keeps the
-// two in agreement (ignoreUriCase adds 'i').
+// Regexes were checked field by field when compiled from files; a snapshot from a control
+// server is checked again here (a proxy must not trust the wire), every regex of every match,
+// each error naming where it is.
 export function checkRegexes(snapshot: Snapshot): void {
-  for (const vh of snapshot.virtualHosts) for (const rt of vh.routes) for (const m of rt.match) {
-    if (m.uri?.regex !== undefined) compileFullRegex(m.uri.regex, m.ignoreUriCase ? 'i' : '');
-  }
+  const errors: string[] = [];
+  snapshot.virtualHosts.forEach((vh, i) => vh.routes.forEach((rt, j) => rt.match.forEach((m, k) => {
+    const at = `virtualHosts[${i}] (${vh.name}).routes[${j}] (${rt.name}).match[${k}]`;
+    const check = (path: string, sm: StringMatchSpec | undefined) => {
+      if (sm?.regex === undefined) return;
+      const problem = regexProblem(sm.regex);
+      if (problem !== undefined) errors.push(`${at}.${path}.regex: invalid regex: ${problem}`);
+    };
+    check('uri', m.uri);
+    check('method', m.method);
+    check('authority', m.authority);
+    for (const key of ['headers', 'withoutHeaders', 'queryParams'] as const) {
+      for (const [name, sm] of Object.entries(m[key] ?? {})) check(`${key}.${name}`, sm);
+    }
+  })));
+  if (errors.length > 0) throw new ConfigError(errors);
 }

@@ -1,11 +1,13 @@
 // The logical level: Host -> virtual host -> first matching route -> weighted destination.
 // Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
 import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
-import { compileFullRegex } from '../config/validate.ts';
+import { fullMatchTest } from '../config/regex.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 
 type Test = (v: string) => boolean;
 
+// ignoreCase applies to exact and prefix only: Envoy's RouteMatch.case_sensitive is "ignored for
+// safe_regex matching" and Istio maps ignoreUriCase to it, so a regex says `(?i)` itself.
 function stringTest(m: StringMatchSpec, ignoreCase = false): Test {
   if (m.exact !== undefined) {
     const x = ignoreCase ? m.exact.toLowerCase() : m.exact;
@@ -15,8 +17,8 @@ function stringTest(m: StringMatchSpec, ignoreCase = false): Test {
     const x = ignoreCase ? m.prefix.toLowerCase() : m.prefix;
     return ignoreCase ? (v) => v.toLowerCase().startsWith(x) : (v) => v.startsWith(x);
   }
-  const re = compileFullRegex(m.regex!, ignoreCase ? 'i' : '');
-  return (v) => re.test(v);
+  // RE2, full match, linear time (proxy/config/regex.ts).
+  return fullMatchTest(m.regex!);
 }
 
 /** What the matcher may look at; the query is parsed only if some route needs it. */

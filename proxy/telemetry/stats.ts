@@ -92,12 +92,12 @@ function flatten(src: StatSource): Array<[string, number]> {
 }
 
 /** Envoy's /stats text: counters and gauges merged and sorted by full name. */
-export function renderEnvoyText(sources: StatSource[], opts: { filter?: RegExp; usedOnly?: boolean } = {}): string {
+export function renderEnvoyText(sources: StatSource[], opts: { filter?: (name: string) => boolean; usedOnly?: boolean } = {}): string {
   const lines: Array<[string, number]> = [];
   for (const src of sources) {
     for (const [k, v] of flatten(src)) {
       const name = `${src.prefix}.${k}`;
-      if (opts.filter && !opts.filter.test(name)) continue;
+      if (opts.filter && !opts.filter(name)) continue;
       if (opts.usedOnly && v === 0) continue;
       lines.push([name, v]);
     }

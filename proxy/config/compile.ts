@@ -34,6 +34,8 @@ export function hostAliases(host: string): string[] {
 interface ServiceInfo {
   spec: ServiceSpec;
   endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string> }>;
+  targetPorts: Record<string, number>;     // port name -> targetPort (Istio: the endpoint port when the endpoint names none)
+  resolution?: ClusterSpec['resolution'];  // absent = STATIC
   rule?: Extract<Resource, { kind: 'DestinationRule' }>;
 }
 
@@ -109,10 +111,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       }
     });
     spec.hosts!.forEach((host, hi) => {
+      const dns = spec.resolution === 'DNS' || spec.resolution === 'DNS_ROUND_ROBIN';
       const info: ServiceInfo = {
         spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports!.map((p) => ({ number: p.number!, name: p.name!, protocol: 'HTTP' })), subsets: [] },
-        endpoints: (spec.endpoints ?? []).map((e) => ({ address: e.address!, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+        // DNS without endpoints: the host itself is the name to resolve (Istio).
+        endpoints: dns && (spec.endpoints ?? []).length === 0
+          ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address!, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+        targetPorts: Object.fromEntries(spec.ports!.filter((p) => p.targetPort !== undefined).map((p) => [p.name!, p.targetPort!])),
       };
+      if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
       for (const a of hostAliases(host)) {
         const prev = byAlias.get(a);
         if (prev) { errors.push(`${where(r)}: spec.hosts[${hi}]: host "${a}" is already defined by another ServiceEntry`); continue; }
@@ -153,11 +161,12 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       for (const s of subsets) {
         const endpoints: EndpointSpec[] = info.endpoints
           .filter((e) => Object.entries(s.labels).every(([k, v]) => e.labels[k] === v))
-          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? port.number, labels: e.labels }));
+          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels }));
         const spec: ClusterSpec = {
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
           lb: lb(s.tp), endpoints, connectionPool: pool(s.tp),
         };
+        if (info.resolution) spec.resolution = info.resolution;
         const od = outlier(s.tp);
         if (od) spec.outlier = od;
         clusters.push(spec);

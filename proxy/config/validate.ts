@@ -130,6 +130,14 @@ export function obj<F extends Fields>(fields: F, required: Array<keyof F & strin
   };
 }
 
+/** `v`, then a cross-field check of its result (which reports its own errors and returns false). */
+export function refine<T>(v: Validator<T>, check: (value: T, path: string, c: Ctx) => boolean): Validator<T> {
+  return (x, p, c) => {
+    const r = v(x, p, c);
+    return r === undefined ? undefined : check(r, p, c) ? r : undefined;
+  };
+}
+
 /** An RE2 pattern (Istio StringMatch.regex): errors carry RE2's own message. */
 export const regex: Validator<string> = (v, p, c) => {
   const s = str(v, p, c);

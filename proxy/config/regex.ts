@@ -77,32 +77,40 @@ function literalRun(p: string): { lit: string; end: number; lastStart: number } 
 }
 
 /** The latin1 string whose chars are the UTF-8 bytes of `s`: how the engine presents those bytes. */
-function wireForm(s: string): string {
+export function wireForm(s: string): string {
   return NON_ASCII.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
 }
 
 export type StringTest = (v: string) => boolean;
 
 /**
- * A full-match test (Istio StringMatch.regex, Envoy RE2::FullMatch) over wire strings. Common
- * shapes skip the regex engine, with the same answer: a pure literal is a string compare,
- * `literal.*` is a prefix check (`.` is any char but \n), and a pattern that must start with a
- * literal rejects other inputs with a prefix check before running RE2.
+ * What a tested value is: `wire` = a latin1 string of wire bytes (header values, the path), or
+ * `text` = an already decoded string (query parameters, percent-decoded as UTF-8).
  */
-export function fullMatchTest(pattern: string): StringTest {
+export type InputForm = 'wire' | 'text';
+
+/**
+ * A full-match test (Istio StringMatch.regex, Envoy RE2::FullMatch). Common shapes skip the
+ * regex engine, with the same answer: a pure literal is a string compare, `literal.*` is a
+ * prefix check (`.` is any char but \n), and a pattern that must start with a literal rejects
+ * other inputs with a prefix check before running RE2.
+ */
+export function fullMatchTest(pattern: string, input: InputForm = 'wire'): StringTest {
   const re = compileRe2(pattern);
   const { lit, end, lastStart } = literalRun(pattern);
-  const wlit = wireForm(lit);
+  const form = input === 'wire' ? wireForm : (x: string) => x;
+  const wlit = form(lit);
   if (end === pattern.length) return (v) => v === wlit;
   if (end === pattern.length - 2 && pattern.endsWith('.*')) {
     const n = wlit.length;
     return (v) => v.startsWith(wlit) && v.indexOf('\n', n) === -1;
   }
-  const run = (v: string): boolean => (NON_ASCII.test(v) ? re.testExact(Buffer.from(v, 'latin1')) : re.testExact(v));
+  const run = input === 'text' ? (v: string): boolean => re.testExact(v)
+    : (v: string): boolean => (NON_ASCII.test(v) ? re.testExact(Buffer.from(v, 'latin1')) : re.testExact(v));
   // A required literal prefix: the leading literal, minus its last rune when a quantifier
   // follows; none at all when an alternation could make another branch match.
   const q = pattern[end];
-  const required = pattern.includes('|') ? '' : (q === '*' || q === '+' || q === '?' || q === '{') ? wireForm(lit.slice(0, lastStart)) : wlit;
+  const required = pattern.includes('|') ? '' : (q === '*' || q === '+' || q === '?' || q === '{') ? form(lit.slice(0, lastStart)) : wlit;
   if (required.length > 0) return (v) => v.startsWith(required) && run(v);
   return run;
 }

@@ -114,8 +114,13 @@ describe('fast paths agree with RE2 on every input', () => {
   for (const p of patterns) {
     it(JSON.stringify(p), () => {
       const re = RE2JS.compile(p);
-      const t = fullMatchTest(p);
-      for (const v of inputs) expect(t(wire(v)), `${JSON.stringify(p)} vs ${JSON.stringify(v)}`).toBe(re.testExact(Buffer.from(v, 'utf8')));
+      const onWire = fullMatchTest(p);
+      const onText = fullMatchTest(p, 'text');
+      for (const v of inputs) {
+        const want = re.testExact(Buffer.from(v, 'utf8'));
+        expect(onWire(wire(v)), `${JSON.stringify(p)} vs wire ${JSON.stringify(v)}`).toBe(want);
+        expect(onText(v), `${JSON.stringify(p)} vs text ${JSON.stringify(v)}`).toBe(want);
+      }
     });
   }
 });
@@ -198,6 +203,15 @@ spec:
     - name: utf8
       match: [{ headers: { x-name: { regex: "h.llo" } } }]
       route: [{ destination: { host: reviews } }]
+    - name: utf8-exact
+      match: [{ headers: { x-exact: { exact: "héllo" } } }]
+      route: [{ destination: { host: reviews } }]
+    - name: query-utf8
+      match: [{ queryParams: { n: { regex: "h.llo" } }, uri: { prefix: /q8 } }]
+      route: [{ destination: { host: reviews } }]
+    - name: query-utf8-exact
+      match: [{ queryParams: { n: { exact: "日本" } } }]
+      route: [{ destination: { host: reviews } }]
     - name: fallback
       route: [{ destination: { host: reviews } }]
 `), null, {});
@@ -223,6 +237,15 @@ spec:
   });
   it('a header with UTF-8 bytes is matched rune by rune', () => {
     expect(route(view('/', { 'x-name': wire('héllo') }))).toBe('utf8');
+    expect(route(view('/', { 'x-name': wire('hllo') }))).toBe('fallback');
+  });
+  it('exact strings from the config compare with the UTF-8 bytes on the wire', () => {
+    expect(route(view('/', { 'x-exact': wire('héllo') }))).toBe('utf8-exact');
+    expect(route(view('/', { 'x-exact': 'héllo' }))).toBe('fallback'); // one byte 0xE9: not UTF-8 é
+  });
+  it('query values are percent-decoded as UTF-8 before matching', () => {
+    expect(route(view('/q8', {}, 'n=h%C3%A9llo'))).toBe('query-utf8');
+    expect(route(view('/q', {}, `n=${encodeURIComponent('日本')}`))).toBe('query-utf8-exact');
   });
   afterAll(() => rt.retire(null));
 });

@@ -122,7 +122,7 @@ export class DnsDiscovery {
     let t: NodeJS.Timeout;
     return Promise.race([
       this.lookup(name),
-      new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`DNS lookup of ${name} timed out after ${ms} ms`)), ms); }),
+      new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`DNS lookup of ${name} timed out after ${ms} ms`)), ms); t.unref(); }),
     ]).finally(() => clearTimeout(t));
   }
 

@@ -33,7 +33,7 @@ describe('route regexes are RE2', () => {
   it('(a+)+b against 30 a\'s in a header: answered, and the event loop keeps ticking', async () => {
     // JS RegExp needed 1-10 s for 28 a's (doubling per extra a), with the whole proxy frozen.
     // Behaviour asserted: the request is answered by the fallback route, and a 10 ms timer never
-    // waits a second (the event loop was not pinned). Longer inputs: test/unit/regex.test.ts.
+    // waits 2 s (the event loop was not pinned; JS took 4-30 s here). Longer inputs: test/unit/regex.test.ts.
     let last = performance.now();
     let worstGap = 0;
     const ticker = setInterval(() => { const now = performance.now(); worstGap = Math.max(worstGap, now - last); last = now; }, 10);
@@ -48,7 +48,7 @@ describe('route regexes are RE2', () => {
     } finally {
       clearInterval(ticker);
     }
-    expect(worstGap).toBeLessThan(1000);
+    expect(worstGap).toBeLessThan(2000);
   });
 
   it('(?i), (?P<name>...), [[:digit:]] and \\z mean what RE2 says', async () => {

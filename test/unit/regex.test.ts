@@ -75,7 +75,7 @@ describe('linear time', () => {
     expect(full('(a+)+b', 'a'.repeat(50_000))).toBe(false);
     expect(full('(a|aa)+$', 'a'.repeat(50_000) + 'b')).toBe(false);
     expect(searchTest('(x+x+)+y')('x'.repeat(50_000))).toBe(false);
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(performance.now() - t0).toBeLessThan(5000); // exponential would be never; linear is milliseconds
   });
 });
 

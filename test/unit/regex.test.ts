@@ -121,6 +121,10 @@ describe('fast paths agree with RE2 on every input', () => {
         expect(onWire(wire(v)), `${JSON.stringify(p)} vs wire ${JSON.stringify(v)}`).toBe(want);
         expect(onText(v), `${JSON.stringify(p)} vs text ${JSON.stringify(v)}`).toBe(want);
       }
+      // Raw wire bytes that are not UTF-8 (each invalid byte is one rune for RE2, as in Go).
+      for (const raw of ['\xff', 'a\xffc', 'pre\xc3', '/api/\xe9', 'h\xe9llo', '\xc3\xa9.*']) {
+        expect(onWire(raw), `${JSON.stringify(p)} vs raw ${JSON.stringify(raw)}`).toBe(re.testExact(Buffer.from(raw, 'latin1')));
+      }
     });
   }
 });

@@ -40,7 +40,13 @@ const SPECS: FlagSpec[] = [
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT (worker k admin: --admin-port + k)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
+  { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
+
+function dnsRefreshMs(seconds: number): number {
+  if (!Number.isFinite(seconds) || seconds < 0.01) throw new FlagError(`--dns-refresh-rate: must be a number of seconds >= 0.01, got ${seconds}`);
+  return seconds * 1000;
+}
 
 export function parseLabels(s: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -110,6 +116,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
+      dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
     });
   } catch (e) {
     if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); return 2; }

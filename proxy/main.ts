@@ -52,6 +52,10 @@ export interface ProxyOptions {
   traceProtocol?: string;
   nodeId?: string;
   logger?: Logger;
+  /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
+  dnsRefreshMs?: number;
+  /** DNS clusters: the resolver (default: the OS resolver, getaddrinfo). */
+  dnsLookup?: import('./upstream/dns.ts').DnsLookup;
 }
 
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
@@ -84,6 +88,9 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
   const clusterOpts: ClusterOptions & import('./filters/naming.ts').NamingOptions = { retryBudget: opts.retryBudget, identifier: opts.identifier, dstPrefix: opts.dstPrefix };
+  clusterOpts.dnsLookup = opts.dnsLookup;
+  clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
+  clusterOpts.onDnsError = (cluster, name, err) => log.warn({ cluster, name, err: err.message }, 'DNS resolution failed; the last good addresses stay in use');
   const metrics = new Metrics({ workload: opts.service ?? 'unknown', version: opts.labels.version ?? 'unknown' });
   let version = 0;
   let runtime = null as Runtime | null;
@@ -111,6 +118,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const loadFromPath = (): Snapshot => loadSnapshot(opts.config!, String(version + 1));
   if (opts.snapshot) { apply(opts.snapshot); version = Number(opts.snapshot.version) || 1; }
   else if (opts.config) { apply(loadFromPath()); version = 1; }
+  // Like Envoy's init manager: serve once DNS clusters have their first answer (bounded).
+  await runtime?.warm();
 
   const otlpConfigured = opts.traceEndpoint ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const tracing = opts.traceSampling >= 0 && otlpConfigured

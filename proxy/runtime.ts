@@ -56,6 +56,16 @@ export class Runtime {
     return new Runtime(snapshot, clusters, routes, naming);
   }
 
+  /**
+   * Settles when every cluster knows its hosts (DNS clusters: first lookups answered or failed),
+   * or after `timeoutMs`: what Envoy calls cluster warming, awaited before serving at startup.
+   */
+  warm(timeoutMs = 6_000): Promise<void> {
+    let t: NodeJS.Timeout | undefined;
+    const all = Promise.all([...this.clusters.values()].map((c) => c.warmed)).then(() => {});
+    return Promise.race([all, new Promise<void>((r) => { t = setTimeout(r, timeoutMs); })]).finally(() => clearTimeout(t));
+  }
+
   /** Retire what `next` no longer uses: pools drain after their in-flight requests. */
   retire(next: Runtime | null): void {
     for (const [name, c] of this.clusters) if (next?.clusters.get(name) !== c) c.drain();

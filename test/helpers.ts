@@ -13,12 +13,12 @@ export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface Upstream { server: Server; port: number; hits: number; close(): Promise<void> }
 
-/** A real HTTP server on 127.0.0.1:0 that counts requests. */
-export async function startUpstream(handler: Handler): Promise<Upstream> {
+/** A real HTTP server on 127.0.0.1:0 (or another loopback address/port) that counts requests. */
+export async function startUpstream(handler: Handler, host = '127.0.0.1', port = 0): Promise<Upstream> {
   const u = { hits: 0 } as Upstream;
   const server = createServer((req, res) => { u.hits++; handler(req, res); });
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r, reject) => { server.once('error', reject); server.listen(port, host, () => r()); });
   u.server = server;
   u.port = (server.address() as { port: number }).port;
   u.close = () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
@@ -138,8 +138,8 @@ export async function deadPort(): Promise<number> {
 export class Fixtures {
   private closers: Array<() => Promise<void>> = [];
   add(close: () => Promise<void>): void { this.closers.push(close); }
-  async upstream(handler: Handler): Promise<Upstream> {
-    const u = await startUpstream(handler);
+  async upstream(handler: Handler, host?: string, port?: number): Promise<Upstream> {
+    const u = await startUpstream(handler, host, port);
     this.add(() => u.close());
     return u;
   }

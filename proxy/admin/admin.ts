@@ -5,6 +5,7 @@ import { renderEnvoyText, renderPrometheus, type StatSource } from '../telemetry
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Runtime } from '../runtime.ts';
 import type { Cluster } from '../upstream/cluster.ts';
+import { searchTest, type StringTest } from '../config/regex.ts';
 
 export interface AdminContext {
   ready(): { ok: boolean; state: string };
@@ -39,7 +40,7 @@ export function renderClusters(clusters: Cluster[], nowMs: number): string {
       const h = `${n}::${e.key}`;
       const s = e.pool.hostStats;
       for (const k of ['cx_active', 'cx_connect_fail', 'cx_total', 'rq_active', 'rq_error', 'rq_success', 'rq_timeout', 'rq_total'] as const) out += `${h}::${k}::${s[k]}\n`;
-      out += `${h}::hostname::${e.spec.address}\n`;
+      out += `${h}::hostname::${e.spec.hostname ?? e.spec.address}\n`; // DNS hosts: the name they resolved from
       out += `${h}::health_flags::${e.outlier.ejected ? '/failed_outlier_check' : 'healthy'}\n`;
       out += `${h}::weight::1\n${h}::region::\n${h}::zone::\n${h}::sub_zone::\n${h}::canary::false\n${h}::priority::0\n`;
       out += `${h}::success_rate::-1\n${h}::local_origin_success_rate::-1\n`;
@@ -59,6 +60,7 @@ function clustersJson(clusters: Cluster[], nowMs: number): unknown {
       circuit_breakers: { thresholds: [{ priority: 'DEFAULT', max_connections: c.spec.connectionPool.maxConnections, max_pending_requests: c.spec.connectionPool.maxPendingRequests, max_requests: c.spec.connectionPool.maxRequests, max_retries: c.spec.connectionPool.maxRetries }] },
       host_statuses: c.endpoints.map((e) => ({
         address: { socket_address: { address: e.spec.address, port_value: e.spec.port } },
+        ...(e.spec.hostname ? { hostname: e.spec.hostname } : {}),
         labels: e.spec.labels,
         stats: e.pool.hostStats,
         health_status: { eds_health_status: 'HEALTHY', failed_outlier_check: e.outlier.ejected },
@@ -87,9 +89,10 @@ async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse
         }
         case '/stats': {
           const filter = url.searchParams.get('filter');
-          let re: RegExp | undefined;
+          // Envoy's filter is RE2 with partial-match semantics: linear time on any client input.
+          let re: StringTest | undefined;
           if (filter) {
-            try { re = new RegExp(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
+            try { re = searchTest(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
           }
           if (url.searchParams.get('format') === 'prometheus') return send(res, 200, renderPrometheus(ctx.statSources()), 'text/plain; version=0.0.4');
           return send(res, 200, renderEnvoyText(ctx.statSources(), { filter: re, usedOnly: url.searchParams.has('usedonly') }));

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Resource, DestinationRuleSpec, TrafficPolicy, HttpRoute, Destination } from './resources.ts';
 import { ConfigError } from './resources.ts';
-import { compileFullRegex } from './validate.ts';
+import { regexProblem } from './regex.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
@@ -34,6 +34,8 @@ export function hostAliases(host: string): string[] {
 interface ServiceInfo {
   spec: ServiceSpec;
   endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string> }>;
+  targetPorts: Record<string, number>;     // port name -> targetPort (Istio: the endpoint port when the endpoint names none)
+  resolution?: ClusterSpec['resolution'];  // absent = STATIC
   rule?: Extract<Resource, { kind: 'DestinationRule' }>;
 }
 
@@ -109,10 +111,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       }
     });
     spec.hosts!.forEach((host, hi) => {
+      const dns = spec.resolution === 'DNS' || spec.resolution === 'DNS_ROUND_ROBIN';
       const info: ServiceInfo = {
         spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports!.map((p) => ({ number: p.number!, name: p.name!, protocol: 'HTTP' })), subsets: [] },
-        endpoints: (spec.endpoints ?? []).map((e) => ({ address: e.address!, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+        // DNS without endpoints: the host itself is the name to resolve (Istio).
+        endpoints: dns && (spec.endpoints ?? []).length === 0
+          ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address!, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+        targetPorts: Object.fromEntries(spec.ports!.filter((p) => p.targetPort !== undefined).map((p) => [p.name!, p.targetPort!])),
       };
+      if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
       for (const a of hostAliases(host)) {
         const prev = byAlias.get(a);
         if (prev) { errors.push(`${where(r)}: spec.hosts[${hi}]: host "${a}" is already defined by another ServiceEntry`); continue; }
@@ -153,11 +161,12 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       for (const s of subsets) {
         const endpoints: EndpointSpec[] = info.endpoints
           .filter((e) => Object.entries(s.labels).every(([k, v]) => e.labels[k] === v))
-          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? port.number, labels: e.labels }));
+          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels }));
         const spec: ClusterSpec = {
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
           lb: lb(s.tp), endpoints, connectionPool: pool(s.tp),
         };
+        if (info.resolution) spec.resolution = info.resolution;
         const od = outlier(s.tp);
         if (od) spec.outlier = od;
         clusters.push(spec);
@@ -326,10 +335,24 @@ function compileRoute(
   return out;
 }
 
-// Regexes were checked field by field; re-checking with the exact flags the router uses keeps the
-// two in agreement (ignoreUriCase adds 'i').
+// Regexes were checked field by field when compiled from files; a snapshot from a control
+// server is checked again here (a proxy must not trust the wire), every regex of every match,
+// each error naming where it is.
 export function checkRegexes(snapshot: Snapshot): void {
-  for (const vh of snapshot.virtualHosts) for (const rt of vh.routes) for (const m of rt.match) {
-    if (m.uri?.regex !== undefined) compileFullRegex(m.uri.regex, m.ignoreUriCase ? 'i' : '');
-  }
+  const errors: string[] = [];
+  snapshot.virtualHosts.forEach((vh, i) => vh.routes.forEach((rt, j) => rt.match.forEach((m, k) => {
+    const at = `virtualHosts[${i}] (${vh.name}).routes[${j}] (${rt.name}).match[${k}]`;
+    const check = (path: string, sm: StringMatchSpec | undefined) => {
+      if (sm?.regex === undefined) return;
+      const problem = regexProblem(sm.regex);
+      if (problem !== undefined) errors.push(`${at}.${path}.regex: invalid regex: ${problem}`);
+    };
+    check('uri', m.uri);
+    check('method', m.method);
+    check('authority', m.authority);
+    for (const key of ['headers', 'withoutHeaders', 'queryParams'] as const) {
+      for (const [name, sm] of Object.entries(m[key] ?? {})) check(`${key}.${name}`, sm);
+    }
+  })));
+  if (errors.length > 0) throw new ConfigError(errors);
 }

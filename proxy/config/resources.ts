@@ -7,9 +7,10 @@ let yamlLib: typeof import('yaml') | null = null;
 const parseAllDocuments: typeof import('yaml').parseAllDocuments = (text, opts) =>
   (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parseAllDocuments(text, opts);
 import {
-  Ctx, bool, duration, int, list, map, nonEmptyStr, num, obj, oneOf, regex, str,
+  Ctx, bool, duration, int, list, map, nonEmptyStr, num, obj, oneOf, refine, regex, str,
   type Validator,
 } from './validate.ts';
+import { isIP } from 'node:net';
 
 const stringMatch = obj({ exact: str, prefix: str, regex });
 
@@ -24,7 +25,48 @@ const destination = obj({
   port: obj({ number: int(1, 65535) }, ['number']),
 }, ['host']);
 
-const serviceEntrySpec = obj({
+/** A DNS name as Istio's ValidateFQDN wants it: dot-separated labels of letters, digits, '-' (no wildcard). */
+function isFqdn(s: string): boolean {
+  const n = s.endsWith('.') ? s.slice(0, -1) : s;
+  return n.length > 0 && n.length <= 253 && n.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
+}
+
+/**
+ * Istio's per-resolution rules (pkg/config/validation ValidateServiceEntry): STATIC endpoints
+ * are IP addresses (a host name would fail per request, ENOTFOUND); DNS endpoints are IPs or
+ * FQDNs, and without endpoints the hosts themselves are resolved, so they must be FQDNs;
+ * DNS_ROUND_ROBIN takes 0 or 1 endpoint. NONE forwards to the original destination of an
+ * intercepted connection: meshlet has no transparent capture, so there is none to forward to.
+ * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do).
+ */
+function checkResolution(se: { hosts?: string[]; resolution?: string; endpoints?: Array<{ address?: string }> }, p: string, c: Ctx): boolean {
+  const mode = se.resolution ?? 'STATIC';
+  const before = c.errors.length;
+  const eps = se.endpoints ?? [];
+  if (mode === 'NONE') {
+    c.fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
+  } else if (mode === 'STATIC') {
+    eps.forEach((e, i) => {
+      const a = e.address!;
+      if (a.startsWith('unix://')) c.fail(`${p}.endpoints[${i}].address`, `unix domain socket endpoints are not supported (${JSON.stringify(a)})`);
+      else if (!isIP(a)) c.fail(`${p}.endpoints[${i}].address`, `${JSON.stringify(a)} is not an IP address: resolution STATIC${se.resolution ? '' : ' (the default)'} needs IP addresses; set resolution: DNS to resolve host names`);
+    });
+  } else {
+    if (eps.length === 0) {
+      (se.hosts ?? []).forEach((h, i) => {
+        if (!isFqdn(h)) c.fail(`${p}.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${mode} (got ${JSON.stringify(h)})`);
+      });
+    }
+    if (mode === 'DNS_ROUND_ROBIN' && eps.length > 1) c.fail(`${p}.endpoints`, `there must only be 0 or 1 endpoint for resolution mode ${mode}, got ${eps.length}`);
+    eps.forEach((e, i) => {
+      const a = e.address!;
+      if (!isIP(a) && !isFqdn(a)) c.fail(`${p}.endpoints[${i}].address`, `endpoint address ${JSON.stringify(a)} is not a valid FQDN or an IP address`);
+    });
+  }
+  return c.errors.length === before;
+}
+
+const serviceEntrySpec = refine(obj({
   hosts: list(nonEmptyStr),
   ports: list(obj({
     number: int(1, 65535),
@@ -32,13 +74,13 @@ const serviceEntrySpec = obj({
     protocol: oneOf('HTTP', 'http'),
     targetPort: int(1, 65535),
   }, ['number', 'name'])),
-  resolution: oneOf('STATIC', 'DNS'),
+  resolution: oneOf('STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'),
   endpoints: list(obj({
     address: nonEmptyStr,
     ports: map(int(1, 65535)),
     labels: map(str),
   }, ['address'])),
-}, ['hosts', 'ports']);
+}, ['hosts', 'ports']), checkResolution);
 
 const httpMatch = obj({
   name: str,

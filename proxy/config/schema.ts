@@ -109,9 +109,10 @@ export interface OutlierSpec {
 }
 
 export interface EndpointSpec {
-  address: string;
+  address: string;          // an IP; in a DNS cluster's spec, the host name (or IP) to resolve
   port: number;
   labels: Record<string, string>;
+  hostname?: string;        // a host resolved from this name (DNS clusters, at run time only)
 }
 
 export interface ClusterSpec {
@@ -123,6 +124,12 @@ export interface ClusterSpec {
   endpoints: EndpointSpec[];
   connectionPool: ConnectionPoolSpec;
   outlier?: OutlierSpec;    // absent = no outlier detector
+  /**
+   * Absent = STATIC: endpoints are IP addresses. DNS (Envoy STRICT_DNS): each endpoint address
+   * is re-resolved periodically and every address becomes a host; DNS_ROUND_ROBIN (Envoy
+   * LOGICAL_DNS): only the first address of the latest answer (proxy/upstream/dns.ts).
+   */
+  resolution?: 'DNS' | 'DNS_ROUND_ROBIN';
 }
 
 /** Istio's values when connectionPool fields are unset (envoy-semantics.md section 1.1). */

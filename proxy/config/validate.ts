@@ -1,5 +1,6 @@
 // A small declarative validator for user resources. Every error names the field path, and
 // unknown fields are errors (a misspelt field silently ignored is a config that lies).
+import { regexProblem } from './regex.ts';
 
 export type Validator<T> = (value: unknown, path: string, ctx: Ctx) => T | undefined;
 
@@ -129,18 +130,18 @@ export function obj<F extends Fields>(fields: F, required: Array<keyof F & strin
   };
 }
 
-/** A JavaScript RegExp from an RE2-style pattern, anchored (Istio regex matches are full matches). */
-export function compileFullRegex(pattern: string, flags = ''): RegExp {
-  return new RegExp(`^(?:${pattern})$`, flags);
+/** `v`, then a cross-field check of its result (which reports its own errors and returns false). */
+export function refine<T>(v: Validator<T>, check: (value: T, path: string, c: Ctx) => boolean): Validator<T> {
+  return (x, p, c) => {
+    const r = v(x, p, c);
+    return r === undefined ? undefined : check(r, p, c) ? r : undefined;
+  };
 }
 
+/** An RE2 pattern (Istio StringMatch.regex): errors carry RE2's own message. */
 export const regex: Validator<string> = (v, p, c) => {
   const s = str(v, p, c);
   if (s === undefined) return undefined;
-  try {
-    compileFullRegex(s);
-    return s;
-  } catch (e) {
-    return c.fail(p, `invalid regex: ${(e as Error).message}`);
-  }
+  const problem = regexProblem(s);
+  return problem === undefined ? s : c.fail(p, `invalid regex: ${problem}`);
 };

@@ -1,22 +1,27 @@
 // The logical level: Host -> virtual host -> first matching route -> weighted destination.
 // Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
 import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
-import { compileFullRegex } from '../config/validate.ts';
+import { fullMatchTest, wireForm, type InputForm } from '../config/regex.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 
 type Test = (v: string) => boolean;
 
-function stringTest(m: StringMatchSpec, ignoreCase = false): Test {
+// ignoreCase applies to exact and prefix only: Envoy's RouteMatch.case_sensitive is "ignored for
+// safe_regex matching" and Istio maps ignoreUriCase to it, so a regex says `(?i)` itself.
+// Header values and the path arrive as wire bytes (latin1 strings), so exact/prefix strings from
+// the config are compared as their UTF-8 bytes (once, here); query values arrive decoded (`text`).
+function stringTest(m: StringMatchSpec, ignoreCase = false, input: InputForm = 'wire'): Test {
+  const form = input === 'wire' ? wireForm : (x: string) => x;
   if (m.exact !== undefined) {
-    const x = ignoreCase ? m.exact.toLowerCase() : m.exact;
+    const x = ignoreCase ? form(m.exact).toLowerCase() : form(m.exact);
     return ignoreCase ? (v) => v.toLowerCase() === x : (v) => v === x;
   }
   if (m.prefix !== undefined) {
-    const x = ignoreCase ? m.prefix.toLowerCase() : m.prefix;
+    const x = ignoreCase ? form(m.prefix).toLowerCase() : form(m.prefix);
     return ignoreCase ? (v) => v.toLowerCase().startsWith(x) : (v) => v.startsWith(x);
   }
-  const re = compileFullRegex(m.regex!, ignoreCase ? 'i' : '');
-  return (v) => re.test(v);
+  // RE2, full match, linear time (proxy/config/regex.ts).
+  return fullMatchTest(m.regex!, input);
 }
 
 /** What the matcher may look at; the query is parsed only if some route needs it. */
@@ -47,7 +52,7 @@ function compileMatch(m: MatchSpec): Matcher {
     tests.push((r) => { const v = r.req.header(lower); return v === undefined || !t(v); });
   }
   for (const [name, sm] of Object.entries(m.queryParams ?? {})) {
-    const t = stringTest(sm);
+    const t = stringTest(sm, false, 'text');
     tests.push((_r, q) => { const v = q().get(name); return v !== null && t(v); });
   }
   if (tests.length === 0) return () => true;

@@ -9,6 +9,7 @@ const CLUSTER_COUNTERS = [
   'upstream_rq_timeout', 'upstream_rq_per_try_timeout', 'upstream_rq_rx_reset', 'upstream_rq_tx_reset',
   'upstream_rq_retry', 'upstream_rq_retry_success', 'upstream_rq_retry_overflow', 'upstream_rq_retry_limit_exceeded',
   'upstream_rq_retry_backoff_exponential', 'retry_or_shadow_abandoned',
+  'update_attempt', 'update_success', 'update_failure', 'membership_change',
   'outlier_detection.ejections_enforced_total', 'outlier_detection.ejections_overflow', 'outlier_detection.ejections_total',
   'outlier_detection.ejections_detected_consecutive_5xx', 'outlier_detection.ejections_enforced_consecutive_5xx',
   'outlier_detection.ejections_consecutive_5xx',
@@ -92,12 +93,12 @@ function flatten(src: StatSource): Array<[string, number]> {
 }
 
 /** Envoy's /stats text: counters and gauges merged and sorted by full name. */
-export function renderEnvoyText(sources: StatSource[], opts: { filter?: RegExp; usedOnly?: boolean } = {}): string {
+export function renderEnvoyText(sources: StatSource[], opts: { filter?: (name: string) => boolean; usedOnly?: boolean } = {}): string {
   const lines: Array<[string, number]> = [];
   for (const src of sources) {
     for (const [k, v] of flatten(src)) {
       const name = `${src.prefix}.${k}`;
-      if (opts.filter && !opts.filter.test(name)) continue;
+      if (opts.filter && !opts.filter(name)) continue;
       if (opts.usedOnly && v === 0) continue;
       lines.push([name, v]);
     }

@@ -6,9 +6,15 @@ import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import { RetryBudget } from '../filters/retry.ts';
 import { EdgeCounters } from '../telemetry/edges.ts';
+import { DnsDiscovery, type DnsLookup } from './dns.ts';
 
 export interface ClusterOptions {
   retryBudget?: { ratio: number; minPerSecond: number };
+  /** DNS clusters: how names resolve (default: the OS resolver) and how often (default 5 s). */
+  dnsLookup?: DnsLookup;
+  dnsRefreshMs?: number;
+  /** A DNS name failed to resolve (its last good addresses stay in use). */
+  onDnsError?: (cluster: string, name: string, err: Error) => void;
 }
 
 export class Endpoint {
@@ -39,6 +45,8 @@ export class Cluster {
   readonly budget: RetryBudget;
   /** This cluster as an edge of the mesh graph (from this sidecar's service). */
   readonly edge: EdgeCounters;
+  /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
+  private readonly dns: DnsDiscovery | null = null;
   private rr = 0;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
@@ -46,12 +54,24 @@ export class Cluster {
     this.specJson = specJson;
     this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
-    this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
+    // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
+    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
+    if (spec.resolution) {
+      const onErr = opts.onDnsError;
+      this.dns = new DnsDiscovery(spec.endpoints, {
+        mode: spec.resolution, lookup: opts.dnsLookup, refreshMs: opts.dnsRefreshMs, stats: this.stats,
+        onHosts: (hosts) => this.replaceHosts(hosts),
+        onError: onErr ? (name, err) => onErr(this.spec.name, name, err) : undefined,
+      });
+    }
   }
+
+  /** Settles once the hosts are known: at once for STATIC, after the first lookups for DNS. */
+  get warmed(): Promise<void> { return this.dns ? this.dns.warmed : Promise.resolve(); }
 
   get name(): string { return this.spec.name; }
 
@@ -65,8 +85,17 @@ export class Cluster {
    * outlier state, removed ones drain, new ones start fresh. Breakers and stats are unchanged.
    */
   setEndpoints(spec: ClusterSpec, specJson: string): void {
+    this.spec = spec;
+    this.specJson = specJson;
+    this.edge.subset = destinationVersion(spec);
+    // DNS: the spec's endpoints are names; the hosts follow when they resolve.
+    if (this.dns) this.dns.setTargets(spec.endpoints);
+    else this.replaceHosts(spec.endpoints);
+  }
+
+  private replaceHosts(specs: EndpointSpec[]): void {
     const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
-    const next = spec.endpoints.map((e) => {
+    const next = specs.map((e) => {
       const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
       const kept = old.get(k);
       if (kept) { old.delete(k); return kept; }
@@ -77,9 +106,6 @@ export class Cluster {
       gone.pool.drain();
     }
     this.endpoints = next;
-    this.spec = spec;
-    this.specJson = specJson;
-    this.edge.subset = destinationVersion(spec);
     this.stats.membership_total = next.length;
     this.stats.membership_healthy = next.filter((e) => !e.outlier.ejected).length;
   }
@@ -137,6 +163,7 @@ export class Cluster {
   }
 
   drain(): void {
+    this.dns?.stop();
     this.detector?.stop();
     for (const e of this.endpoints) e.pool.drain();
   }

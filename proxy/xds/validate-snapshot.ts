@@ -67,6 +67,7 @@ const cluster = obj({
     consecutive5xx: int(0, U32), consecutiveGatewayErrors: int(0, U32), enforceGateway: bool, consecutiveLocalOriginFailures: int(0, U32),
     splitExternalLocalOriginErrors: bool, intervalMs: num(0, 1e12), baseEjectionTimeMs: num(0, 1e12), maxEjectionPercent: num(0, 100), minHealthPercent: num(0, 100),
   }, ['consecutive5xx', 'consecutiveGatewayErrors', 'enforceGateway', 'consecutiveLocalOriginFailures', 'splitExternalLocalOriginErrors', 'intervalMs', 'baseEjectionTimeMs', 'maxEjectionPercent', 'minHealthPercent']),
+  resolution: oneOf('DNS', 'DNS_ROUND_ROBIN'),
 }, ['name', 'service', 'subset', 'port', 'lb', 'endpoints', 'connectionPool']);
 const snapshot = obj({
   version: str, hash: str, source: str,

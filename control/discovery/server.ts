@@ -4,6 +4,7 @@
 // GET /v1/discovery is the long-poll variant for clients that cannot hold a stream.
 // Per node we record last sent, last ACK, last NACK (with the error) and last seen.
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../../proxy/config/schema.ts';
@@ -277,7 +278,9 @@ export class Discovery {
     const address = field(body, 'address');
     const port = body.port;
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, 'field "port" must be an integer 1..65535');
-    if (!/^[0-9a-zA-Z.:_-]+$/.test(address)) throw new HttpError(400, `field "address" is not a valid host or IP: ${JSON.stringify(address)}`);
+    // Registered endpoints become STATIC hosts, and STATIC needs IP addresses (as Istio's
+    // ServiceEntry validation): a name would fail every request with ENOTFOUND at the proxies.
+    if (isIP(address) === 0) throw new HttpError(400, `field "address" must be an IP address (registered endpoints are STATIC): ${JSON.stringify(address)}`);
     this.registry.upsert({ node: node.id, service: node.service, labels: node.labels, address, port });
     const ttl = this.registry.ttlMs;
     sendJson(res, 200, { ttl_ms: ttl, heartbeat_ms: Math.max(50, Math.floor(ttl / 3)) });

@@ -269,6 +269,8 @@ describe('discovery protocol details and input safety', () => {
     expect(await raw(c.ports.discovery, 'POST', '/v1/discovery', '{"node":{"id":5}}')).toBe(400);
     expect(await raw(c.ports.discovery, 'POST', '/v1/ack', '{"node":{"id":"ghost"},"response_nonce":"x"}')).toBe(409);
     expect(await raw(c.ports.discovery, 'POST', '/v1/register', '{"node":{"id":"a","service":"reviews"},"address":"127.0.0.1","port":70000}')).toBe(400);
+    // A host name would become a STATIC endpoint that fails every request (ENOTFOUND).
+    expect(await raw(c.ports.discovery, 'POST', '/v1/register', '{"node":{"id":"a","service":"reviews"},"address":"db.internal","port":8080}')).toBe(400);
     expect(await raw(c.ports.discovery, 'POST', '/v1/ack', 'x'.repeat(2 << 20))).toBe(413);
     expect(await raw(c.ports.api, 'POST', '/v1/weights', '{"host":"reviews","weights":{"v1":"a lot"}}')).toBe(400);
     expect(await raw(c.ports.discovery, 'PUT', '/v1/discovery', '')).toBe(405);

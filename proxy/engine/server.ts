@@ -62,7 +62,7 @@ const LINGER_BYTES = 32 * 1024 * 1024;
  * so one bulk upload cannot hold the loop for a whole batch of socket reads while other
  * connections wait.
  */
-const YIELD_BYTES = 256 * 1024;
+const YIELD_BYTES = 64 * 1024;
 /** Reason phrases (RFC 9110), so the engine need not load node:http. */
 const STATUS_CODES: Record<number, string> = {
   100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',

@@ -543,6 +543,7 @@ export class ServerConn {
     this.res = null;
     const req = res.req;
     this.lastActive = performance.now();
+    this.wrote = false; // accounted for just now
     if (!req.bodyDone) {
       // Nobody read the rest of the body: drop a little of it to keep the connection, else close
       // lingering (the client may still be sending; it must get to read this response).

@@ -1,8 +1,9 @@
 // Does a bulk upload starve other traffic? A probe sends sequential GETs through the proxy (one
 // keep-alive connection) first alone, then while two uploads stream endless chunked bodies as fast
 // as they can through the same proxy. Reported: the probe's latency percentiles and its worst
-// one-second p99 in each phase. Every party is its own process (upstream, proxy, uploaders), so
-// only the proxy's event loop is shared, as in a pod.
+// one-second p99 in each phase, and the throughput of one upload alone (what fairness costs it).
+// Every party is its own process (upstream, proxy, uploaders), so only the proxy's event loop is
+// shared, as in a pod.
 //
 //   npx node bench/upload-probe.ts                    # this checkout
 //   npx node bench/upload-probe.ts --root <checkout>  # another meshlet checkout (before/after)
@@ -39,6 +40,30 @@ const c = require('net').connect(port, '127.0.0.1', () => {
 });
 c.on('error', () => process.exit(0));`;
 
+// One upload of a fixed size through the proxy, timed to its response: the price of fairness.
+const TIMED_UPLOAD = `
+const [port, mb] = process.argv.slice(1).map(Number);
+const c = require('net').connect(port, '127.0.0.1', () => {
+  const t0 = performance.now();
+  c.write('POST /timed HTTP/1.1\\r\\nhost: ${HOST}\\r\\ncontent-length: ' + mb * 1048576 + '\\r\\n\\r\\n');
+  const chunk = Buffer.alloc(1048576, 't');
+  let left = mb;
+  const pump = () => { while (left > 0) { left--; if (!c.write(chunk)) return; } };
+  c.on('drain', pump);
+  pump();
+  c.on('data', () => { process.stdout.write(JSON.stringify({ ms: performance.now() - t0 }) + '\\n'); c.destroy(); });
+});`;
+
+async function timedUpload(port: number, mb: number): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, ['-e', TIMED_UPLOAD, String(port), String(mb)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    child.on('close', () => { try { resolve((mb / (JSON.parse(out) as { ms: number }).ms) * 1000); } catch (e) { reject(e); } });
+  });
+}
+
 function pct(sorted: number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -73,6 +98,7 @@ const proxy = await startProc('meshlet', NODE, [join(ROOT, 'bin/meshlet.js'), 'p
   '--admin-port', '0', '--log-level', 'warn'], { ready: (l) => (l.includes('"meshlet proxy ready"') ? jsonPort(l) : null) });
 const uploaders = [];
 try {
+  const mbps = await timedUpload(proxy.port, Number(args.get('upload-mb') ?? 512));
   const alone = await probe(proxy.port, ALONE_S);
   for (let i = 0; i < 2; i++) uploaders.push(await startProc(`uploader${i}`, NODE, ['-e', UPLOADER, String(proxy.port)], { ready: jsonPort }));
   await new Promise((r) => setTimeout(r, 500)); // the uploads reach full speed
@@ -82,6 +108,7 @@ try {
   console.log('| phase | probes | p50 ms | p99 ms | max ms | worst 1 s p99 ms |');
   console.log('|---|---:|---:|---:|---:|---:|');
   for (const [name, r] of [['alone', alone], ['2 bulk uploads', loaded]] as const) console.log(`| ${name} | ${r.n} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.worstSecondP99)} |`);
+  console.log(`\none upload alone: ${mbps.toFixed(0)} MB/s through the proxy`);
 } finally {
   for (const u of uploaders) await u.stop();
   await proxy.stop();

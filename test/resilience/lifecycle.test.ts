@@ -350,6 +350,44 @@ describe('drain on SIGTERM (a real meshlet proxy process)', () => {
     expect(err).toBe(null);
   });
 
+  it('during the drain a request on an open keep-alive connection is answered with Connection: close, then FIN', async () => {
+    const u = await fx.upstream((_req, res) => { res.end('ok'); });
+    const p = await fx.proxy(ratings([u.port]));
+    const s = connect(p.ports.outbound, '127.0.0.1');
+    let got = '';
+    let err: string | null = null;
+    s.on('data', (c) => { got += c; });
+    s.on('error', (e: NodeJS.ErrnoException) => { err = e.code ?? e.message; });
+    const ended = new Promise<void>((r) => s.on('end', () => r()));
+    const req = `GET / HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
+    s.write(req);
+    expect(await until(async () => got.endsWith('\r\n\r\nok'), 5000)).toBe(true);
+    expect(got).not.toMatch(/connection: close/i);
+    const drained = p.drain(5000);
+    // The listener is closed: a new connection is refused, never reset.
+    const refused = await new Promise<string>((r) => { const c = connect(p.ports.outbound, '127.0.0.1'); c.on('connect', () => { c.destroy(); r('connected'); }); c.on('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')); });
+    expect(refused).toBe('ECONNREFUSED');
+    got = '';
+    s.write(req);
+    await ended;
+    expect(got).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(got).toMatch(/\r\nconnection: close\r\n/i);
+    expect(got.endsWith('\r\n\r\nok')).toBe(true);
+    s.end();
+    await drained;
+    expect(err).toBe(null);
+  });
+
+  it('rejects negative stream limits at start', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const bin = new URL('../../bin/meshlet.js', import.meta.url).pathname;
+    for (const flag of ['--stream-idle-timeout', '--max-request-bytes', '--drain-timeout']) {
+      const r = spawnSync(process.execPath, [bin, 'proxy', '--config', writeConfig(ratings([1])), flag, '-1'], { encoding: 'utf8', timeout: 15_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`${flag} must be a number >= 0`);
+    }
+  });
+
   it('an OTLP collector that never answers does not hold the exit past the drain bound', async () => {
     const accepted: Socket[] = [];
     const collector = createServer();

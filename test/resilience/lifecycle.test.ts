@@ -284,6 +284,7 @@ describe('aborted uploads', () => {
     expect(s.get(`${C}.outlier_detection.ejections_enforced_total`)).toBe(0);
     expect(s.get(`${C}.upstream_rq_5xx`)).toBe(0);
     expect(s.get(`${C}.upstream_cx_destroy_remote_with_active_rq`)).toBe(0);
+    expect(s.get(`${C}.upstream_cx_active`)).toBe(0); // each was mid-message: closed, not pooled
     const prom = (await send(p.ports.admin, { path: '/stats/prometheus' })).body;
     expect(prom).toMatch(/istio_requests_total\{[^}]*response_code="0"[^}]*response_flags="DC"[^}]*\} 12/);
     for (let i = 0; i < 20; i++) expect((await send(p.ports.outbound, { host: HOST })).status).toBe(200);

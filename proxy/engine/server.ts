@@ -649,8 +649,8 @@ export class ServerConn {
       if (si > 0 && now - this.lastActive > si) { this.streamError(408); return; }
       // Backpressure stopped reading, so neither a FIN nor an RST from the client is read. An
       // RST still fails a write: a zero-length write (nothing is sent) finds it within a tick.
-      // (A FIN queued behind unread bytes stays invisible, to Envoy too; the stream idle timeout
-      // reclaims that stream.)
+      // (A FIN behind unread bytes stays invisible: Envoy would see it through EPOLLRDHUP, Node
+      // offers nothing alike; the stream idle timeout reclaims that stream.)
       if (this.paused && this.socket.writable && this.socket.writableLength === 0) this.socket.write(EMPTY);
       return;
     }

@@ -256,6 +256,20 @@ describe('bulk uploads', () => {
   });
 });
 
+describe('bulk uploads, the limit after the response started', () => {
+  it('a chunked body passing --max-request-bytes after the response started resets the stream (no false end)', async () => {
+    const u = await fx.upstream((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.write('started'); req.resume(); });
+    const p = await fx.proxy(ratings([u.port]), { maxRequestBytes: MB });
+    const up = rawUpload(p.ports.outbound, post('/', 'transfer-encoding: chunked\r\n'), -1);
+    const r = await up.reply;
+    expect(r.status).toBe(200);
+    expect(r.closed).toBe(true);
+    expect(r.body).toContain('started');
+    expect(r.body).not.toContain('\r\n0\r\n\r\n'); // never the last chunk: the client knows it was cut
+    expect((await stats(p.ports.admin)).get('http.outbound.downstream_rq_too_large')).toBe(1);
+  });
+});
+
 describe('aborted uploads', () => {
   it('12 uploads cancelled mid-body eject nothing: DC with code 0, no upstream failure, the next 20 GETs all 200', async () => {
     const seen: Array<() => number> = [];

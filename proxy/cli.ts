@@ -26,7 +26,9 @@ const SPECS: FlagSpec[] = [
   { name: 'log-level', type: 'string', default: D.logLevel, help: 'trace|debug|info|warn|error|silent' },
   { name: 'access-log', type: 'string', default: D.accessLog, help: 'off | errors (status >= 500 or any flag) | all' },
   { name: 'watch', type: 'boolean', default: false, help: 're-read the config when the file or directory changes' },
-  { name: 'drain-timeout', type: 'number', default: D.drainTimeoutMs / 1000, help: 'seconds in-flight requests get on SIGTERM' },
+  { name: 'drain-timeout', type: 'number', default: D.drainTimeoutMs / 1000, help: 'seconds in-flight requests and keep-alive clients get on SIGTERM (responses say Connection: close meanwhile)' },
+  { name: 'stream-idle-timeout', type: 'number', default: D.streamIdleTimeoutMs / 1000, help: "seconds a request may see no bytes either way before it is ended (408, flag SI; Envoy's stream_idle_timeout); 0 = never" },
+  { name: 'max-request-bytes', type: 'number', default: D.maxRequestBytes, help: 'largest request body accepted (413 above it, also for chunked bodies); 0 = no limit' },
   { name: 'trust-envoy-headers', type: 'boolean', default: false, help: 'honour x-envoy-* timeout/retry headers from callers' },
   { name: 'shadow-host-suffix', type: 'boolean', default: false, help: "append '-shadow' to mirrored Host (Istio < 1.28 behaviour)" },
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
@@ -91,6 +93,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const dtabHeaders = (f['dtab-headers'] as string | undefined) ?? (f.edge ? 'strip' : 'trust');
   if (dtabHeaders !== 'trust' && dtabHeaders !== 'strip') { console.error('meshlet proxy: --dtab-headers must be trust or strip'); return 2; }
   if (!f.config && !f.control) { console.error('meshlet proxy: --config <file|dir> or --control <url> is required'); return 2; }
+  for (const n of ['stream-idle-timeout', 'max-request-bytes', 'drain-timeout']) {
+    const v = f[n] as number;
+    if (!Number.isFinite(v) || v < 0) { console.error(`meshlet proxy: --${n} must be a number >= 0`); return 2; }
+  }
   const nWorkers = f.workers as number;
   if (!Number.isInteger(nWorkers) || nWorkers < 1 || nWorkers > 64) { console.error('meshlet proxy: --workers must be an integer from 1 to 64'); return 2; }
   let worker: { index: number; ports: import('./workers.ts').WorkerPorts | null } | null = null;
@@ -114,6 +120,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       shadowHostSuffix: f['shadow-host-suffix'] as boolean, legacyStatNames: f['legacy-stat-names'] as boolean,
       retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
+      streamIdleTimeoutMs: (f['stream-idle-timeout'] as number) * 1000, maxRequestBytes: f['max-request-bytes'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),

@@ -40,6 +40,10 @@ export interface ProxyOptions {
   retryBudget: { ratio: number; minPerSecond: number };
   maxRequestHeadersKb: number;
   downstreamIdleTimeoutMs: number;
+  /** Envoy's stream_idle_timeout: no bytes either way on a request for this long ends it (408 / reset). 0 = off. */
+  streamIdleTimeoutMs: number;
+  /** Request bodies above this many bytes get 413 (0 = no limit). */
+  maxRequestBytes: number;
   maxMirrorsInFlight: number;
   /** Parent-based ratio for root requests; tracing is on when > 0 and an OTLP endpoint is set. */
   traceSampling: number;
@@ -62,7 +66,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
   legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
-  downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
+  downstreamIdleTimeoutMs: 60_000, streamIdleTimeoutMs: 300_000, maxRequestBytes: 0, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
 };
 
 export interface RunningProxy {
@@ -160,6 +164,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
   const common = {
     maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,
+    streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
     trustEnvoyHeaders: opts.trustEnvoyHeaders, mirror, dtabHeaders: opts.dtabHeaders,
   };
   const outbound = new Listener({ ...common, name: 'outbound' }, listenerCtx);
@@ -252,9 +257,19 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;
       watcher?.close();
+      // Envoy's drain for HTTP/1: listeners stop accepting, every response from now on carries
+      // `Connection: close` (its connection closes after it), so a keep-alive client learns of
+      // the drain from an answer and is never reset. A connection left idle for `quiet` is closed
+      // with a FIN; whatever is still open at the deadline is destroyed.
       const closed = Promise.all([outbound.close(), inboundL.close()]);
-      const deadline = Date.now() + timeoutMs;
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const deadline = performance.now() + timeoutMs;
+      const quiet = Math.min(1000, timeoutMs / 2);
+      while (performance.now() < deadline) {
+        outbound.closeIdle(quiet);
+        inboundL.closeIdle(quiet);
+        if (inFlight === 0 && outbound.server.connections === 0 && inboundL.server.connections === 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       outbound.destroyConnections();
       inboundL.destroyConnections();
       await closed;
@@ -263,8 +278,19 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       await adminClosed;
       runtime?.retire(null);
       inbound?.drain();
-      await tracing?.shutdown().catch(() => {});
+      // Flushing spans is bounded too: an unresponsive collector must not hold the exit (the
+      // exporter's own timeouts add up to minutes). What is left of the drain time, at least 250 ms, at most 5 s.
+      if (tracing) await bounded(tracing.shutdown(), Math.max(250, Math.min(5000, deadline - performance.now())));
       for (const c of [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])]) for (const e of c.endpoints) e.pool.destroy();
     },
   };
+}
+
+/** Wait for `p` (its failure ignored), at most `ms`. */
+function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    t.unref();
+    p.then(() => { clearTimeout(t); resolve(); }, () => { clearTimeout(t); resolve(); });
+  });
 }

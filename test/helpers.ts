@@ -152,3 +152,37 @@ export class Fixtures {
     for (const c of this.closers.splice(0).reverse()) await c();
   }
 }
+
+export interface ProxyProcess {
+  child: import('node:child_process').ChildProcess;
+  ports: { outbound: number; inbound: number; admin: number };
+  output(): string;
+  /** SIGKILL if still running; resolves when it has exited. */
+  stop(): Promise<void>;
+}
+
+/** `meshlet proxy` as its own process on port 0 listeners; resolves at its ready line. */
+export async function startProxyProcess(args: string[]): Promise<ProxyProcess> {
+  const { spawn } = await import('node:child_process');
+  const bin = new URL('../bin/meshlet.js', import.meta.url).pathname;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+  const child = spawn(process.execPath, [bin, 'proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let out = '';
+  child.stdout!.on('data', (c) => { out += c; });
+  child.stderr!.on('data', (c) => { out += c; });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
+    if (line) return { child, ports: JSON.parse(line).ports, output: () => out, stop };
+    if (child.exitCode !== null) throw new Error(`proxy exited ${child.exitCode}: ${out}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await stop();
+  throw new Error(`proxy not ready: ${out}`);
+}

@@ -26,14 +26,20 @@ export interface ResponseHandler {
   onResponseError(conn: ClientConnection, err: Error): void;
 }
 
-/** A failure of the upstream exchange. `protocol`: the upstream broke HTTP (Envoy's UPE). */
+/**
+ * A failure of the upstream exchange. `protocol`: the upstream broke HTTP (Envoy's UPE).
+ * `downstream`: the request body failed on the client's side (it went away, or sent bad framing):
+ * not the upstream's fault, so never charged to it.
+ */
 export class UpstreamError extends Error {
   readonly code: string;
   readonly protocol: boolean;
-  constructor(message: string, code: string, protocol = false) {
+  readonly downstream: boolean;
+  constructor(message: string, code: string, protocol = false, downstream = false) {
     super(message);
     this.code = code;
     this.protocol = protocol;
+    this.downstream = downstream;
   }
 }
 
@@ -159,7 +165,7 @@ export class ClientConnection implements BodySink {
   onBodyError(err: Error): void {
     if (this.src === null) return;
     this.src = null;
-    this.fail(new UpstreamError(`request body: ${err.message}`, 'ECONNABORTED'));
+    this.fail(new UpstreamError(`request body: ${err.message}`, 'ECONNABORTED', false, true));
   }
 
   private detachSource(): void {

@@ -13,12 +13,25 @@ export interface ServerOptions {
   idleTimeoutMs: number;
   /** A request head must arrive within this long of its first byte (408 otherwise). */
   headersTimeoutMs: number;
+  /**
+   * Envoy's `stream_idle_timeout`: a request in progress with no bytes either way for this long
+   * is ended (408 before a response started, else reset). 0 = never (the default here).
+   */
+  streamIdleTimeoutMs?: number;
+  /** Largest request body accepted (413 above it; a chunked body is cut when it passes). 0 = no limit. */
+  maxRequestBytes?: number;
 }
 
 export interface ServerHooks {
   onRequest(req: ServerRequest, res: ServerResponse): void;
   /** The connection went away before `res` ended. */
   onAbort(res: ServerResponse): void;
+  /**
+   * The server ends this stream itself: 408 (stream idle timeout) or 413 (body over
+   * `maxRequestBytes`). The owner stops its work and may reply; if `res` has not ended when this
+   * returns, the server replies `status` itself (or resets the stream if a response started).
+   */
+  onStreamError?(res: ServerResponse, status: 408 | 413): void;
   onConnection(open: boolean): void;
 }
 
@@ -35,6 +48,21 @@ const HOLD_LIMIT = 64 * 1024;
 const QUEUE_LIMIT = 64 * 1024;
 /** Unread body bytes the server will read and drop after a response to keep the connection. */
 const DISCARD_LIMIT = 64 * 1024;
+/**
+ * Lingering close (nginx `lingering_close`, Envoy's delayed close): a connection closed with
+ * request bytes still coming is half-closed after the response and read (and dropped) for up to
+ * this long / this many bytes, so the client reads the response instead of a reset. Closing a
+ * socket with unread data makes the kernel send RST, and the client's kernel then drops the
+ * response it had not read yet.
+ */
+const LINGER_MS = 3000;
+const LINGER_BYTES = 32 * 1024 * 1024;
+/**
+ * Fairness: body bytes one connection may hand on before it yields the event loop (setImmediate),
+ * so one bulk upload cannot hold the loop for a whole batch of socket reads while other
+ * connections wait.
+ */
+const YIELD_BYTES = 64 * 1024;
 /** Reason phrases (RFC 9110), so the engine need not load node:http. */
 const STATUS_CODES: Record<number, string> = {
   100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
@@ -225,6 +253,9 @@ export class ServerResponse {
     this.statusCode = status;
     const req = this.req;
     let close = !this.shouldKeepAlive || !this.conn.keepAlive(req);
+    // A response before its request is complete (an early 413, a local reply): as Envoy, the
+    // connection closes after it unless the rest is small enough to read and drop.
+    if (!req.bodyDone && !close && this.conn.earlyResponseCloses()) close = true;
     let hasLength = false;
     let h = `HTTP/1.1 ${status} ${reason ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     for (let i = 0; i < headers.length; i += 2) {
@@ -247,6 +278,7 @@ export class ServerResponse {
   /** Write body bytes; false = the socket is backed up (wait for `onceDrain`). */
   write(chunk: Buffer): boolean {
     if (this.ended || this.destroyed) return false;
+    this.conn.wrote = true;
     const s = this.conn.socket;
     if (this.noBody || chunk.length === 0) { if (this.head !== null) this.flushHead(); return !s.writableNeedDrain; }
     const head = this.head;
@@ -327,14 +359,26 @@ export class ServerConn {
   private remaining = 0;
   private discardLeft = 0;
   private paused = false;
+  /** Reading is held for fairness until the server's next setImmediate (see YIELD_BYTES). */
+  yielded = false;
+  private sinceYield = 0;
   private inProcess = false;
   /** No more requests on this connection (refused, or closing). */
   private dead = false;
+  /** Lingering close: the monotonic deadline, and the bytes still allowed to be dropped. */
+  private lingerUntil = 0;
+  private lingerLeft = 0;
   headStart = 0;
   lastActive = performance.now();
+  /** Set by every response write; the server's timer turns it into `lastActive` (no clock read per write). */
+  wrote = false;
+  /** `maxRequestBytes`, and whether the current body passed it (nothing past it is handed on). */
+  private readonly maxBody: number;
+  private overLimit = false;
   private readonly onBodyChunk = (c: Buffer): void => {
     const r = this.req!;
     if (r.discard) { this.discardLeft -= c.length; r.bodyBytes += c.length; return; }
+    if (this.maxBody > 0 && (this.overLimit || r.bodyBytes + c.length > this.maxBody)) { this.overLimit = true; return; }
     r.push(c);
   };
 
@@ -342,6 +386,7 @@ export class ServerConn {
     this.socket = socket;
     this.server = server;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.maxBody = server.opts.maxRequestBytes ?? 0;
     socket.setNoDelay(true);
     socket.on('data', (c: Buffer) => this.process(c));
     socket.on('end', () => this.onEnd());
@@ -357,9 +402,23 @@ export class ServerConn {
   }
 
   pauseReading(): void { if (!this.paused) { this.paused = true; this.socket.pause(); } }
-  resumeReading(): void { if (this.paused) { this.paused = false; this.socket.resume(); } }
+  resumeReading(): void { if (this.paused) { this.paused = false; if (!this.yielded) this.socket.resume(); } }
+
+  /** From the server's setImmediate after a yield: read on unless backpressure holds the socket. */
+  unyield(): void {
+    this.yielded = false;
+    if (!this.paused && !this.socket.destroyed) this.socket.resume();
+  }
+
+  /** An early response closes the connection unless the unread rest of the body is small. */
+  earlyResponseCloses(): boolean { return this.decoder !== null || this.remaining > DISCARD_LIMIT; }
 
   private process(chunk: Buffer): void {
+    if (this.lingerUntil > 0) {
+      // Closing: the rest of the request is read and dropped (bounded), never answered.
+      if ((this.lingerLeft -= chunk.length) < 0) this.socket.destroy();
+      return;
+    }
     this.lastActive = performance.now();
     let data = chunk;
     if (this.buf !== null) { data = chunk.length === 0 ? this.buf : Buffer.concat([this.buf, chunk]); this.buf = null; }
@@ -423,12 +482,20 @@ export class ServerConn {
   /** Feed request body bytes from data[off..]; returns where the body ended, or -1 (all used). */
   private feedBody(data: Buffer, off: number): number {
     const req = this.req!;
+    const n0 = data.length - off;
+    if ((this.sinceYield += n0) > YIELD_BYTES) {
+      // Bulk body: hand on this read, then let the other connections' reads run first.
+      this.sinceYield = 0;
+      this.server.yieldConn(this);
+    }
+
     if (this.decoder !== null) {
       let r: number;
       try {
         r = this.decoder.feed(data, off, this.onBodyChunk);
       } catch (e) { this.bodyFailed(e as HttpParseError); return -1; }
-      if (req.discard && this.discardLeft < 0) { this.socket.destroy(); return -1; }
+      if (this.overLimit) { this.tooLarge(); return -1; }
+      if (req.discard && this.discardLeft < 0) { this.linger(); return -1; }
       if (r < 0) return -1;
       this.decoder = null;
       req.finish();
@@ -436,6 +503,7 @@ export class ServerConn {
     }
     const n = Math.min(this.remaining, data.length - off);
     if (n > 0) this.onBodyChunk(off === 0 && n === data.length ? data : data.subarray(off, off + n));
+    if (this.overLimit) { this.tooLarge(); return -1; }
     this.remaining -= n;
     if (this.remaining > 0) return -1;
     req.finish();
@@ -475,10 +543,13 @@ export class ServerConn {
     this.res = null;
     const req = res.req;
     this.lastActive = performance.now();
+    this.wrote = false; // accounted for just now
     if (!req.bodyDone) {
-      // Nobody read the rest of the body: drop a little of it to keep the connection, else close.
+      // Nobody read the rest of the body: drop a little of it to keep the connection, else close
+      // lingering (the client may still be sending; it must get to read this response).
       const left = this.decoder !== null ? DISCARD_LIMIT : this.remaining;
-      if (res.closeAfter || left > DISCARD_LIMIT || req.bodyError !== null) { this.closeSocket(); return; }
+      if (req.bodyError !== null) { this.closeSocket(); return; }
+      if (res.closeAfter || left > DISCARD_LIMIT) { this.linger(); return; }
       req.discard = true;
       req.unpipe();
       this.discardLeft = DISCARD_LIMIT;
@@ -496,31 +567,91 @@ export class ServerConn {
   }
 
   /**
+   * Close with request bytes still arriving: FIN after the response, then read and drop what the
+   * client still sends until it closes too, for at most LINGER_MS / LINGER_BYTES (the timer).
+   */
+  private linger(): void {
+    this.buf = null;
+    this.dead = true;
+    if (this.req !== null) this.req.unpipe();
+    this.lingerUntil = performance.now() + LINGER_MS;
+    this.lingerLeft = LINGER_BYTES;
+    this.socket.end();
+    this.paused = false;
+    this.yielded = false;
+    this.socket.resume();
+  }
+
+  /**
+   * Draining: an idle connection is closed with FIN only (no RST): a request that crossed the
+   * FIN is read and dropped, and the socket goes when the client closes its side or the drain ends.
+   */
+  drainIdle(): void {
+    if (!this.idle || this.dead) return;
+    this.dead = true;
+    this.socket.end();
+  }
+
+  /** The body passed `maxRequestBytes`: 413 if nothing was answered yet, else a reset. */
+  private tooLarge(): void {
+    this.overLimit = false;
+    if (this.res === null) { this.socket.destroy(); return; }
+    this.streamError(413);
+  }
+
+  /** The server ends the current stream (stream idle timeout, body too large). */
+  private streamError(status: 408 | 413): void {
+    const res = this.res;
+    if (res === null) { this.socket.destroy(); return; }
+    res.shouldKeepAlive = false;
+    this.server.hooks.onStreamError?.(res, status);
+    if (this.res !== res || res.ended || res.destroyed) return;
+    if (res.headersSent) { res.destroy(); return; }
+    const body = status === 408 ? 'stream timeout' : 'Payload Too Large';
+    res.writeHead(status, undefined, ['content-type', 'text/plain', 'content-length', String(body.length)]);
+    res.end(body);
+  }
+
+  /**
    * The client closed its side. As Envoy and Node's server (no HTTP half-close): a request in
    * progress is aborted (a downstream reset) and the connection closes.
    */
   private onEnd(): void {
-    if (this.res !== null || (this.req !== null && !this.req.bodyDone)) { this.socket.destroy(); return; }
+    if (this.lingerUntil > 0 || this.res !== null || (this.req !== null && !this.req.bodyDone)) { this.socket.destroy(); return; }
     this.closeSocket();
   }
 
   private onClose(): void {
     this.server.forget(this);
-    const req = this.req;
-    if (req !== null && !req.bodyDone) req.fail(new Error('client connection closed'));
+    // The owner hears of the reset first, so the request body's failure that follows is not
+    // mistaken for the upstream's (a downstream disconnect is DC, never an upstream error).
     const res = this.res;
     if (res !== null && !res.ended) {
       res.destroyed = true;
       this.res = null;
       this.server.hooks.onAbort(res);
     }
+    const req = this.req;
+    if (req !== null && !req.bodyDone) req.fail(new Error('client connection closed'));
   }
 
-  /** Called by the server's timer: headers timeout and idle timeout. */
+  /** Called by the server's timer: head, idle and stream idle timeouts, lingering, liveness. */
   tick(now: number): void {
     const o = this.server.opts;
+    if (this.lingerUntil > 0) { if (now > this.lingerUntil) this.socket.destroy(); return; }
+    if (this.wrote) { this.wrote = false; this.lastActive = now; }
     if (this.headStart > 0 && this.res === null && o.headersTimeoutMs > 0 && now - this.headStart > o.headersTimeoutMs) {
       this.reject(new HttpParseError(408, 'ERR_HTTP_REQUEST_TIMEOUT', 'request head timeout'));
+      return;
+    }
+    if (this.res !== null) {
+      const si = o.streamIdleTimeoutMs ?? 0;
+      if (si > 0 && now - this.lastActive > si) { this.streamError(408); return; }
+      // Backpressure stopped reading, so neither a FIN nor an RST from the client is read. An
+      // RST still fails a write: a zero-length write (nothing is sent) finds it within a tick.
+      // (A FIN behind unread bytes stays invisible: Envoy would see it through EPOLLRDHUP, Node
+      // offers nothing alike; the stream idle timeout reclaims that stream.)
+      if (this.paused && this.socket.writable && this.socket.writableLength === 0) this.socket.write(EMPTY);
       return;
     }
     if (this.idle && o.idleTimeoutMs > 0 && now - this.lastActive > o.idleTimeoutMs) this.socket.destroy();
@@ -540,8 +671,9 @@ export class HttpServer {
     this.opts = opts;
     this.hooks = hooks;
     // allowHalfOpen: a client that half-closes after its request still gets the response.
+    // A connection accepted while closing is served (its response says close): destroying it
+    // would reset a request the client already sent.
     this.net = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
-      if (this.closing) { s.destroy(); return; }
       this.conns.add(new ServerConn(s, this));
       hooks.onConnection(true);
       this.arm();
@@ -567,20 +699,45 @@ export class HttpServer {
     if (this.conns.size === 0 && this.timer !== null) { clearInterval(this.timer); this.timer = null; }
   }
 
-  /** One coarse timer per server for head and idle timeouts: nothing per request. */
+  /** One coarse timer per server for head, idle and stream idle timeouts: nothing per request. */
   private arm(): void {
     if (this.timer !== null) return;
     const o = this.opts;
-    const every = Math.max(50, Math.min(1000, (o.idleTimeoutMs || 2000) / 4, (o.headersTimeoutMs || 2000) / 4));
+    const every = Math.max(50, Math.min(1000, (o.idleTimeoutMs || 2000) / 4, (o.headersTimeoutMs || 2000) / 4, (o.streamIdleTimeoutMs || 4000) / 4));
     this.timer = setInterval(() => { const now = performance.now(); for (const c of this.conns) c.tick(now); }, every);
     this.timer.unref();
   }
 
-  /** Stop accepting; idle connections close now, busy ones after their response. */
+  private yielded: ServerConn[] = [];
+  private readonly unyieldAll = (): void => {
+    const list = this.yielded;
+    this.yielded = [];
+    for (const c of list) c.unyield();
+  };
+
+  /** Hold `c`'s reading until the check phase: the poll phase serves every other connection first. */
+  yieldConn(c: ServerConn): void {
+    if (c.yielded) return;
+    c.yielded = true;
+    c.socket.pause();
+    if (this.yielded.push(c) === 1) setImmediate(this.unyieldAll);
+  }
+
+  /**
+   * Stop accepting (the listening socket closes; new connects are refused, never reset). Open
+   * connections stay: each response from now on says `Connection: close` and its connection
+   * closes after it. Idle ones are closed by `closeIdle` during the drain, what remains by
+   * `destroyConnections` at its end.
+   */
   close(): Promise<void> {
     this.closing = true;
-    for (const c of this.conns) if (c.idle) c.socket.destroy();
     return new Promise((resolve) => this.net.close(() => resolve()));
+  }
+
+  /** Draining: FIN the connections that have been idle for `quietMs` (a client about to reuse one has had its chance). */
+  closeIdle(quietMs: number): void {
+    const now = performance.now();
+    for (const c of this.conns) if (c.idle && now - c.lastActive >= quietMs) c.drainIdle();
   }
 
   destroyConnections(): void { for (const c of this.conns) c.socket.destroy(); }

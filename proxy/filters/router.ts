@@ -15,7 +15,7 @@ import type { HeaderOpsSpec } from '../config/schema.ts';
 import { injectHeaders, type ActiveSpan, type TraceContext, type Tracing } from '../telemetry/tracing.ts';
 
 /** Envoy's order for joined flags (e.g. `UF,URX`). */
-const FLAG_ORDER = ['UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'DC', 'URX', 'UPE', 'NC', 'IH'];
+const FLAG_ORDER = ['UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'DC', 'URX', 'UPE', 'NC', 'IH', 'SI'];
 
 export const RETRY_BUFFER_LIMIT = 1024 * 1024; // Envoy's per_connection_buffer_limit_bytes default
 
@@ -69,6 +69,8 @@ export class Exchange {
   stripL5dResponse = false;
   /** For the access log: the trace this request belongs to, when tracing is on. */
   traceId: string | null = null;
+  /** The downstream side ended the stream (idle timeout, body over the limit): no upstream stats. */
+  downstreamEnded = false;
 
   constructor(req: ServerRequest, res: ServerResponse, headers: string[], hooks: ExchangeHooks) {
     this.req = req;
@@ -103,8 +105,9 @@ function end(ex: Exchange): void {
   if (ex.globalTimer) clearTimeout(ex.globalTimer);
   if (ex.backoffTimer) clearTimeout(ex.backoffTimer);
   if (ex.retriesHeld > 0) releaseRetry(ex);
-  // Router-made replies are charged to the cluster; a fault abort never reached the router.
-  if (ex.cluster && ex.status > 0 && !ex.committed && !(ex.flags !== null && ex.flags.includes('FI'))) chargeCode(ex.cluster.stats, ex.status);
+  // Router-made replies are charged to the cluster; a fault abort never reached the router, and
+  // a stream the connection manager ended itself (idle timeout, body too large) is not the upstream's.
+  if (ex.cluster && ex.status > 0 && !ex.committed && !ex.downstreamEnded && !(ex.flags !== null && ex.flags.includes('FI'))) chargeCode(ex.cluster.stats, ex.status);
   ex.hooks.onDone(ex);
 }
 
@@ -141,7 +144,11 @@ export function forward(ex: Exchange): void {
   startAttempt(ex);
 }
 
-/** The downstream connection closed before the response finished. */
+/**
+ * The downstream connection closed before the response finished: Envoy's DC. The attempt is
+ * abandoned (its upstream connection closed: it is mid-message) with no outlier event and no
+ * upstream error stats; the exchange keeps the status it had (0 when nothing was answered).
+ */
 export function onDownstreamReset(ex: Exchange): void {
   if (ex.done) return;
   ex.addFlag('DC');
@@ -149,6 +156,25 @@ export function onDownstreamReset(ex: Exchange): void {
   ex.current = null;
   ex.status = ex.status || 0;
   end(ex);
+}
+
+/**
+ * The server ends the stream itself: 408 `stream timeout` with flag SI (Envoy's stream idle
+ * timeout), or 413 for a body over the limit. The attempt is abandoned as for a reset: no
+ * outlier event, nothing charged to the upstream. A response already started is reset.
+ */
+export function onStreamError(ex: Exchange, status: 408 | 413): void {
+  if (ex.done) return;
+  ex.downstreamEnded = true;
+  ex.current?.abandon();
+  ex.current = null;
+  if (ex.committed) {
+    // The response started: reset it, keeping the status that was sent.
+    if (status === 408) ex.addFlag('SI');
+    ex.res.destroy();
+    end(ex);
+  } else if (status === 408) finishLocal(ex, 408, 'stream timeout', 'SI');
+  else finishLocal(ex, 413, 'Payload Too Large', null);
 }
 
 function startAttempt(ex: Exchange): void {
@@ -418,6 +444,13 @@ export class Attempt implements Waiter, ResponseHandler {
     const reused = conn !== null && conn.requests > 1;
     this.settle(false);
     if (ex.done) return;
+    if ((err as UpstreamError).downstream === true) {
+      // The client's side failed the body (it went away): DC, not the upstream's failure.
+      ex.current = null;
+      if (ex.committed) ex.res.destroy();
+      onDownstreamReset(ex);
+      return;
+    }
     const cluster = ex.cluster!;
     if (ex.committed) {
       // Upstream reset mid-response: reset the client too, never a truncated body presented as complete.

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
 import { applyOps, getRaw, upstreamRequestHeaders } from './headers.ts';
-import { Exchange, finishLocal, forward, onDownstreamReset, prepareBody, type ExchangeHooks } from '../filters/router.ts';
+import { Exchange, finishLocal, forward, onDownstreamReset, onStreamError, prepareBody, type ExchangeHooks } from '../filters/router.ts';
 import { matchRoute, pickDestination, type CompiledRoute, type RequestView } from '../filters/route.ts';
 import { policyFrom, routePolicy } from '../filters/retry.ts';
 import { rollFault } from '../filters/fault.ts';
@@ -21,6 +21,10 @@ export interface ListenerOptions {
   maxHeaderBytes: number;
   idleTimeoutMs: number;
   headersTimeoutMs: number;
+  /** Envoy's stream_idle_timeout (0 = off). */
+  streamIdleTimeoutMs: number;
+  /** Request bodies above this are refused with 413 (0 = no limit). */
+  maxRequestBytes: number;
   /** Honour x-envoy-* control headers from callers (off by default, as Istio sidecars). */
   trustEnvoyHeaders: boolean;
   /**
@@ -56,6 +60,7 @@ export class Listener implements ExchangeHooks {
     // Malformed requests get a clear status from the engine (400, 408, 431), never a crash.
     this.server = new HttpServer({
       maxHeaderBytes: opts.maxHeaderBytes, idleTimeoutMs: opts.idleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
     }, {
       onRequest: (req, res) => this.handle(req, res),
       onAbort: (res) => {
@@ -63,6 +68,11 @@ export class Listener implements ExchangeHooks {
         if (ex === null) return;
         this.stats.downstream_rq_rx_reset++;
         onDownstreamReset(ex);
+      },
+      onStreamError: (res, status) => {
+        if (status === 408) this.stats.downstream_rq_idle_timeout++; else this.stats.downstream_rq_too_large++;
+        const ex = res.exchange as Exchange | null;
+        if (ex !== null) onStreamError(ex, status);
       },
       onConnection: (open) => {
         if (open) { this.stats.downstream_cx_total++; this.stats.downstream_cx_active++; } else this.stats.downstream_cx_active--;
@@ -74,8 +84,11 @@ export class Listener implements ExchangeHooks {
     return this.server.listen(port, host, reusePort);
   }
 
-  /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
+  /** Stop accepting; open connections get `Connection: close` on their next response (draining). */
   close(): Promise<void> { return this.server.close(); }
+
+  /** Draining: close (FIN) connections idle for `quietMs`. */
+  closeIdle(quietMs: number): void { this.server.closeIdle(quietMs); }
 
   destroyConnections(): void { this.server.destroyConnections(); }
 
@@ -132,6 +145,13 @@ export class Listener implements ExchangeHooks {
 
     const ex = new Exchange(req, res, headers, this);
     res.exchange = ex;
+    if (this.opts.maxRequestBytes > 0 && req.contentLength > this.opts.maxRequestBytes) {
+      // Refused before anything is forwarded (Envoy's buffer filter: 413 for a declared length).
+      st.downstream_rq_too_large++;
+      ex.downstreamEnded = true;
+      finishLocal(ex, 413, 'Payload Too Large', null);
+      return;
+    }
     ex.requestId = requestId;
     ex.stripL5dResponse = strip;
     if (sampled) {

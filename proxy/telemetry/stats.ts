@@ -50,7 +50,7 @@ export function chargeCode(s: ClusterStats, code: number): void {
 /** Listener (HTTP connection manager) stats, `http.<prefix>.*`. */
 const HTTP_COUNTERS = [
   'downstream_rq_total', 'downstream_rq_2xx', 'downstream_rq_3xx', 'downstream_rq_4xx', 'downstream_rq_5xx',
-  'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'no_route', 'no_cluster', 'rq_direct_response',
+  'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'downstream_rq_idle_timeout', 'downstream_rq_too_large', 'no_route', 'no_cluster', 'rq_direct_response',
   'fault.delays_injected', 'fault.aborts_injected', 'dtab_override', 'dtab_error', 'mirror.sent', 'mirror.dropped', 'mirror.failed',
 ] as const;
 const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active', 'fault.active_faults'] as const;

@@ -30,8 +30,8 @@ const SPECS: FlagSpec[] = [
   { name: 'trust-envoy-headers', type: 'boolean', default: false, help: 'honour x-envoy-* timeout/retry headers from callers' },
   { name: 'shadow-host-suffix', type: 'boolean', default: false, help: "append '-shadow' to mirrored Host (Istio < 1.28 behaviour)" },
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
-  { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
-  { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'retry-budget-ratio', type: 'number', help: 'turn on a rate budget for retries: at most this fraction of the requests of the last 10 s (Linkerd retryRatio; default none, as Istio)' },
+  { name: 'retry-budget-min-per-second', type: 'number', help: 'with a rate budget: retries always allowed per second (default 10)' },
   { name: 'identifier', type: 'string', help: "how requests are named: header-token[:<header>] (default, Host), method-and-host[:uri], path[:<segments>][:consume], header[:<header>] (Linkerd's identifiers)" },
   { name: 'dst-prefix', type: 'string', default: '/svc', help: 'prefix of the logical names the identifier makes' },
   { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
@@ -51,6 +51,15 @@ export function parseLabels(s: string | undefined): Record<string, string> {
     out[k.trim()] = v.join('=').trim();
   }
   return out;
+}
+
+/** `--retry-budget-*` -> the rate budget, or null when neither flag is given (Istio has none). */
+export function retryBudget(ratio: number | undefined, minPerSecond: number | undefined): { ratio: number; minPerSecond: number } | null {
+  if (ratio === undefined && minPerSecond === undefined) return null;
+  const r = ratio ?? 0.2;
+  const m = minPerSecond ?? 10;
+  if (!(r >= 0) || !(m >= 0)) throw new FlagError('--retry-budget-ratio and --retry-budget-min-per-second must be >= 0');
+  return { ratio: r, minPerSecond: m };
 }
 
 /** `--identifier` -> Linkerd identifier config. */
@@ -106,7 +115,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
       drainTimeoutMs: (f['drain-timeout'] as number) * 1000, trustEnvoyHeaders: f['trust-envoy-headers'] as boolean,
       shadowHostSuffix: f['shadow-host-suffix'] as boolean, legacyStatNames: f['legacy-stat-names'] as boolean,
-      retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
+      retryBudget: retryBudget(f['retry-budget-ratio'] as number | undefined, f['retry-budget-min-per-second'] as number | undefined),
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,

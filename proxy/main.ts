@@ -37,7 +37,8 @@ export interface ProxyOptions {
   trustEnvoyHeaders: boolean;
   shadowHostSuffix: boolean;
   legacyStatNames: boolean;
-  retryBudget: { ratio: number; minPerSecond: number };
+  /** meshlet's rate budget on retries (Linkerd's retryRatio/minRetriesPerSecond over 10 s); null = none (Istio's default). */
+  retryBudget: { ratio: number; minPerSecond: number } | null;
   maxRequestHeadersKb: number;
   downstreamIdleTimeoutMs: number;
   maxMirrorsInFlight: number;
@@ -57,7 +58,7 @@ export interface ProxyOptions {
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
-  legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
+  legacyStatNames: false, retryBudget: null, maxRequestHeadersKb: 60,
   downstreamIdleTimeoutMs: 60_000, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
 };
 

@@ -1,8 +1,8 @@
 // The proxy process: listeners, admin, the current Runtime, reloads and draining. Used by the
 // CLI (`meshlet proxy`) and by tests that start a real proxy on loopback ports.
-import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import { loadSnapshot } from './config/load.ts';
+import { DEFAULT_DIR_OPTIONS, DirSource, type DirSourceOptions } from './config/watch.ts';
 import type { ClusterSpec, Snapshot } from './config/schema.ts';
 import { DEFAULT_CONNECTION_POOL } from './config/schema.ts';
 import { Runtime } from './runtime.ts';
@@ -33,6 +33,8 @@ export interface ProxyOptions {
   logLevel: string;
   accessLog: AccessLogMode;
   watch: boolean;
+  /** --watch timings (tests shorten the poll). */
+  watchOptions?: Partial<DirSourceOptions>;
   drainTimeoutMs: number;
   trustEnvoyHeaders: boolean;
   shadowHostSuffix: boolean;
@@ -202,16 +204,11 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     }
   };
 
-  let watcher: FSWatcher | null = null;
-  if (opts.watch && opts.config) {
-    let t: NodeJS.Timeout | null = null;
-    // Debounced: editors and git write several events per change; a half-written file fails
-    // validation and is retried on the next event.
-    watcher = watch(opts.config, { recursive: false }, () => {
-      if (t) clearTimeout(t);
-      t = setTimeout(() => { t = null; reload(); }, 150);
-    });
-  }
+  // The control server's watcher (config/watch.ts): follows atomic saves and ConfigMap symlink
+  // swaps, debounced, delivers only a stable read, and polls in case an event is missed.
+  const watcher = opts.watch && opts.config
+    ? new DirSource(opts.config, { ...DEFAULT_DIR_OPTIONS, ...opts.watchOptions }, () => { reload(); }, log)
+    : null;
 
   log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, opts.readyMessage ?? 'meshlet proxy ready');
 

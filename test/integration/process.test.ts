@@ -2,7 +2,9 @@
 // and memory while streaming 50 MB each way.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
 
@@ -30,6 +32,18 @@ async function startChild(args: string[]): Promise<Started> {
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`proxy not ready: ${out}`);
+}
+
+/** Poll (bounded) until requests for `host` reach upstream `name`; returns the last one seen. */
+async function routedTo(port: number, host: string, name: string, ms = 6000): Promise<string> {
+  const deadline = Date.now() + ms;
+  let who = '';
+  while (Date.now() < deadline) {
+    who = String((await send(port, { host })).headers['x-upstream']);
+    if (who === name) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return who;
 }
 
 function rssKb(pid: number, field = 'VmRSS'): number {
@@ -76,6 +90,65 @@ spec:
     while (Date.now() < deadline && who !== 'b') { who = String((await send(p.ports.outbound, { host: 'svc' })).headers['x-upstream']); await new Promise((r) => setTimeout(r, 50)); }
     expect(who).toBe('b');
     expect(JSON.parse((await send(p.ports.admin, { path: '/config_dump' })).body).version).toBe('2');
+  });
+
+  it('--watch follows atomic saves (write a temporary, rename it over the file) again and again', async () => {
+    const ups = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(echo(n))));
+    upstreams.push(...ups);
+    const file = writeConfig(serviceYaml('svc', [ups[0].port]));
+    const p = await startChild(['--config', file, '--watch']);
+    expect(await routedTo(p.ports.outbound, 'svc', 'a')).toBe('a');
+    // An editor's save: the new text goes to a temporary beside the file, renamed over it (a new
+    // inode each time; a watch on the file itself goes deaf after the first one).
+    const save = (text: string) => { writeFileSync(`${file}.tmp~`, text); renameSync(`${file}.tmp~`, file); };
+    for (const [i, next] of [1, 2, 0, 1].entries()) {
+      save(serviceYaml('svc', [ups[next].port]));
+      const name = ['a', 'b', 'c'][next];
+      expect([i, await routedTo(p.ports.outbound, 'svc', name)]).toEqual([i, name]);
+    }
+    // A broken save is rejected (the old config stays), the next good one is applied.
+    save('kind: ServiceEntry\nspec: [not, valid\n');
+    const deadline = Date.now() + 6000;
+    while (Date.now() < deadline && !p.output().includes('config rejected')) await new Promise((r) => setTimeout(r, 50));
+    expect(p.output()).toContain('config rejected');
+    expect(String((await send(p.ports.outbound, { host: 'svc' })).headers['x-upstream'])).toBe('b');
+    save(serviceYaml('svc', [ups[2].port]));
+    expect(await routedTo(p.ports.outbound, 'svc', 'c')).toBe('c');
+    p.child.kill('SIGKILL');
+  });
+
+  it('--watch follows a Kubernetes ConfigMap volume: the ..data symlink swapped to a new directory', async () => {
+    const ups = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(echo(n))));
+    upstreams.push(...ups);
+    // The kubelet's layout: <vol>/..<timestamp>/mesh.yaml, <vol>/..data -> ..<timestamp>,
+    // <vol>/mesh.yaml -> ..data/mesh.yaml; an update writes a new timestamped directory, points
+    // a temporary symlink at it and renames that over ..data, then removes the old directory.
+    const vol = mkdtempSync(join(tmpdir(), 'meshlet-configmap-'));
+    let gen = 0;
+    const publish = (text: string) => {
+      const dir = `..2026_12_01_00_00_0${gen++}`;
+      mkdirSync(join(vol, dir));
+      writeFileSync(join(vol, dir, 'mesh.yaml'), text);
+      symlinkSync(dir, join(vol, '..data_tmp'));
+      renameSync(join(vol, '..data_tmp'), join(vol, '..data'));
+      if (gen > 1) rmSync(join(vol, `..2026_12_01_00_00_0${gen - 2}`), { recursive: true });
+    };
+    publish(serviceYaml('svc', [ups[0].port]));
+    symlinkSync('..data/mesh.yaml', join(vol, 'mesh.yaml'));
+    // Both ways of pointing at it: the mounted directory, and the file inside it.
+    const p = await startChild(['--config', vol, '--watch']);
+    const q = await startChild(['--config', join(vol, 'mesh.yaml'), '--watch']);
+    expect(await routedTo(p.ports.outbound, 'svc', 'a')).toBe('a');
+    expect(await routedTo(q.ports.outbound, 'svc', 'a')).toBe('a');
+    for (const next of [1, 2, 1]) {
+      publish(serviceYaml('svc', [ups[next].port]));
+      const name = ['a', 'b', 'c'][next];
+      expect(await routedTo(p.ports.outbound, 'svc', name)).toBe(name);
+      expect(await routedTo(q.ports.outbound, 'svc', name)).toBe(name);
+    }
+    p.child.kill('SIGKILL');
+    q.child.kill('SIGKILL');
+    rmSync(vol, { recursive: true, force: true });
   });
 
   it('SIGTERM stops accepting, lets the in-flight request finish, and exits 0', async () => {

@@ -15,6 +15,7 @@ import type { StatSource } from './telemetry/stats.ts';
 import type { Exchange } from './filters/router.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
+import { noteRequest } from './telemetry/memory.ts';
 
 export interface ProxyOptions {
   config?: string;
@@ -146,7 +147,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inboundCluster: () => inbound,
     draining: () => draining,
     tracing: () => tracing,
-    onStart: () => { inFlight++; },
+    onStart: () => { inFlight++; noteRequest(); },
     onDone,
   };
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };

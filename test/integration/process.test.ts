@@ -51,6 +51,57 @@ function rssKb(pid: number, field = 'VmRSS'): number {
   return Number(m![1]);
 }
 
+const SIZE = 50 * 1024 * 1024;
+const CHUNK = Buffer.alloc(64 * 1024, 120);
+
+/** An upstream that counts POSTed bytes, and serves 50 MB (4 MB at /small) to a GET. */
+async function bigUpstream(): Promise<Upstream> {
+  const u = await startUpstream((req, res) => {
+    if (req.method === 'POST') {
+      let n = 0;
+      req.on('data', (c) => { n += c.length; });
+      req.on('end', () => res.end(String(n)));
+      return;
+    }
+    const size = req.url === '/small' ? 4 * 1024 * 1024 : SIZE;
+    res.writeHead(200, { 'content-length': String(size) });
+    let sent = 0;
+    const pump = () => {
+      while (sent < size) { sent += CHUNK.length; if (!res.write(CHUNK)) { res.once('drain', pump); return; } }
+      res.end();
+    };
+    pump();
+  });
+  upstreams.push(u);
+  return u;
+}
+
+/** POST `size` bytes through the proxy to host `big`; resolves with the upstream's count. */
+function upload(port: number, size: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/', agent: false, headers: { host: 'big', 'content-length': String(size) } }, (res) => {
+      let b = ''; res.on('data', (c) => { b += c; }); res.on('end', () => resolve(b));
+    });
+    req.on('error', reject);
+    let sent = 0;
+    const pump = () => {
+      while (sent < size) { sent += CHUNK.length; if (!req.write(CHUNK)) { req.once('drain', pump); return; } }
+      req.end();
+    };
+    pump();
+  });
+}
+
+function download(port: number, path: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers: { host: 'big' } }, (res) => {
+      let n = 0; res.on('data', (c) => { n += c.length; }); res.on('end', () => resolve(n));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 describe('meshlet proxy process', () => {
   it('invalid config at start exits non-zero with the message naming file, resource and field', () => {
     const file = writeConfig(`apiVersion: networking.istio.io/v1
@@ -166,53 +217,30 @@ spec:
   });
 
   it('streams a 50 MB upload and a 50 MB download with RSS growth under 30 MB', async () => {
-    const SIZE = 50 * 1024 * 1024;
-    const chunk = Buffer.alloc(64 * 1024, 120);
-    const u = await startUpstream((req, res) => {
-      if (req.method === 'POST') {
-        let n = 0;
-        req.on('data', (c) => { n += c.length; });
-        req.on('end', () => res.end(String(n)));
-        return;
-      }
-      const size = req.url === '/small' ? 4 * 1024 * 1024 : SIZE;
-      res.writeHead(200, { 'content-length': String(size) });
-      let sent = 0;
-      const pump = () => {
-        while (sent < size) { sent += chunk.length; if (!res.write(chunk)) { res.once('drain', pump); return; } }
-        res.end();
-      };
-      pump();
-    });
-    upstreams.push(u);
+    const u = await bigUpstream();
     const p = await startChild(['--config', writeConfig(serviceYaml('big', [u.port]))]);
-    const upload = (size: number) => new Promise<string>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: p.ports.outbound, method: 'POST', path: '/', agent: false, headers: { host: 'big', 'content-length': String(size) } }, (res) => {
-        let b = ''; res.on('data', (c) => { b += c; }); res.on('end', () => resolve(b));
-      });
-      req.on('error', reject);
-      let sent = 0;
-      const pump = () => {
-        while (sent < size) { sent += chunk.length; if (!req.write(chunk)) { req.once('drain', pump); return; } }
-        req.end();
-      };
-      pump();
-    });
-    const download = (path: string) => new Promise<number>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: p.ports.outbound, path, agent: false, headers: { host: 'big' } }, (res) => {
-        let n = 0; res.on('data', (c) => { n += c.length; }); res.on('end', () => resolve(n));
-      });
-      req.on('error', reject);
-      req.end();
-    });
     // Warm up both directions (JIT, pools) so the baseline is the working set, not start-up.
-    expect(await upload(4 * 1024 * 1024)).toBe(String(4 * 1024 * 1024));
-    expect(await download('/small')).toBe(4 * 1024 * 1024);
+    expect(await upload(p.ports.outbound, 4 * 1024 * 1024)).toBe(String(4 * 1024 * 1024));
+    expect(await download(p.ports.outbound, '/small')).toBe(4 * 1024 * 1024);
     const base = rssKb(p.child.pid!);
-    expect(await upload(SIZE)).toBe(String(SIZE));
-    expect(await download('/')).toBe(SIZE);
+    expect(await upload(p.ports.outbound, SIZE)).toBe(String(SIZE));
+    expect(await download(p.ports.outbound, '/')).toBe(SIZE);
     const peak = rssKb(p.child.pid!, 'VmHWM');
     console.log(`rss growth ${((peak - base) / 1024).toFixed(1)} MB`);
+    expect((peak - base) / 1024).toBeLessThan(30);
+  });
+
+  it('after idling (the memory guard has slowed to one check a second) a 50 MB upload is still bounded', async () => {
+    const u = await bigUpstream();
+    const p = await startChild(['--config', writeConfig(serviceYaml('big', [u.port]))]);
+    expect(await upload(p.ports.outbound, 4 * 1024 * 1024)).toBe(String(4 * 1024 * 1024));
+    // Quiet checks double the interval 20 ms -> 1 s: after 2.5 s idle it is at its slowest, and
+    // the next request must bring it back to full rate at once.
+    await new Promise((r) => setTimeout(r, 2500));
+    const base = rssKb(p.child.pid!);
+    expect(await upload(p.ports.outbound, SIZE)).toBe(String(SIZE));
+    const peak = rssKb(p.child.pid!, 'VmHWM');
+    console.log(`rss growth after idle ${((peak - base) / 1024).toFixed(1)} MB`);
     expect((peak - base) / 1024).toBeLessThan(30);
   });
 

@@ -38,7 +38,7 @@ const SPECS: FlagSpec[] = [
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
-  { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT (worker k admin: --admin-port + k)' },
+  { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, merged /stats/prometheus), each worker\'s admin port is picked by the kernel (listed in /workers)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
 ];
 
@@ -100,7 +100,12 @@ export async function main(argv: string[]): Promise<number | undefined> {
   if (nWorkers > 1) {
     const w = await import('./workers.ts');
     const index = w.workerIndex();
-    if (index === null) return w.runPrimary(nWorkers, f['admin-port'] as number, 10_000);
+    if (index === null) {
+      return w.runPrimary({
+        workers: nWorkers, bind: f.bind as string, reportMs: 10_000,
+        ports: { outbound: f['outbound-port'] as number, inbound: f['inbound-port'] as number, admin: f['admin-port'] as number },
+      });
+    }
     worker = { index, ports: w.workerPorts() };
   }
   let proxy;
@@ -121,10 +126,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
     });
   } catch (e) {
-    if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); return 2; }
-    if (e instanceof ConfigError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }
-    console.error(`meshlet proxy: ${(e as Error).message}`);
-    return 1;
+    let code = 1;
+    if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); code = 2; }
+    else if (e instanceof ConfigError) console.error(`meshlet proxy: invalid config: ${e.message}`);
+    else console.error(`meshlet proxy: ${(e as Error).message}`);
+    // A worker's IPC channel keeps it alive: exit, so the primary sees the failed start.
+    if (worker !== null) process.exit(code);
+    return code;
   }
   if (worker !== null) {
     const p = proxy;

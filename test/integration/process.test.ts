@@ -6,7 +6,9 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
+import { createServer as netServer, type Server as NetServer } from 'node:net';
 import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
+import { mergePrometheus, restartDelay, MAX_START_FAILURES } from '../../proxy/workers.ts';
 
 const BIN = new URL('../../bin/meshlet.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
@@ -101,6 +103,65 @@ function download(port: number, path: string): Promise<number> {
     req.end();
   });
 }
+
+/** Listen on `port` (0 = any) without SO_REUSEPORT; rejects if it is taken. */
+function hold(port: number): Promise<NetServer> {
+  return new Promise((resolve, reject) => {
+    const s = netServer();
+    s.once('error', reject);
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+}
+const release = (s: NetServer) => new Promise<void>((r) => s.close(() => r()));
+
+/** A base port B with B, B+1 and B+6 free: the default layout (admin 15000, outbound 15001, inbound 15006) shifted. */
+async function defaultLikePorts(): Promise<{ admin: number; outbound: number; inbound: number }> {
+  for (let i = 0; i < 50; i++) {
+    const s = await hold(0);
+    const b = (s.address() as { port: number }).port;
+    await release(s);
+    if (b + 6 > 65535) continue;
+    const got: NetServer[] = [];
+    try {
+      for (const p of [b, b + 1, b + 6]) got.push(await hold(p));
+      return { admin: b, outbound: b + 1, inbound: b + 6 };
+    } catch { /* taken: try another base */ } finally {
+      for (const g of got) await release(g);
+    }
+  }
+  throw new Error('no free default-like port layout found');
+}
+
+/** Start `meshlet proxy` with explicit ports (startChild forces 0) and wait for its ready line or its exit. */
+async function startWithPorts(args: string[], ms = 20_000): Promise<{ child: ChildProcess; output: () => string; line: Record<string, unknown> | null; code: number | null }> {
+  const child = spawn(process.execPath, [BIN, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (c) => { out += c; });
+  child.stderr!.on('data', (c) => { out += c; });
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
+    if (line) return { child, output: () => out, line: JSON.parse(line), code: null };
+    if (child.exitCode !== null) return { child, output: () => out, line: null, code: child.exitCode };
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`proxy neither ready nor exited: ${out}`);
+}
+
+describe('workers: supervision pieces', () => {
+  it('restart backoff: at once after a worker that ran, then 100 ms doubling to 10 s', () => {
+    expect([0, 1, 2, 3, 4, 8, 20].map(restartDelay)).toEqual([0, 100, 200, 400, 800, 10_000, 10_000]);
+    expect(MAX_START_FAILURES).toBe(5);
+  });
+
+  it('merged Prometheus text: HELP/TYPE once per family, a worker label on every sample, with or without labels', () => {
+    const w = (v: number) => `# HELP a_total A.\n# TYPE a_total counter\na_total{x="1"} ${v}\n# TYPE b gauge\nb ${v}\nb{} ${v}\n`;
+    expect(mergePrometheus([{ index: 0, t: w(1) }, { index: 1, t: w(2) }])).toBe(
+      '# HELP a_total A.\n# TYPE a_total counter\na_total{worker="0",x="1"} 1\na_total{worker="1",x="1"} 2\n'
+      + '# TYPE b gauge\nb{worker="0"} 1\nb{worker="0"} 1\nb{worker="1"} 2\nb{worker="1"} 2\n');
+  });
+});
 
 describe('meshlet proxy process', () => {
   it('invalid config at start exits non-zero with the message naming file, resource and field', () => {
@@ -242,6 +303,76 @@ spec:
     const peak = rssKb(p.child.pid!, 'VmHWM');
     console.log(`rss growth after idle ${((peak - base) / 1024).toFixed(1)} MB`);
     expect((peak - base) / 1024).toBeLessThan(30);
+  });
+
+  it('--workers 2 with the default port layout: no admin port collides; the primary admin serves /ready, /workers, merged metrics', async () => {
+    const u = await startUpstream(echo('w'));
+    upstreams.push(u);
+    const ports = await defaultLikePorts();
+    const p = await startWithPorts(['--config', writeConfig(serviceYaml('w', [u.port])), '--workers', '2', '--log-level', 'warn',
+      '--admin-port', String(ports.admin), '--outbound-port', String(ports.outbound), '--inbound-port', String(ports.inbound)]);
+    expect(p.line, p.output()).not.toBeNull();
+    expect(p.line!.ports).toEqual(ports);
+    const admins = p.line!.admin_ports as number[];
+    expect(admins).toHaveLength(2);
+    expect(new Set([...admins, ports.admin, ports.outbound, ports.inbound]).size).toBe(5);
+    for (let i = 0; i < 60; i++) expect((await send(ports.outbound, { host: 'w' })).status).toBe(200);
+    const ready = await send(ports.admin, { path: '/ready' });
+    expect([ready.status, ready.body]).toEqual([200, 'LIVE\n']);
+    const workers = JSON.parse((await send(ports.admin, { path: '/workers' })).body) as Array<{ index: number; ready: boolean; admin_port: number }>;
+    expect(workers.map((w) => [w.index, w.ready, w.admin_port])).toEqual([[0, true, admins[0]], [1, true, admins[1]]]);
+    // Each worker's own admin answers; the primary's metrics carry every worker's, labelled.
+    for (const a of admins) expect((await send(a, { path: '/ready' })).body).toContain('LIVE');
+    const prom = (await send(ports.admin, { path: '/stats/prometheus' })).body;
+    const served = [0, 1].map((k) => {
+      const m = new RegExp(`^envoy_http_downstream_rq_total\\{worker="${k}",[^}]*http_conn_manager_prefix="outbound"[^}]*\\} (\\d+)`, 'm').exec(prom);
+      return m ? Number(m[1]) : -1;
+    });
+    expect(served[0] + served[1], prom.slice(0, 2000)).toBe(60);
+    expect(prom.match(/^# TYPE envoy_http_downstream_rq_total /gm)).toHaveLength(1);
+    const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
+    p.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('--workers 2: a worker that cannot bind is retried with backoff; once the port frees up the proxy starts', async () => {
+    const u = await startUpstream(echo('w'));
+    upstreams.push(u);
+    const blocker = await hold(0);
+    const port = (blocker.address() as { port: number }).port;
+    const child = spawn(process.execPath, [BIN, 'proxy', '--config', writeConfig(serviceYaml('w', [u.port])), '--workers', '2', '--log-level', 'warn',
+      '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (c) => { out += c; });
+    child.stderr!.on('data', (c) => { out += c; });
+    // Release the port once the first failed start was reported (bounded wait).
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && !out.includes('worker failed to start; retrying')) await new Promise((r) => setTimeout(r, 25));
+    expect(out).toContain('worker failed to start; retrying');
+    await release(blocker);
+    while (Date.now() < deadline + 10_000 && !out.includes('"meshlet proxy ready"') && child.exitCode === null) await new Promise((r) => setTimeout(r, 25));
+    expect(out).toContain('"meshlet proxy ready"');
+    expect((await send(port, { host: 'w' })).status).toBe(200);
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('--workers 2: when no worker can run (listener port taken for good) the primary exits non-zero', async () => {
+    const blocker = await hold(0);
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const p = await startWithPorts(['--config', writeConfig(serviceYaml('w', [1])), '--workers', '2', '--log-level', 'warn',
+        '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], 40_000);
+      expect(p.line).toBeNull();
+      expect(p.code).toBe(1);
+      expect(p.output().match(/worker failed to start; retrying/g)).toHaveLength(4); // 5 starts in all
+      expect(p.output()).toContain('cannot start; exiting');
+      expect(p.output()).toContain('EADDRINUSE');
+    } finally {
+      await release(blocker);
+    }
   });
 
   it('--workers 2: two processes share the ports (SO_REUSEPORT), each serves, SIGTERM stops all', async () => {

@@ -121,7 +121,6 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       if (hopeless()) {
         log('no worker can run; exiting', { worker: s.index, code, signal, failures: s.failures }, 50);
         exitCode = 1;
-        firstReady?.(false);
         stopAll('SIGTERM');
         checkDone();
         return;
@@ -130,7 +129,6 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
         // Worker 0 never came up: nothing else can start either.
         log('worker 0 cannot start; exiting', { code, signal }, 50);
         exitCode = 1;
-        firstReady?.(false);
         stopAll('SIGTERM');
         checkDone();
         return;
@@ -144,6 +142,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   const stopAll = (sig: NodeJS.Signals) => {
     stopping = true;
+    firstReady?.(false); // a signal during start-up ends the wait for worker 0
     for (const s of states) {
       if (s.timer) { clearTimeout(s.timer); s.timer = null; }
       s.worker?.process.kill(sig);
@@ -168,9 +167,10 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const ok = await new Promise<boolean>((resolve) => { firstReady = resolve; start(states[0]); });
   firstReady = null;
   if (!ok || stopping) {
+    // Given up (exitCode 1) or stopped by a signal (0).
     await allExited();
     await closeAdmin();
-    return exitCode || (ok ? 0 : 1);
+    return exitCode;
   }
   for (let i = 1; i < n; i++) start(states[i]);
   // Wait (bounded) for the others, so the ready line can list them; a slow one is listed as 0.

@@ -359,6 +359,28 @@ spec:
     expect(await exited).toBe(0);
   });
 
+  it('--workers 2: SIGTERM while a worker is still being retried stops the primary (exit 0)', async () => {
+    const blocker = await hold(0);
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const child = spawn(process.execPath, [BIN, 'proxy', '--config', writeConfig(serviceYaml('w', [1])), '--workers', '2', '--log-level', 'warn',
+        '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let out = '';
+      child.stdout!.on('data', (c) => { out += c; });
+      child.stderr!.on('data', (c) => { out += c; });
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && !out.includes('worker failed to start; retrying')) await new Promise((r) => setTimeout(r, 25));
+      expect(out).toContain('worker failed to start; retrying');
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(out).not.toContain('"meshlet proxy ready"');
+    } finally {
+      await release(blocker);
+    }
+  });
+
   it('--workers 2: when no worker can run (listener port taken for good) the primary exits non-zero', async () => {
     const blocker = await hold(0);
     const port = (blocker.address() as { port: number }).port;

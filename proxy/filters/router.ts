@@ -422,6 +422,7 @@ export class Attempt implements Waiter, ResponseHandler {
   onResponseError(_conn: ClientConnection, err: Error): void {
     if (this.finished) return;
     const ex = this.ex;
+    const reused = this.conn !== null && this.conn.requests > 1;
     this.settle(false);
     if (ex.done) return;
     const cluster = ex.cluster!;
@@ -449,6 +450,12 @@ export class Attempt implements Waiter, ResponseHandler {
     // endpoint dying under load fails no GET. Once per request; not a retry of the route policy.
     if (!this.gotHeaders && !ex.reusedRetryDone && canReplay(ex) && idempotent(ex.method)) {
       ex.reusedRetryDone = true;
+      // A fresh connection that died is the host's failure (a reused one may just have raced
+      // the server's keep-alive close): counted and fed to outlier detection as below.
+      if (!reused) {
+        cluster.stats.upstream_cx_destroy_remote_with_active_rq++;
+        cluster.detector?.onLocalOrigin(this.ep.outlier, 'connect');
+      }
       (ex.previous ??= []).push(this.ep);
       ex.current = null;
       startAttempt(ex);

@@ -116,5 +116,7 @@ spec: { host: ratings, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } } 
     expect(post.headers['x-meshlet-flags']).toBe('UC');
     expect(dropper.hits).toBe(5);
     expect(live.hits).toBe(4);
+    // Each reset on a fresh connection is still the host's failure (counted, fed to outlier detection).
+    expect((await stats(p.ports.admin)).get(`${C}.upstream_cx_destroy_remote_with_active_rq`)).toBe(5);
   });
 });

@@ -30,11 +30,14 @@ export class Balancer {
 
   /**
    * Choose a host, or undefined when none is usable. `panic`: balance over ejected hosts too
-   * (Envoy's healthy_panic_threshold). `avoid`: hosts this request already tried.
+   * (Envoy's healthy_panic_threshold). `avoid`: hosts this request already tried. `filtered`:
+   * false when the caller knows nothing is excluded (no ejection outside panic, no backoff, no
+   * avoid), so no per-host pass is needed.
    */
-  pick<H extends BalancedHost>(hosts: readonly H[], policy: LbPolicy, panic: boolean, avoid: readonly H[] | null): H | undefined {
+  pick<H extends BalancedHost>(hosts: readonly H[], policy: LbPolicy, panic: boolean, avoid: readonly H[] | null, filtered = true): H | undefined {
     const n = hosts.length;
     if (n === 0) return undefined;
+    if (!filtered) return this.choose(hosts, policy, n, n, 0, null, 0);
     const base = panic ? 0 : EJECTED;
     let now = 0;
     // Pass 1: count candidates under every exclusion, and whether any host is backing off.
@@ -59,6 +62,11 @@ export class Balancer {
       }
       if (m === 0) return undefined;
     }
+    return this.choose(hosts, policy, n, m, mask, avoid, now);
+  }
+
+  /** The policy's choice among the `m` candidates under `mask` (all `n` when m === n). */
+  private choose<H extends BalancedHost>(hosts: readonly H[], policy: LbPolicy, n: number, m: number, mask: number, avoid: readonly H[] | null, now: number): H | undefined {
     if (n === 1) return hosts[0];
     const all = m === n; // nothing excluded: index directly
     switch (policy) {

@@ -47,7 +47,7 @@ export class Cluster {
     this.spec = spec;
     this.specJson = specJson;
     this.budget = opts.retryBudget ? new RetryBudget(opts.retryBudget.ratio, opts.retryBudget.minPerSecond) : null;
-    this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
+    this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     this.endpoints = spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
     this.stats.membership_total = this.endpoints.length;
@@ -105,7 +105,9 @@ export class Cluster {
     const minHealth = this.spec.outlier ? this.spec.outlier.minHealthPercent : 50;
     const panic = healthy < n && 100 * healthy / n < minHealth;
     if (healthy === 0 && !panic) return undefined;
-    return this.balancer.pick(eps, this.spec.lb, panic, avoid ?? null);
+    // Nothing to exclude (the common case): the balancer indexes the hosts directly.
+    const filtered = (healthy < n && !panic) || this.br.hostsInBackoff > 0 || (avoid !== undefined && avoid !== null);
+    return this.balancer.pick(eps, this.spec.lb, panic, avoid ?? null, filtered);
   }
 
   drain(): void {

@@ -16,6 +16,8 @@ export interface Breakers {
   rqActive: number;
   pendingActive: number;
   retriesActive: number;
+  /** Hosts whose backoffUntil is set: 0 lets the balancer skip its per-host pass. */
+  hostsInBackoff: number;
 }
 
 /**
@@ -133,9 +135,16 @@ export class EndpointPool {
     this.updateOpen();
   }
 
+  private clearBackoff(): void {
+    if (this.backoffUntil !== 0) this.br.hostsInBackoff--;
+    this.connectFailures = 0;
+    this.backoffUntil = 0;
+  }
+
   /** Stop using this pool: close idle connections now, busy ones after their request. */
   drain(): void {
     this.draining = true;
+    this.clearBackoff();
     for (const c of this.idle) this.destroyConn(c);
     this.idle = [];
     for (const w of this.pending.splice(0)) {
@@ -236,7 +245,8 @@ export class EndpointPool {
       this.hostStats.cx_connect_fail++;
       // Connects that were already under way when the host died fail together: one step, not many.
       const now = performance.now();
-      if (now >= this.backoffUntil) {
+      if (!this.draining && now >= this.backoffUntil) {
+        if (this.backoffUntil === 0) br.hostsInBackoff++;
         this.connectFailures++;
         this.backoffUntil = now + Math.min(CONNECT_BACKOFF_BASE_MS * 2 ** (this.connectFailures - 1), CONNECT_BACKOFF_MAX_MS);
       }
@@ -263,8 +273,7 @@ export class EndpointPool {
       // An idle connection the upstream closes leaves the pool at once.
       sock.once('close', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
       this.connecting--;
-      this.connectFailures = 0;
-      this.backoffUntil = 0;
+      this.clearBackoff();
       conn.h1 = new ClientConnection(sock, this.authority);
       if (this.draining) { this.destroyConn(conn); return; }
       this.onReady(conn);

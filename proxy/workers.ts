@@ -3,8 +3,8 @@
 // (its own pools, breakers and stats, as Envoy's workers have their own connection pools).
 //
 // Ports: the primary owns `--admin-port` (one admin for the whole proxy, as Envoy's with
-// --concurrency): /ready for all workers, /workers, and /stats/prometheus merged with a `worker`
-// label. Each worker's own admin binds a port the kernel picks, so no worker admin port can
+// --concurrency): /ready for all workers, /workers, /stats summed over workers and
+// /stats/prometheus merged with a `worker` label. Each worker's own admin binds a port the kernel picks, so no worker admin port can
 // collide with a listener port (worker k at admin + k used to land on 15001, the outbound port);
 // /workers and the ready line list them for per-worker /stats, /clusters and /config_dump.
 //
@@ -210,16 +210,24 @@ async function primaryAdmin(o: PrimaryOptions, states: WorkerState[]): Promise<{
         text(200, `${JSON.stringify(states.map((s) => ({ index: s.index, pid: s.pid, ready: s.ready, admin_port: s.admin || null, restarts: s.restarts, failures: s.failures })), null, 2)}\n`, 'application/json');
         return;
       case '/stats/prometheus':
-      case '/stats':
-        if (url.pathname === '/stats' && url.searchParams.get('format') !== 'prometheus') break;
-        void Promise.all(ready.map((s) => fetchText(o.bind, s.admin, '/stats/prometheus').then((t) => ({ index: s.index, t }), () => null)))
-          .then((parts) => text(200, mergePrometheus(parts.filter((p) => p !== null))), () => text(502, 'workers did not answer\n'));
+      case '/stats': {
+        const prom = url.pathname === '/stats/prometheus' || url.searchParams.get('format') === 'prometheus';
+        // Envoy text: the query (filter, usedonly) goes to the workers, which apply it.
+        const path = prom ? '/stats/prometheus' : `/stats${url.search}`;
+        void Promise.all(ready.map((s) => fetchText(o.bind, s.admin, path).then((r) => ({ index: s.index, t: r.body, status: r.status }), () => null)))
+          .then((rs) => {
+            const parts = rs.filter((r) => r !== null);
+            const bad = parts.find((r) => r.status !== 200);
+            if (bad) { text(bad.status, bad.t); return; } // e.g. an invalid filter: the worker's answer
+            text(200, prom ? mergePrometheus(parts) : sumEnvoyStats(parts.map((r) => r.t)));
+          }, () => text(502, 'workers did not answer\n'));
         return;
+      }
       case '/':
-        text(200, ['meshlet admin (primary of ' + states.length + ' workers)', '/ready', '/workers', '/stats/prometheus (every worker, label worker="k")', 'per worker: /workers lists each admin port'].join('\n') + '\n');
+        text(200, ['meshlet admin (primary of ' + states.length + ' workers)', '/ready', '/workers', '/stats (summed over workers)', '/stats/prometheus (every worker, label worker="k")', 'per worker: /workers lists each admin port'].join('\n') + '\n');
         return;
     }
-    text(404, `the primary serves /ready, /workers and /stats/prometheus; ${url.pathname} is per worker: ${states.map((s) => `worker ${s.index} at ${s.admin ? `http://${o.bind}:${s.admin}` : 'not running'}`).join(', ')}\n`);
+    text(404, `the primary serves /ready, /workers, /stats and /stats/prometheus; ${url.pathname} is per worker: ${states.map((s) => `worker ${s.index} at ${s.admin ? `http://${o.bind}:${s.admin}` : 'not running'}`).join(', ')}\n`);
   });
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
@@ -228,19 +236,47 @@ async function primaryAdmin(o: PrimaryOptions, states: WorkerState[]): Promise<{
   return { server, port };
 }
 
-function fetchText(host: string, port: number, path: string): Promise<string> {
+function fetchText(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port, path, timeout: 5000 }, (res) => {
       let b = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { b += c; });
-      res.on('end', () => resolve(b));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * Envoy `/stats` text of several workers as one process would report it: counters and gauges are
+ * summed (requests, connections, active gauges add up across workers), except the gauges that
+ * describe a cluster's state, which every worker keeps for itself (membership, breaker-open flags,
+ * active ejections): those are the maximum over workers.
+ */
+export function sumEnvoyStats(texts: string[]): string {
+  const out = new Map<string, number>();
+  for (const t of texts) {
+    for (const line of t.split('\n')) {
+      const i = line.lastIndexOf(': ');
+      if (i <= 0) continue;
+      const name = line.slice(0, i);
+      const v = Number(line.slice(i + 2));
+      if (!Number.isFinite(v)) continue;
+      const prev = out.get(name);
+      if (prev === undefined) out.set(name, v);
+      else out.set(name, perWorkerState(name) ? Math.max(prev, v) : prev + v);
+    }
+  }
+  return [...out.keys()].sort().map((k) => `${k}: ${out.get(k)}\n`).join('');
+}
+
+function perWorkerState(name: string): boolean {
+  return name.endsWith('.membership_total') || name.endsWith('.membership_healthy') || name.endsWith('_open')
+    || name.endsWith('.outlier_detection.ejections_active');
 }
 
 /**

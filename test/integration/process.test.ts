@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { createServer as netServer, type Server as NetServer } from 'node:net';
 import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
-import { mergePrometheus, restartDelay, MAX_START_FAILURES } from '../../proxy/workers.ts';
+import { mergePrometheus, restartDelay, sumEnvoyStats, MAX_START_FAILURES } from '../../proxy/workers.ts';
 
 const BIN = new URL('../../bin/meshlet.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
@@ -153,6 +153,13 @@ describe('workers: supervision pieces', () => {
   it('restart backoff: at once after a worker that ran, then 100 ms doubling to 10 s', () => {
     expect([0, 1, 2, 3, 4, 8, 20].map(restartDelay)).toEqual([0, 100, 200, 400, 800, 10_000, 10_000]);
     expect(MAX_START_FAILURES).toBe(5);
+  });
+
+  it('summed Envoy stats: counters and gauges add up, per-worker cluster state is the max', () => {
+    const a = 'cluster.c;.membership_total: 3\ncluster.c;.upstream_rq_total: 5\ncluster.c;.circuit_breakers.default.rq_open: 0\nhttp.outbound.downstream_cx_active: 2\n';
+    const b = 'cluster.c;.membership_total: 3\ncluster.c;.upstream_rq_total: 7\ncluster.c;.circuit_breakers.default.rq_open: 1\nhttp.outbound.downstream_cx_active: 1\nx.only_here: 4\n';
+    expect(sumEnvoyStats([a, b])).toBe('cluster.c;.circuit_breakers.default.rq_open: 1\ncluster.c;.membership_total: 3\ncluster.c;.upstream_rq_total: 12\n'
+      + 'http.outbound.downstream_cx_active: 3\nx.only_here: 4\n');
   });
 
   it('merged Prometheus text: HELP/TYPE once per family, a worker label on every sample, with or without labels', () => {
@@ -330,6 +337,11 @@ spec:
     });
     expect(served[0] + served[1], prom.slice(0, 2000)).toBe(60);
     expect(prom.match(/^# TYPE envoy_http_downstream_rq_total /gm)).toHaveLength(1);
+    // Envoy text on the primary: one process's view (the filter goes to the workers).
+    const text = (await send(ports.admin, { path: '/stats?filter=outbound' })).body;
+    expect(text).toContain('http.outbound.downstream_rq_total: 60\n');
+    expect(text).toContain('cluster.outbound|80||w;.membership_total: 1\n');
+    expect(text).not.toContain('http.inbound.');
     const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
     p.child.kill('SIGTERM');
     expect(await exited).toBe(0);

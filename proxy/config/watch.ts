@@ -5,8 +5,9 @@
 // the inode a file watch follows is gone after the first save. Events are debounced (editors and
 // `git checkout` touch many files), and a read is only delivered when nothing changed while it
 // was read (size, mtime and inode of every file equal before and after, `settleMs` apart), so a
-// file still being written is never handed on. fs.watch can miss events (network file systems, a ConfigMap's
-// symlink swap), so a cheap poll of the same fingerprint backs it up.
+// file still being written is never handed on. fs.watch can miss events (network file systems,
+// a watched directory that is itself replaced), so a cheap poll of the same fingerprint (every
+// 2 s: a stat per file) backs it up.
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import { dirname } from 'node:path';

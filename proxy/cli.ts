@@ -32,15 +32,15 @@ const SPECS: FlagSpec[] = [
   { name: 'trust-envoy-headers', type: 'boolean', default: false, help: 'honour x-envoy-* timeout/retry headers from callers' },
   { name: 'shadow-host-suffix', type: 'boolean', default: false, help: "append '-shadow' to mirrored Host (Istio < 1.28 behaviour)" },
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
-  { name: 'retry-budget-ratio', type: 'number', default: D.retryBudget.ratio, help: 'retries allowed as a fraction of requests (10 s window)' },
-  { name: 'retry-budget-min-per-second', type: 'number', default: D.retryBudget.minPerSecond, help: 'retries always allowed per second' },
+  { name: 'retry-budget-ratio', type: 'number', help: 'turn on a rate budget for retries: at most this fraction of the requests of the last 10 s (Linkerd retryRatio; default none, as Istio)' },
+  { name: 'retry-budget-min-per-second', type: 'number', help: 'with a rate budget: retries always allowed per second (default 10)' },
   { name: 'identifier', type: 'string', help: "how requests are named: header-token[:<header>] (default, Host), method-and-host[:uri], path[:<segments>][:consume], header[:<header>] (Linkerd's identifiers)" },
   { name: 'dst-prefix', type: 'string', default: '/svc', help: 'prefix of the logical names the identifier makes' },
   { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
-  { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT (worker k admin: --admin-port + k)' },
+  { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, /stats and /stats/prometheus for all workers), each worker\'s admin port is picked by the kernel (listed in /workers)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
@@ -59,6 +59,15 @@ export function parseLabels(s: string | undefined): Record<string, string> {
     out[k.trim()] = v.join('=').trim();
   }
   return out;
+}
+
+/** `--retry-budget-*` -> the rate budget, or null when neither flag is given (Istio has none). */
+export function retryBudget(ratio: number | undefined, minPerSecond: number | undefined): { ratio: number; minPerSecond: number } | null {
+  if (ratio === undefined && minPerSecond === undefined) return null;
+  const r = ratio ?? 0.2;
+  const m = minPerSecond ?? 10;
+  if (!(r >= 0) || !(m >= 0)) throw new FlagError('--retry-budget-ratio and --retry-budget-min-per-second must be >= 0');
+  return { ratio: r, minPerSecond: m };
 }
 
 /** `--identifier` -> Linkerd identifier config. */
@@ -103,7 +112,12 @@ export async function main(argv: string[]): Promise<number | undefined> {
   if (nWorkers > 1) {
     const w = await import('./workers.ts');
     const index = w.workerIndex();
-    if (index === null) return w.runPrimary(nWorkers, f['admin-port'] as number, 10_000);
+    if (index === null) {
+      return w.runPrimary({
+        workers: nWorkers, bind: f.bind as string, reportMs: 10_000,
+        ports: { outbound: f['outbound-port'] as number, inbound: f['inbound-port'] as number, admin: f['admin-port'] as number },
+      });
+    }
     worker = { index, ports: w.workerPorts() };
   }
   let proxy;
@@ -118,7 +132,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
       drainTimeoutMs: (f['drain-timeout'] as number) * 1000, trustEnvoyHeaders: f['trust-envoy-headers'] as boolean,
       shadowHostSuffix: f['shadow-host-suffix'] as boolean, legacyStatNames: f['legacy-stat-names'] as boolean,
-      retryBudget: { ratio: f['retry-budget-ratio'] as number, minPerSecond: f['retry-budget-min-per-second'] as number },
+      retryBudget: retryBudget(f['retry-budget-ratio'] as number | undefined, f['retry-budget-min-per-second'] as number | undefined),
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       streamIdleTimeoutMs: (f['stream-idle-timeout'] as number) * 1000, maxRequestBytes: f['max-request-bytes'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
@@ -126,10 +140,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
     });
   } catch (e) {
-    if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); return 2; }
-    if (e instanceof ConfigError) { console.error(`meshlet proxy: invalid config: ${e.message}`); return 1; }
-    console.error(`meshlet proxy: ${(e as Error).message}`);
-    return 1;
+    let code = 1;
+    if (e instanceof FlagError) { console.error(`meshlet proxy: ${e.message}`); code = 2; }
+    else if (e instanceof ConfigError) console.error(`meshlet proxy: invalid config: ${e.message}`);
+    else console.error(`meshlet proxy: ${(e as Error).message}`);
+    // A worker's IPC channel keeps it alive: exit, so the primary sees the failed start.
+    if (worker !== null) process.exit(code);
+    return code;
   }
   if (worker !== null) {
     const p = proxy;

@@ -1,8 +1,8 @@
 // The proxy process: listeners, admin, the current Runtime, reloads and draining. Used by the
 // CLI (`meshlet proxy`) and by tests that start a real proxy on loopback ports.
-import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import { loadSnapshot } from './config/load.ts';
+import { DEFAULT_DIR_OPTIONS, DirSource, type DirSourceOptions } from './config/watch.ts';
 import type { ClusterSpec, Snapshot } from './config/schema.ts';
 import { DEFAULT_CONNECTION_POOL } from './config/schema.ts';
 import { Runtime } from './runtime.ts';
@@ -15,6 +15,7 @@ import type { StatSource } from './telemetry/stats.ts';
 import type { Exchange } from './filters/router.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
+import { noteRequest } from './telemetry/memory.ts';
 
 export interface ProxyOptions {
   config?: string;
@@ -33,11 +34,14 @@ export interface ProxyOptions {
   logLevel: string;
   accessLog: AccessLogMode;
   watch: boolean;
+  /** --watch timings (tests shorten the poll). */
+  watchOptions?: Partial<DirSourceOptions>;
   drainTimeoutMs: number;
   trustEnvoyHeaders: boolean;
   shadowHostSuffix: boolean;
   legacyStatNames: boolean;
-  retryBudget: { ratio: number; minPerSecond: number };
+  /** meshlet's rate budget on retries (Linkerd's retryRatio/minRetriesPerSecond over 10 s); null = none (Istio's default). */
+  retryBudget: { ratio: number; minPerSecond: number } | null;
   maxRequestHeadersKb: number;
   downstreamIdleTimeoutMs: number;
   /** Envoy's stream_idle_timeout: no bytes either way on a request for this long ends it (408 / reset). 0 = off. */
@@ -65,7 +69,7 @@ export interface ProxyOptions {
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
-  legacyStatNames: false, retryBudget: { ratio: 0.2, minPerSecond: 10 }, maxRequestHeadersKb: 60,
+  legacyStatNames: false, retryBudget: null, maxRequestHeadersKb: 60,
   downstreamIdleTimeoutMs: 60_000, streamIdleTimeoutMs: 300_000, maxRequestBytes: 0, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
 };
 
@@ -158,7 +162,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inboundCluster: () => inbound,
     draining: () => draining,
     tracing: () => tracing,
-    onStart: () => { inFlight++; },
+    onStart: () => { inFlight++; noteRequest(); },
     onDone,
   };
   const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
@@ -223,16 +227,11 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     }
   };
 
-  let watcher: FSWatcher | null = null;
-  if (opts.watch && opts.config) {
-    let t: NodeJS.Timeout | null = null;
-    // Debounced: editors and git write several events per change; a half-written file fails
-    // validation and is retried on the next event.
-    watcher = watch(opts.config, { recursive: false }, () => {
-      if (t) clearTimeout(t);
-      t = setTimeout(() => { t = null; reload(); }, 150);
-    });
-  }
+  // The control server's watcher (config/watch.ts): follows atomic saves and ConfigMap symlink
+  // swaps, debounced, delivers only a stable read, and polls in case an event is missed.
+  const watcher = opts.watch && opts.config
+    ? new DirSource(opts.config, { ...DEFAULT_DIR_OPTIONS, ...opts.watchOptions }, () => { reload(); }, log)
+    : null;
 
   log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, opts.readyMessage ?? 'meshlet proxy ready');
 

@@ -47,7 +47,7 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   const cp = tp?.connectionPool;
   const p = { ...DEFAULT_CONNECTION_POOL };
   // Istio treats values <= 0 as unset (a source FIXME: zero is not expressible).
-  const set = <K extends keyof ConnectionPoolSpec>(k: K, v: number | undefined) => { if (v !== undefined && v > 0) p[k] = v; };
+  const set = (k: Exclude<keyof ConnectionPoolSpec, 'retryBudget'>, v: number | undefined) => { if (v !== undefined && v > 0) p[k] = v; };
   set('maxConnections', cp?.tcp?.maxConnections);
   set('connectTimeoutMs', cp?.tcp?.connectTimeout);
   set('maxPendingRequests', cp?.http?.http1MaxPendingRequests);
@@ -55,6 +55,9 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   set('maxRetries', cp?.http?.maxRetries);
   set('maxRequestsPerConnection', cp?.http?.maxRequestsPerConnection);
   set('idleTimeoutMs', cp?.http?.idleTimeout);
+  // Istio's defaults for a retryBudget block with fields unset: 20 %, at least 3 (envoy-semantics.md 1.1).
+  const rb = tp?.retryBudget;
+  if (rb) p.retryBudget = { percent: rb.percent ?? 20, minRetryConcurrency: rb.minRetryConcurrency ?? 3 };
   return p;
 }
 
@@ -246,6 +249,7 @@ function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | u
     loadBalancer: child.loadBalancer ?? parent?.loadBalancer,
     connectionPool: child.connectionPool ?? parent?.connectionPool,
     outlierDetection: child.outlierDetection ?? parent?.outlierDetection,
+    retryBudget: child.retryBudget ?? parent?.retryBudget,
   };
 }
 

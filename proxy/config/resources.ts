@@ -141,6 +141,7 @@ const trafficPolicy = obj({
   loadBalancer: obj({ simple: oneOf('ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED') }),
   connectionPool,
   outlierDetection,
+  retryBudget: obj({ percent: num(0, 100), minRetryConcurrency: int(0) }),
 });
 
 const destinationRuleSpec = obj({

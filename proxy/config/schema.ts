@@ -94,6 +94,12 @@ export interface ConnectionPoolSpec {
   maxRetries: number;
   maxRequestsPerConnection: number;  // 0 = unlimited
   idleTimeoutMs: number;
+  /**
+   * Istio's trafficPolicy.retryBudget = Envoy's circuit-breaker retry_budget: concurrent retries
+   * may be `percent` of the active + pending requests, at least `minRetryConcurrency`. Replaces
+   * maxRetries when set. Absent (Istio's default) = maxRetries alone.
+   */
+  retryBudget?: { percent: number; minRetryConcurrency: number };
 }
 
 export interface OutlierSpec {

@@ -7,7 +7,7 @@ import type { ClientConnection, ResponseHandler, UpstreamError } from '../engine
 import { BODY, localReply, resetBody } from '../local-reply.ts';
 import { applyOps, downstreamResponseHeaders } from '../listener/headers.ts';
 import type { Cluster, Endpoint } from '../upstream/cluster.ts';
-import type { Conn, PoolFailure, Waiter } from '../upstream/pool.ts';
+import { retryLimit, type Conn, type PoolFailure, type Waiter } from '../upstream/pool.ts';
 import { chargeCode } from '../telemetry/stats.ts';
 import { Backoff, accepts, type FailureKind, type RetryPolicy } from './retry.ts';
 import type { CompiledRoute, Destination } from './route.ts';
@@ -204,6 +204,11 @@ function startAttempt(ex: Exchange): void {
   ep.pool.request(a);
 }
 
+/** RFC 9110 section 9.2.2: safe to send again. */
+function idempotent(m: string): boolean {
+  return m === 'GET' || m === 'HEAD' || m === 'OPTIONS' || m === 'PUT' || m === 'DELETE' || m === 'TRACE';
+}
+
 function canReplay(ex: Exchange): boolean {
   return !ex.bodyUsed || ex.body === null || Buffer.isBuffer(ex.body);
 }
@@ -213,7 +218,7 @@ function releaseRetry(ex: Exchange): void {
   const c = ex.cluster!;
   c.br.retriesActive -= ex.retriesHeld;
   ex.retriesHeld = 0;
-  c.stats['circuit_breakers.default.rq_retry_open'] = c.br.retriesActive >= c.br.limits.maxRetries ? 1 : 0;
+  c.stats['circuit_breakers.default.rq_retry_open'] = c.br.retriesActive >= retryLimit(c.br) ? 1 : 0;
 }
 
 /**
@@ -239,14 +244,17 @@ function retryOrGiveUp(ex: Exchange, kind: FailureKind, status = 0): Decision {
   }
   ex.retriesLeft--;
   const br = cluster.br;
-  if (br.retriesActive >= br.limits.maxRetries || !cluster.budget.tryWithdraw()) {
+  // The breaker (max_retries, or Istio's retryBudget in its place), then meshlet's rate budget if
+  // one was configured (--retry-budget-*): none by default, as Istio configures none.
+  const limit = retryLimit(br);
+  if (br.retriesActive >= limit || (cluster.budget !== null && !cluster.budget.tryWithdraw())) {
     cluster.stats.upstream_rq_retry_overflow++;
     ex.addFlag('UO');
     return 'refused';
   }
   br.retriesActive++;
   ex.retriesHeld = 1;
-  if (br.retriesActive >= br.limits.maxRetries) cluster.stats['circuit_breakers.default.rq_retry_open'] = 1;
+  if (br.retriesActive >= limit) cluster.stats['circuit_breakers.default.rq_retry_open'] = 1;
   cluster.stats.upstream_rq_retry++;
   cluster.stats.upstream_rq_retry_backoff_exponential++;
   if (kind === 'status') cluster.stats.retryCodes.set(status, (cluster.stats.retryCodes.get(status) ?? 0) + 1);
@@ -440,8 +448,7 @@ export class Attempt implements Waiter, ResponseHandler {
   onResponseError(_conn: ClientConnection, err: Error): void {
     if (this.finished) return;
     const ex = this.ex;
-    const conn = this.conn;
-    const reused = conn !== null && conn.requests > 1;
+    const reused = this.conn !== null && this.conn.requests > 1;
     this.settle(false);
     if (ex.done) return;
     if ((err as UpstreamError).downstream === true) {
@@ -470,9 +477,19 @@ export class Attempt implements Waiter, ResponseHandler {
       finishLocal(ex, 502, resetBody('protocol error', ex.retried), 'UPE');
       return;
     }
-    // A keep-alive connection the server closed as we reused it: try once more on a fresh one.
-    if (reused && !this.gotHeaders && !ex.reusedRetryDone && canReplay(ex) && (ex.method === 'GET' || ex.method === 'HEAD' || ex.method === 'OPTIONS' || ex.method === 'PUT' || ex.method === 'DELETE')) {
+    // The connection died before any response byte: a keep-alive connection the server closed as
+    // we reused it, or an upstream that was killed with the request in flight. An idempotent
+    // request (RFC 9110 section 9.2.2) is sent once more, to another host when there is one, so an
+    // endpoint dying under load fails no GET. Once per request; not a retry of the route policy.
+    if (!this.gotHeaders && !ex.reusedRetryDone && canReplay(ex) && idempotent(ex.method)) {
       ex.reusedRetryDone = true;
+      // A fresh connection that died is the host's failure (a reused one may just have raced
+      // the server's keep-alive close): counted and fed to outlier detection as below.
+      if (!reused) {
+        cluster.stats.upstream_cx_destroy_remote_with_active_rq++;
+        cluster.detector?.onLocalOrigin(this.ep.outlier, 'connect');
+      }
+      (ex.previous ??= []).push(this.ep);
       ex.current = null;
       startAttempt(ex);
       return;

@@ -288,7 +288,7 @@ export class Listener implements ExchangeHooks {
       ex.retry = policyFrom(route?.retries ?? null, retryOnHdr, maxRetriesHdr);
       if (ex.retry && perTryHdr !== undefined && /^\d+$/.test(perTryHdr)) ex.retry.perTryTimeoutMs = Number(perTryHdr);
     }
-    ex.cluster!.budget.onRequest();
+    ex.cluster!.budget?.onRequest();
     const mirrors = route && route.mirrors.length > 0 ? route.mirrors : null;
     // Buffer the body only when a retry could need to replay it after it was sent, or a mirror copies it.
     const wantReplay = mirrors !== null || (ex.retry !== null && ex.retry.replayNeeded);

@@ -7,9 +7,11 @@ import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './o
 import { RetryBudget } from '../filters/retry.ts';
 import { EdgeCounters } from '../telemetry/edges.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
+import { Balancer } from './balancer.ts';
 
 export interface ClusterOptions {
-  retryBudget?: { ratio: number; minPerSecond: number };
+  /** meshlet's Linkerd-style rate budget (--retry-budget-*); absent = none, as Istio configures none. */
+  retryBudget?: { ratio: number; minPerSecond: number } | null;
   /** DNS clusters: how names resolve (default: the OS resolver) and how often (default 5 s). */
   dnsLookup?: DnsLookup;
   dnsRefreshMs?: number;
@@ -42,18 +44,18 @@ export class Cluster {
   readonly br: Breakers;
   endpoints: Endpoint[];
   readonly detector: OutlierDetector | null;
-  readonly budget: RetryBudget;
+  readonly budget: RetryBudget | null;
   /** This cluster as an edge of the mesh graph (from this sidecar's service). */
   readonly edge: EdgeCounters;
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
-  private rr = 0;
+  private readonly balancer = new Balancer();
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
     this.specJson = specJson;
-    this.budget = new RetryBudget(opts.retryBudget?.ratio ?? 0.2, opts.retryBudget?.minPerSecond ?? 10);
-    this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
+    this.budget = opts.retryBudget ? new RetryBudget(opts.retryBudget.ratio, opts.retryBudget.minPerSecond) : null;
+    this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
@@ -111,55 +113,27 @@ export class Cluster {
   }
 
   /**
-   * Pick an endpoint, skipping ejected ones and, when possible, those in `avoid` (Envoy's
-   * previous_hosts retry predicate). Undefined = no healthy upstream (503 UH).
+   * Pick an endpoint (balancer.ts): ejected ones are skipped unless in panic, and so are those in
+   * `avoid` (the hosts this request already tried) and those whose last connect failed, while
+   * others remain. Undefined = no healthy upstream (503 UH).
    */
   pick(avoid?: Endpoint[] | null): Endpoint | undefined {
     const eps = this.endpoints;
     const n = eps.length;
     if (n === 0) return undefined;
-    let healthy = 0;
-    for (const e of eps) if (!e.outlier.ejected) healthy++;
-    this.stats.membership_healthy = healthy;
+    let healthy = n;
+    if (this.detector !== null) {
+      healthy = 0;
+      for (let i = 0; i < n; i++) if (!eps[i].outlier.ejected) healthy++;
+      this.stats.membership_healthy = healthy;
+    }
     // Panic (Envoy healthy_panic_threshold = Istio minHealthPercent): balance across all hosts.
     const minHealth = this.spec.outlier ? this.spec.outlier.minHealthPercent : 50;
     const panic = healthy < n && 100 * healthy / n < minHealth;
     if (healthy === 0 && !panic) return undefined;
-    const ok = (e: Endpoint) => panic || !e.outlier.ejected;
-    let choice: Endpoint | undefined;
-    // Envoy's host_selection_retry_max_attempts (Istio: 5) re-picks to avoid previous hosts.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      choice = this.choose(ok, healthy, panic);
-      if (!choice || !avoid || !avoid.includes(choice)) break;
-    }
-    return choice;
-  }
-
-  private choose(ok: (e: Endpoint) => boolean, healthy: number, panic: boolean): Endpoint | undefined {
-    const eps = this.endpoints;
-    const n = eps.length;
-    if (n === 1) return ok(eps[0]) ? eps[0] : undefined;
-    switch (this.spec.lb) {
-      case 'ROUND_ROBIN':
-        for (let i = 0; i < n; i++) {
-          const e = eps[this.rr++ % n];
-          if (ok(e)) return e;
-        }
-        return undefined;
-      case 'RANDOM': {
-        const pool = panic || healthy === n ? eps : eps.filter(ok);
-        return pool[(Math.random() * pool.length) | 0];
-      }
-      default: {
-        // LEAST_REQUEST: Envoy's power of two choices over hosts' active requests.
-        const pool = panic || healthy === n ? eps : eps.filter(ok);
-        if (pool.length === 1) return pool[0];
-        const a = pool[(Math.random() * pool.length) | 0];
-        let b = pool[(Math.random() * pool.length) | 0];
-        if (a === b) b = pool[(pool.indexOf(a) + 1) % pool.length];
-        return b.pool.activeRequests < a.pool.activeRequests ? b : a;
-      }
-    }
+    // Nothing to exclude (the common case): the balancer indexes the hosts directly.
+    const filtered = (healthy < n && !panic) || this.br.hostsInBackoff > 0 || (avoid !== undefined && avoid !== null);
+    return this.balancer.pick(eps, this.spec.lb, panic, avoid ?? null, filtered);
   }
 
   drain(): void {

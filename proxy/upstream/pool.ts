@@ -16,6 +16,18 @@ export interface Breakers {
   rqActive: number;
   pendingActive: number;
   retriesActive: number;
+  /** Hosts whose backoffUntil is set: 0 lets the balancer skip its per-host pass. */
+  hostsInBackoff: number;
+}
+
+/**
+ * How many retries may be outstanding now: Envoy's retry_budget when configured (a share of the
+ * active and pending requests, truncated, at least the minimum), else max_retries.
+ */
+export function retryLimit(br: Breakers): number {
+  const b = br.limits.retryBudget;
+  if (b === undefined) return br.limits.maxRetries;
+  return Math.max(b.minRetryConcurrency, Math.floor(b.percent / 100 * (br.rqActive + br.pendingActive)));
 }
 
 export type PoolFailure = 'overflow' | 'connect_failure' | 'connect_timeout';
@@ -40,6 +52,16 @@ export class Conn {
   constructor(pool: EndpointPool) { this.pool = pool; }
 }
 
+/**
+ * After a failed connect the balancer passes a host over for a while (a refused connect never
+ * accumulates active requests, so LEAST_REQUEST would otherwise keep choosing a dead host):
+ * 100 ms doubling per consecutive failure up to 3 s; the first request after that is the probe.
+ * A successful connect clears it. Independent of outlier detection, which Istio leaves off by
+ * default and whose 10 % ejection cap ejects nothing below 10 hosts.
+ */
+export const CONNECT_BACKOFF_BASE_MS = 100;
+export const CONNECT_BACKOFF_MAX_MS = 3_000;
+
 export class EndpointPool {
   readonly host: string;
   readonly port: number;
@@ -52,6 +74,9 @@ export class EndpointPool {
   private pending: Waiter[] = [];
   private connecting = 0;
   private draining = false;
+  /** Consecutive failed connects, and until when (monotonic ms) the balancer skips this host; 0 = not. */
+  connectFailures = 0;
+  backoffUntil = 0;
 
   constructor(host: string, port: number, br: Breakers) {
     this.host = host;
@@ -110,9 +135,16 @@ export class EndpointPool {
     this.updateOpen();
   }
 
+  private clearBackoff(): void {
+    if (this.backoffUntil !== 0) this.br.hostsInBackoff--;
+    this.connectFailures = 0;
+    this.backoffUntil = 0;
+  }
+
   /** Stop using this pool: close idle connections now, busy ones after their request. */
   drain(): void {
     this.draining = true;
+    this.clearBackoff();
     for (const c of this.idle) this.destroyConn(c);
     this.idle = [];
     for (const w of this.pending.splice(0)) {
@@ -211,6 +243,13 @@ export class EndpointPool {
       br.stats.upstream_cx_connect_fail++;
       if (timedOut) br.stats.upstream_cx_connect_timeout++;
       this.hostStats.cx_connect_fail++;
+      // Connects that were already under way when the host died fail together: one step, not many.
+      const now = performance.now();
+      if (!this.draining && now >= this.backoffUntil) {
+        if (this.backoffUntil === 0) br.hostsInBackoff++;
+        this.connectFailures++;
+        this.backoffUntil = now + Math.min(CONNECT_BACKOFF_BASE_MS * 2 ** (this.connectFailures - 1), CONNECT_BACKOFF_MAX_MS);
+      }
       this.destroyConn(conn);
       // Requests queued beyond the connections still on their way fail with this one.
       const reason: PoolFailure = timedOut ? 'connect_timeout' : 'connect_failure';
@@ -234,6 +273,7 @@ export class EndpointPool {
       // An idle connection the upstream closes leaves the pool at once.
       sock.once('close', () => { conn.closed = true; if (!conn.busy) this.destroyConn(conn); });
       this.connecting--;
+      this.clearBackoff();
       conn.h1 = new ClientConnection(sock, this.authority);
       if (this.draining) { this.destroyConn(conn); return; }
       this.onReady(conn);

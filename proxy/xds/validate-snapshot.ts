@@ -62,6 +62,7 @@ const cluster = obj({
   connectionPool: obj({
     maxConnections: int(0, U32), connectTimeoutMs: num(0, 1e12), maxPendingRequests: int(0, U32), maxRequests: int(0, U32),
     maxRetries: int(0, U32), maxRequestsPerConnection: int(0, U32), idleTimeoutMs: num(0, 1e12),
+    retryBudget: obj({ percent: num(0, 100), minRetryConcurrency: int(0, U32) }, ['percent', 'minRetryConcurrency']),
   }, ['maxConnections', 'connectTimeoutMs', 'maxPendingRequests', 'maxRequests', 'maxRetries', 'maxRequestsPerConnection', 'idleTimeoutMs']),
   outlier: obj({
     consecutive5xx: int(0, U32), consecutiveGatewayErrors: int(0, U32), enforceGateway: bool, consecutiveLocalOriginFailures: int(0, U32),

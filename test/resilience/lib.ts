@@ -130,3 +130,38 @@ s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
     },
   };
 }
+
+/**
+ * An upstream in a child process, so it can really die: `kill()` SIGKILLs it (connections reset,
+ * the port refuses), `restart()` starts it again on the same port. Answers 200 `<name>` to every
+ * request.
+ */
+export interface KillableUpstream { readonly name: string; port: number; kill(): Promise<void>; restart(): Promise<void>; close(): Promise<void> }
+
+export async function killableUpstream(name: string): Promise<KillableUpstream> {
+  let child: ChildProcess | null = null;
+  const start = (port: number) => new Promise<number>((resolve, reject) => {
+    const c = spawn(process.execPath, ['-e', `
+const s = require('http').createServer((q, r) => { q.resume(); q.on('end', () => r.end(${JSON.stringify(name)})); });
+s.listen({ port: ${port}, host: '127.0.0.1' }, () => process.stdout.write(String(s.address().port) + '\\n'));`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = c;
+    c.stdout!.once('data', (d) => resolve(Number(String(d).trim())));
+    c.once('error', reject);
+    c.once('exit', (code) => reject(new Error(`upstream ${name} exited (${code}) before listening`)));
+  });
+  const kill = async () => {
+    const c = child;
+    child = null;
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  const u: KillableUpstream = {
+    name, port: 0, kill,
+    restart: async () => { await kill(); u.port = await start(u.port); },
+    close: kill,
+  };
+  u.port = await start(0);
+  return u;
+}

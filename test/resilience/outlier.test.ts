@@ -96,9 +96,18 @@ describe('outlier detection (consecutive 5xx)', () => {
       route: '      retries: { attempts: 0 }',
       policy: '    outlierDetection: { consecutive5xxErrors: 2, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }',
     }));
+    // After a failed connect the balancer passes the dead host over for 100 ms (then 200 ms):
+    // requests in between go to the live one, and the next probe is the second failure.
     const codes: number[] = [];
-    for (let i = 0; i < 8; i++) codes.push((await send(p.ports.outbound, { host: 'ratings' })).status);
+    const deadline = performance.now() + 3000;
+    while (codes.filter((c) => c === 503).length < 2 && performance.now() < deadline) {
+      codes.push((await send(p.ports.outbound, { host: 'ratings' })).status);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     expect(codes.filter((c) => c === 503)).toHaveLength(2);
     expect((await stats(p.ports.admin)).get(`${C}.outlier_detection.ejections_enforced_consecutive_5xx`)).toBe(1);
+    // Ejected now: even after the backoff has expired, nothing more goes to the dead host.
+    await new Promise((r) => setTimeout(r, 250));
+    for (let i = 0; i < 8; i++) expect((await send(p.ports.outbound, { host: 'ratings' })).status).toBe(200);
   });
 });

@@ -22,7 +22,7 @@ async function tcpServer(onSocket: (s: Socket) => void = () => {}): Promise<{ po
 }
 
 function breakers(limits: Partial<ConnectionPoolSpec>): Breakers {
-  return { limits: { ...DEFAULT_CONNECTION_POOL, ...limits }, stats: newClusterStats(), cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0 };
+  return { limits: { ...DEFAULT_CONNECTION_POOL, ...limits }, stats: newClusterStats(), cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
 }
 
 class W implements Waiter {

@@ -407,7 +407,7 @@ export class Attempt implements Waiter, ResponseHandler {
     const close = conn.closed || (this.conn !== null && this.conn.closed);
     this.settle(!close);
     ex.current = null;
-    ex.res.end();
+    ex.res.end(undefined, conn.trailers); // chunked trailers (gRPC status) pass through
     end(ex);
   }
 

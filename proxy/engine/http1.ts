@@ -333,7 +333,14 @@ export function parseRequestHead(s: string): RequestHead {
 }
 
 /** Parse a response head (same rules; an upstream that breaks them is a protocol error). */
-export function parseResponseHead(s: string): ResponseHead {
+export function parseResponseHead(head: string): ResponseHead {
+  // Empty lines before the status line are ignored, as before a request line (RFC 9112 section 2.2).
+  let s = head;
+  if (s.charCodeAt(0) === 0x0d) {
+    let k = 0;
+    while (s.charCodeAt(k) === 0x0d && s.charCodeAt(k + 1) === 0x0a) k += 2;
+    s = s.slice(k);
+  }
   const minor = version(s, 0);
   if (minor < 0 || s.charCodeAt(8) !== 0x20) throw new HttpParseError(502, 'HPE_INVALID_CONSTANT', 'invalid status line');
   const d0 = s.charCodeAt(9) - 0x30, d1 = s.charCodeAt(10) - 0x30, d2 = s.charCodeAt(11) - 0x30;

@@ -400,6 +400,9 @@ export class ServerConn {
           return;
         }
         this.req = null;
+        // Empty lines before a request-line are skipped (RFC 9112 section 2.2), also when they
+        // alone would look like the end of a head.
+        while (data[off] === 0x0d && data[off + 1] === 0x0a) off += 2;
         if (off >= data.length) { this.headStart = 0; return; }
         let end: number;
         try {

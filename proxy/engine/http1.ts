@@ -87,9 +87,9 @@ export function asciiLower(s: string): string {
 
 /**
  * The elements of a comma-separated list field (RFC 9110 section 5.6.1), each with OWS (SP/HTAB
- * only) cut from both ends and ASCII-lower-cased; empty elements dropped.
+ * only) cut from both ends and ASCII-lower-cased (unless `lower` is false); empty elements dropped.
  */
-export function listTokens(v: string): string[] {
+export function listTokens(v: string, lower = true): string[] {
   const out: string[] = [];
   let i = 0;
   const n = v.length;
@@ -99,7 +99,7 @@ export function listTokens(v: string): string[] {
     let a = i, b = e;
     while (a < b && (v.charCodeAt(a) === 0x20 || v.charCodeAt(a) === 0x09)) a++;
     while (b > a && (v.charCodeAt(b - 1) === 0x20 || v.charCodeAt(b - 1) === 0x09)) b--;
-    if (b > a) out.push(asciiLower(v.slice(a, b)));
+    if (b > a) out.push(lower ? asciiLower(v.slice(a, b)) : v.slice(a, b));
     i = e + 1;
   }
   return out;

@@ -270,24 +270,29 @@ function checkTarget(method: string, url: string): [string, string] | null {
   return [authority, e === url.length ? '/' : url.charCodeAt(e) === 0x3f ? `/${url.slice(e)}` : url.slice(e)];
 }
 
-/** host [":" port] with no userinfo (RFC 9110 section 4.2.4: a sender MUST NOT send it in http(s) URIs). */
-function checkAuthority(a: string, needPort: boolean): void {
-  if (a.length === 0) throw bad('HPE_INVALID_URL', 'empty authority');
+/**
+ * host [":" port] (RFC 3986 section 3.2.2) with no userinfo (RFC 9110 section 4.2.4: a sender MUST
+ * NOT send it in http(s) URIs). `code` names what is checked: the target's authority or Host.
+ */
+function checkAuthority(a: string, needPort: boolean, code = 'HPE_INVALID_URL'): void {
+  if (a.length === 0) throw bad(code, 'empty authority');
   let colon = -1;
   for (let i = 0; i < a.length; i++) {
     const c = a.charCodeAt(i);
-    if (c === 0x40) throw bad('HPE_INVALID_URL', 'userinfo in the request-target authority');
-    if (AUTHORITY[c] !== 1) throw bad('HPE_INVALID_URL', 'invalid character in the request-target authority');
+    if (c === 0x40) throw bad(code, 'userinfo in an authority');
+    if (AUTHORITY[c] !== 1) throw bad(code, 'invalid character in an authority');
     if (c === 0x3a) colon = i;
     else if (c === 0x5d) colon = -1;
   }
   const v6 = a.charCodeAt(0) === 0x5b;
-  if (v6 ? a.indexOf(']') < 0 : a.indexOf('[') >= 0 || a.indexOf(']') >= 0) throw bad('HPE_INVALID_URL', 'invalid IP-literal in the authority');
-  if (colon === 0) throw bad('HPE_INVALID_URL', 'empty host in the authority');
+  if (v6 ? a.indexOf(']') !== a.length - 1 && a.charCodeAt(a.indexOf(']') + 1) !== 0x3a : a.indexOf('[') >= 0 || a.indexOf(']') >= 0) {
+    throw bad(code, 'invalid IP-literal in an authority');
+  }
+  if (colon === 0) throw bad(code, 'empty host in an authority');
   if (colon > 0) {
-    if (!v6 && a.indexOf(':') !== colon) throw bad('HPE_INVALID_URL', 'invalid authority');
-    for (let i = colon + 1; i < a.length; i++) { const d = a.charCodeAt(i); if (d < 0x30 || d > 0x39) throw bad('HPE_INVALID_URL', 'invalid port'); }
-  } else if (needPort) throw bad('HPE_INVALID_URL', 'CONNECT target needs host:port');
+    if (!v6 && a.indexOf(':') !== colon) throw bad(code, 'invalid authority');
+    for (let i = colon + 1; i < a.length; i++) { const d = a.charCodeAt(i); if (d < 0x30 || d > 0x39) throw bad(code, 'invalid port'); }
+  } else if (needPort) throw bad(code, 'CONNECT target needs host:port');
 }
 
 /** Parse a request head: `s` is the latin1 head without its final CRLF (every line ends CRLF). */
@@ -317,6 +322,9 @@ export function parseRequestHead(s: string): RequestHead {
   const f = parseFields(s, i + 2, h, true);
   if (f.hosts > 1) throw bad('HPE_UNEXPECTED_HOST', 'more than one Host header');
   if (f.hosts === 0 && minor === 1) throw bad('HPE_MISSING_HOST', 'HTTP/1.1 request without Host');
+  // RFC 9112 section 3.2: a Host with an invalid value is a 400 (the proxy routes by it). An empty
+  // Host is valid syntax (a target without authority).
+  if (f.host !== undefined && f.host.length > 0) checkAuthority(f.host, false, 'HPE_INVALID_HOST');
   if (absolute !== null) {
     // RFC 9112 section 3.2.2: the target's authority is the Host; a received Host is replaced
     // (never forwarded alongside), and the request goes on in origin-form.

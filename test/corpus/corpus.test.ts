@@ -14,7 +14,7 @@ const corpus = loadCorpus();
 const pinned = JSON.parse(readFileSync(new URL('./disagreements.json', import.meta.url), 'utf8')) as Record<string, string>;
 
 /** The reasons a disagreement may have (docs/http-conformance.md explains each). */
-const REASONS = new Set(['missing-host', 'incomplete-head', 'asterisk-form', 'not-http', 'http09', 'fragment', 'userinfo',
+const REASONS = new Set(['missing-host', 'invalid-host', 'incomplete-head', 'asterisk-form', 'not-http', 'http09', 'fragment', 'userinfo',
   'response-transfer-coding', 'chunk-size-bound']);
 
 describe('external HTTP/1.1 corpus, in-process', () => {
@@ -98,6 +98,12 @@ describe('external HTTP/1.1 corpus, in-process', () => {
       expect(req(`GET ${target} HTTP/1.1\r\nHost: up\r\n\r\n`).status, JSON.stringify(target)).toBe(400);
     }
     expect(req('PRI * HTTP/1.1\r\nHost: up\r\n\r\n').status).toBe(400);
+    for (const host of ['up:80x', 'user@up', 'up:1:2', '[::1', 'up]', 'up\x80']) {
+      expect(req(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`).code, JSON.stringify(host)).toBe('HPE_INVALID_HOST');
+    }
+    for (const host of ['up', 'up:8080', '[::1]:8080', '[::1]', '10.0.0.1', 'reviews.default.svc.cluster.local:9080', '']) {
+      expect(req(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`).forwarded.map((f) => f.host), JSON.stringify(host)).toEqual([host]);
+    }
     expect(req('OPTIONS * HTTP/1.1\r\nHost: up\r\n\r\n').forwarded.map((f) => f.url)).toEqual(['*']);
   });
 });

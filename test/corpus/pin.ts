@@ -17,6 +17,7 @@ for (const k of c.cases) {
   if (k.kind === 'response' && o.code === 'HPE_INVALID_TRANSFER_ENCODING') key = 'response-transfer-coding';
   else if (o.pending) key = 'incomplete-head';
   else if (o.code === 'HPE_MISSING_HOST') key = 'missing-host';
+  else if (o.code === 'HPE_INVALID_HOST') key = 'invalid-host';
   else if (o.code === 'HPE_INVALID_CHUNK_SIZE') key = 'chunk-size-bound';
   else if (o.code === 'HPE_INVALID_VERSION') key = 'not-http';
   else if (o.code === 'HPE_INVALID_URL' && target.includes('#')) key = 'fragment';

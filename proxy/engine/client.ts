@@ -16,6 +16,11 @@ export interface RequestOptions {
   body: Buffer | ServerRequest | null;
   /** Ask the upstream to close the connection after this response. */
   reset?: boolean;
+  /**
+   * Trailer fields of a buffered body (the downstream's, kept when its chunked body was buffered
+   * for retries or mirroring): the body then goes chunked so they can follow it.
+   */
+  trailers?: string[] | null;
 }
 
 /** Callbacks for one exchange; `conn` doubles as the controller (pause, resume, abort). */
@@ -101,6 +106,14 @@ export class ClientConnection implements BodySink {
     if (body === null) {
       this.reqDone = true;
       s.write(BODY_METHODS.has(opts.method) ? `${h}content-length: 0\r\n\r\n` : `${h}\r\n`, 'latin1');
+    } else if (Buffer.isBuffer(body) && opts.trailers) {
+      // One chunk and the trailers (rare: a buffered chunked body that had trailers).
+      this.reqDone = true;
+      s.cork();
+      s.write(`${h}transfer-encoding: chunked\r\n\r\n${body.length > 0 ? chunkHeader(body.length) : ''}`, 'latin1');
+      if (body.length > 0) { s.write(body); s.write('\r\n', 'latin1'); }
+      s.write(lastChunk(opts.trailers), 'latin1');
+      s.uncork();
     } else if (Buffer.isBuffer(body)) {
       this.reqDone = true;
       h += `content-length: ${body.length}\r\n\r\n`;

@@ -333,6 +333,8 @@ export class Attempt implements Waiter, ResponseHandler {
       path: ex.path, method: ex.method, headers, body,
       // Ask for close on the connection's last allowed request.
       reset: max > 0 && conn.requests >= max,
+      // A buffered (replayable) chunked body keeps its trailers; a streamed one carries them itself.
+      trailers: body !== null && Buffer.isBuffer(body) ? ex.req.trailers : null,
     }, this);
   }
 

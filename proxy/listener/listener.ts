@@ -136,8 +136,10 @@ export class Listener implements ExchangeHooks {
     if (req.upgrade !== null && !isH2cOnly(req.upgrade)) {
       // No route has upgrades configured (tunnels are not built yet): Envoy's answer for an
       // upgrade on a route without upgrade_configs is 403 (details upgrade_failed), never a
-      // plain request with the upgrade silently dropped.
+      // plain request with the upgrade silently dropped. Like Envoy, the connection then closes:
+      // bytes after a refused upgrade may be upgrade payload hiding a smuggled request.
       st.downstream_rq_ws_on_non_ws_route++;
+      res.shouldKeepAlive = false;
       finishLocal(ex, 403, '', null);
       return;
     }

@@ -214,6 +214,9 @@ function parseFields(s: string, i: number, h: HeadInfo, request: boolean): Field
     }
   }
   if (te !== null) {
+    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message MUST be treated as faulty
+    // framing (a 1.0 hop before us may have ignored it: a classic smuggling vector).
+    if (h.minor === 0) throw new HttpParseError(request ? 400 : 502, 'HPE_INVALID_TRANSFER_ENCODING', 'Transfer-Encoding in an HTTP/1.0 message');
     // Only a lone `chunked` is understood; anything else could be framed differently elsewhere.
     // Elements are split on ',' and cut of SP/HTAB only: "chunked\xa0" is an unknown coding.
     const codings = listTokens(te);

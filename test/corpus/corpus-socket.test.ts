@@ -138,14 +138,14 @@ beforeAll(async () => {
       const methods = [...forwardedComplete.map((f) => f.method), 'GET'];
       // Done when the answers the model expects are here; a case that leaves the proxy waiting
       // (an incomplete head or body) ends after a short bound.
-      const r = await client(port, addr(i), rawBytes(c), (b) => want > 0 && readWire(b, false, { methods }).messages.filter((m) => m.complete && m.status! >= 200).length >= want, want > 0 ? 2000 : 300);
+      const r = await client(port, addr(i), rawBytes(c), (b) => want > 0 && readWire(b, false, { methods }).messages.filter((m) => m.complete && m.status! >= 200).length >= want, want > 0 ? 5000 : 300);
       runs.push({ c, i, model, client: r });
     } else {
       const req = rawBytes(c).toString('latin1');
       const method = req.slice(0, req.indexOf(' '));
       const model = replayResponse(method, responseBytes(c));
       const r = await client(port, addr(i), Buffer.from(`${method} /r/${i} HTTP/1.1\r\nHost: resp\r\n\r\n`, 'latin1'),
-        (b) => readWire(b, false, { methods: [method] }).messages.some((m) => m.complete && m.status! >= 200), 2000);
+        (b) => readWire(b, false, { methods: [method] }).messages.some((m) => m.complete && m.status! >= 200), 5000);
       runs.push({ c, i, model, client: r });
     }
   });

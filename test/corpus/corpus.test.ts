@@ -78,6 +78,9 @@ describe('external HTTP/1.1 corpus, in-process', () => {
     }
     const r = replayResponse('GET', Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\xa0\r\n\r\n1\r\nZ\r\n0\r\n\r\n', 'latin1'));
     expect(r.status).toBe(502);
+    // Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112 section 6.1), both ways.
+    expect(req('POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nZ\r\n0\r\n\r\n').status).toBe(400);
+    expect(replayResponse('GET', Buffer.from('HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nZ\r\n0\r\n\r\n')).status).toBe(502);
     const abs = req('GET http://Reviews:9080/x?y=1 HTTP/1.1\r\nHost: other\r\n\r\n');
     expect(abs.forwarded.map((f) => [f.url, f.host, f.raw])).toEqual([['/x?y=1', 'Reviews:9080', ['Host', 'Reviews:9080']]]);
     expect(req('GET http://reviews:9080 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n').forwarded[0].url).toBe('/');

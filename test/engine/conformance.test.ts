@@ -856,6 +856,8 @@ const cases: Case[] = [
   // RFC 9112 section 6.3: chunked is not the final coding ("chunked\xa0" is another token): MUST 400.
   { name: 'Transfer-Encoding: chunked with a trailing NBSP', accept: 'head', statuses: [400],
     payload: `POST / HTTP/1.1\r\nHost: smug\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n${SMUGGLED}` },
+  { name: 'Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1: faulty framing)', accept: 'head', statuses: [400],
+    payload: `POST / HTTP/1.0\r\nHost: smug\r\nTransfer-Encoding: chunked\r\nContent-Length: 38\r\n\r\n0\r\n\r\n${SMUGGLED}` },
   { name: 'absolute-form with userinfo', accept: 'head', statuses: [400],
     payload: `GET http://user@smug/ HTTP/1.1\r\nHost: smug\r\n\r\n${SMUGGLED}` },
   { name: 'chunk size followed by whitespace', accept: 'head', statuses: [400],

@@ -278,24 +278,33 @@ function checkTarget(method: string, url: string): [string, string] | null {
  * NOT send it in http(s) URIs). `code` names what is checked: the target's authority or Host.
  */
 function checkAuthority(a: string, needPort: boolean, code = 'HPE_INVALID_URL'): void {
-  if (a.length === 0) throw bad(code, 'empty authority');
-  let colon = -1;
-  for (let i = 0; i < a.length; i++) {
-    const c = a.charCodeAt(i);
-    if (c === 0x40) throw bad(code, 'userinfo in an authority');
-    if (AUTHORITY[c] !== 1) throw bad(code, 'invalid character in an authority');
-    if (c === 0x3a) colon = i;
-    else if (c === 0x5d) colon = -1;
+  const n = a.length;
+  if (n === 0) throw bad(code, 'empty authority');
+  // One pass: the host (a reg-name/IPv4, or an IP-literal in brackets), then ":" and digits.
+  let i = 0;
+  if (a.charCodeAt(0) === 0x5b) {
+    while (++i < n && a.charCodeAt(i) !== 0x5d) {
+      const c = a.charCodeAt(i);
+      if (HEX[c] < 0 && c !== 0x3a && c !== 0x2e) throw bad(code, 'invalid IP-literal in an authority');
+    }
+    if (i === n || i === 1) throw bad(code, 'invalid IP-literal in an authority');
+    i++;
+  } else {
+    for (; i < n; i++) {
+      const c = a.charCodeAt(i);
+      if (c === 0x3a) break;
+      if (c === 0x40) throw bad(code, 'userinfo in an authority');
+      if (AUTHORITY[c] !== 1 || c === 0x5b || c === 0x5d) throw bad(code, 'invalid character in an authority');
+    }
+    if (i === 0) throw bad(code, 'empty host in an authority');
   }
-  const v6 = a.charCodeAt(0) === 0x5b;
-  if (v6 ? a.indexOf(']') !== a.length - 1 && a.charCodeAt(a.indexOf(']') + 1) !== 0x3a : a.indexOf('[') >= 0 || a.indexOf(']') >= 0) {
-    throw bad(code, 'invalid IP-literal in an authority');
+  if (i === n) { if (needPort) throw bad(code, 'CONNECT target needs host:port'); return; }
+  if (a.charCodeAt(i) !== 0x3a) throw bad(code, 'invalid authority');
+  for (i++; i < n; i++) {
+    const d = a.charCodeAt(i);
+    if (d === 0x40) throw bad(code, 'userinfo in an authority');
+    if (d < 0x30 || d > 0x39) throw bad(code, 'invalid port');
   }
-  if (colon === 0) throw bad(code, 'empty host in an authority');
-  if (colon > 0) {
-    if (!v6 && a.indexOf(':') !== colon) throw bad(code, 'invalid authority');
-    for (let i = colon + 1; i < a.length; i++) { const d = a.charCodeAt(i); if (d < 0x30 || d > 0x39) throw bad(code, 'invalid port'); }
-  } else if (needPort) throw bad(code, 'CONNECT target needs host:port');
 }
 
 /** Parse a request head: `s` is the latin1 head without its final CRLF (every line ends CRLF). */

@@ -217,6 +217,7 @@ describe('external HTTP/1.1 corpus over real sockets through the proxy', () => {
       const expected = [...wantComplete.map(() => 200), ...(m.status !== null ? [m.status] : [])];
       if (statuses.slice(0, expected.length).join() !== expected.join()) problems.push(`${id}: client got ${statuses.join(',') || 'nothing'}, model ${expected.join(',') || 'nothing'}`);
     }
+    if (problems.length > 0) console.error(problems.join('\n'));
     expect(problems).toEqual([]);
   });
 
@@ -243,6 +244,7 @@ describe('external HTTP/1.1 corpus over real sockets through the proxy', () => {
         problems.push(`${id}: got ${final?.status ?? 'nothing'}, model ${m.status}`);
       }
     }
+    if (problems.length > 0) console.error(problems.join('\n'));
     expect(problems).toEqual([]);
   });
 });

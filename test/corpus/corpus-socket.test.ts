@@ -127,7 +127,18 @@ beforeAll(async () => {
     for (const s of sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
   });
-  const p = await fx.proxy([serviceYaml('up', [rec]), serviceYaml('a', [rec]), serviceYaml('hypnotoad.org', [rec]), serviceYaml('resp', [resp])].join('---\n'));
+  // The response upstream closes after every answer (the corpus bytes say nothing about keep-alive):
+  // one request per upstream connection, so no case lands on a connection the previous one closed.
+  const oneShot = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: resp }
+spec:
+  host: resp
+  trafficPolicy:
+    connectionPool:
+      http: { maxRequestsPerConnection: 1 }
+`;
+  const p = await fx.proxy([serviceYaml('up', [rec]), serviceYaml('a', [rec]), serviceYaml('hypnotoad.org', [rec]), serviceYaml('resp', [resp]), oneShot].join('---\n'));
   port = p.ports.outbound;
 
   await pool(cases.map((c, i) => ({ c, i })), 12, async ({ c, i }) => {

@@ -1,6 +1,7 @@
 // Replies the proxy makes itself, with Envoy's exact statuses and bodies (envoy-semantics.md
 // section 0) and the response flag in `x-meshlet-flags`.
 import type { ServerResponse } from './engine/server.ts';
+import { httpDate } from './engine/date.ts';
 
 export const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
 
@@ -23,7 +24,7 @@ export function localReply(
   extra?: Record<string, string>,
 ): void {
   if (res.headersSent || res.destroyed) { res.destroy(); return; }
-  const headers = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'date', new Date().toUTCString(), 'server', 'meshlet'];
+  const headers = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'date', httpDate(), 'server', 'meshlet'];
   if (flags) headers.push('x-meshlet-flags', flags);
   if (extra) for (const k in extra) headers.push(k, extra[k]);
   res.writeHead(status, undefined, headers);

@@ -4,7 +4,7 @@
 // socket's own Buffers. Response framing follows RFC 9112 §6.3 with the same strict head parser
 // as the server side: anything ambiguous is a protocol error (502 UPE), never guessed at.
 import type { Socket } from 'node:net';
-import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, parseResponseHead, type ResponseHead } from './http1.ts';
+import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, lastChunk, parseResponseHead, type ResponseHead } from './http1.ts';
 import type { BodySink, ServerRequest } from './server.ts';
 
 export interface RequestOptions {
@@ -16,6 +16,11 @@ export interface RequestOptions {
   body: Buffer | ServerRequest | null;
   /** Ask the upstream to close the connection after this response. */
   reset?: boolean;
+  /**
+   * Trailer fields of a buffered body (the downstream's, kept when its chunked body was buffered
+   * for retries or mirroring): the body then goes chunked so they can follow it.
+   */
+  trailers?: string[] | null;
 }
 
 /** Callbacks for one exchange; `conn` doubles as the controller (pause, resume, abort). */
@@ -56,6 +61,8 @@ export class ClientConnection implements BodySink {
   closed = false;
   /** Monotonic ms since the connection went idle (the pool's idle timeout). */
   idleSince = 0;
+  /** Trailer fields of the response that just ended (chunked, validated), for `onResponseEnd`; else null. */
+  trailers: string[] | null = null;
   private handler: ResponseHandler | null = null;
   private state = IDLE;
   private method = '';
@@ -87,6 +94,7 @@ export class ClientConnection implements BodySink {
     this.method = opts.method;
     this.keepAlive = opts.reset !== true;
     this.gotBytes = false;
+    this.trailers = null;
     this.buf = null;
     let h = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
     let host = false;
@@ -104,6 +112,14 @@ export class ClientConnection implements BodySink {
     if (body === null) {
       this.reqDone = true;
       s.write(BODY_METHODS.has(opts.method) ? `${h}content-length: 0\r\n\r\n` : `${h}\r\n`, 'latin1');
+    } else if (Buffer.isBuffer(body) && opts.trailers) {
+      // One chunk and the trailers (rare: a buffered chunked body that had trailers).
+      this.reqDone = true;
+      s.cork();
+      s.write(`${h}transfer-encoding: chunked\r\n\r\n${body.length > 0 ? chunkHeader(body.length) : ''}`, 'latin1');
+      if (body.length > 0) { s.write(body); s.write('\r\n', 'latin1'); }
+      s.write(lastChunk(opts.trailers), 'latin1');
+      s.uncork();
     } else if (Buffer.isBuffer(body)) {
       this.reqDone = true;
       h += `content-length: ${body.length}\r\n\r\n`;
@@ -157,7 +173,8 @@ export class ClientConnection implements BodySink {
 
   onBodyEnd(): void {
     if (this.src === null) return;
-    if (this.srcChunked) this.socket.write(CHUNKED_END, 'latin1');
+    // The downstream's trailers (chunked both ways) follow the last chunk.
+    if (this.srcChunked) this.socket.write(this.src.trailers === null ? CHUNKED_END : lastChunk(this.src.trailers), 'latin1');
     this.src = null;
     this.reqDone = true;
   }
@@ -197,6 +214,8 @@ export class ClientConnection implements BodySink {
               this.buf = off === 0 ? data : data.subarray(off);
               return;
             }
+            // The limit holds for a head that arrived whole in one read too.
+            if (end - off > MAX_RESPONSE_HEAD) throw new HttpParseError(502, 'HPE_HEADER_OVERFLOW', 'response head too large');
             head = parseResponseHead(data.toString('latin1', off, end - 2));
           } catch (e) { this.protocolError(e as Error); return; }
           off = end;
@@ -247,7 +266,7 @@ export class ClientConnection implements BodySink {
     const h = this.handler!;
     this.handler = null;
     this.state = IDLE;
-    this.decoder = null;
+    if (this.decoder !== null) { this.trailers = this.decoder.trailers; this.decoder = null; }
     // A connection goes back to the pool reading, whatever backpressure the last response had.
     this.resume();
     // Still sending the request body (an early response): the connection's state is unknown.

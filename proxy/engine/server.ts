@@ -4,7 +4,8 @@
 // together with its first body bytes in one syscall. One request at a time per connection:
 // pipelined requests wait, unparsed, until the response before them has ended (RFC 9112 §9.3.2).
 import { createServer, type Server, type Socket } from 'node:net';
-import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, parseRequestHead, type RequestHead } from './http1.ts';
+import { ChunkedDecoder, HttpParseError, chunkHeader, headEnd, lastChunk, parseRequestHead, type RequestHead } from './http1.ts';
+import { httpDate } from './date.ts';
 
 export interface ServerOptions {
   /** Largest request head (request line + headers) accepted; larger is a 431. */
@@ -81,6 +82,7 @@ const CHUNKED_END = '0\r\n\r\n';
 
 export class ServerRequest {
   readonly method: string;
+  /** Origin-form (an absolute-form target was rewritten by the parser, its authority made the Host). */
   readonly url: string;
   readonly httpVersion: string;
   readonly minor: number;
@@ -91,7 +93,11 @@ export class ServerRequest {
   readonly hasBody: boolean;
   /** What the client asked for: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with keep-alive. */
   readonly wantsKeepAlive: boolean;
+  /** Upgrade protocols asked for (`Connection: upgrade` + Upgrade), lower-case; null for none. */
+  readonly upgrade: string[] | null;
   readonly remoteAddress: string;
+  /** Trailer fields of a chunked body (validated, prohibited ones dropped), once it ended; null for none. */
+  trailers: string[] | null = null;
   bodyDone: boolean;
   bodyBytes = 0;
   /** Set when the body cannot complete (client gone, bad framing). */
@@ -117,6 +123,7 @@ export class ServerRequest {
     this.chunked = h.chunked;
     this.hasBody = h.chunked || h.contentLength > 0;
     this.wantsKeepAlive = h.minor === 1 ? !h.connClose : h.connKeepAlive;
+    this.upgrade = h.upgrade;
     this.bodyDone = !this.hasBody;
     this.remoteAddress = conn.remoteAddress;
   }
@@ -257,14 +264,19 @@ export class ServerResponse {
     // connection closes after it unless the rest is small enough to read and drop.
     if (!req.bodyDone && !close && this.conn.earlyResponseCloses()) close = true;
     let hasLength = false;
+    let hasDate = false;
     let h = `HTTP/1.1 ${status} ${reason ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i];
       const l = n.length;
       if (l === 14 && n.toLowerCase() === 'content-length') hasLength = true;
+      else if (l === 4 && n.toLowerCase() === 'date') hasDate = true;
       else if ((l === 17 && n.toLowerCase() === 'transfer-encoding') || (l === 10 && n.toLowerCase() === 'connection')) continue;
       h += `${n}: ${headers[i + 1]}\r\n`;
     }
+    // RFC 9110 section 6.6.1: an origin with a clock sends Date; the proxy adds it when the
+    // upstream did not, and on its own replies (as Envoy). One string per second, shared.
+    if (!hasDate) h += `date: ${httpDate()}\r\n`;
     this.noBody = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     if (!this.noBody && !hasLength) {
       if (req.minor === 1) { this.chunked = true; h += 'transfer-encoding: chunked\r\n'; } else close = true;
@@ -288,17 +300,22 @@ export class ServerResponse {
     return this.send(pre, chunk, this.chunked ? '\r\n' : '');
   }
 
-  /** End the response, with optional last body bytes. */
-  end(body?: Buffer | string): void {
+  /**
+   * End the response, with optional last body bytes. `trailers` (flat [name, value, ...], already
+   * validated) go out after the last chunk when the response is chunked; with any other framing
+   * there is nowhere to put them and they are dropped (RFC 9110 section 6.5.1 allows it).
+   */
+  end(body?: Buffer | string, trailers: string[] | null = null): void {
     if (this.ended || this.destroyed) return;
     if (!this.headersSent) this.writeHead(200, undefined, ['content-length', String(body === undefined ? 0 : Buffer.byteLength(body))]);
     const chunk = body === undefined || this.noBody ? EMPTY : typeof body === 'string' ? Buffer.from(body) : body;
     const head = this.head;
     this.head = null;
     if (this.chunked) {
+      const last = trailers === null ? CHUNKED_END : lastChunk(trailers);
       const pre = chunk.length > 0 ? `${head ?? ''}${chunkHeader(chunk.length)}` : null;
-      if (pre !== null) this.send(pre, chunk, `\r\n${CHUNKED_END}`);
-      else this.conn.socket.write(head === null ? CHUNKED_END : head + CHUNKED_END, 'latin1');
+      if (pre !== null) this.send(pre, chunk, `\r\n${last}`);
+      else this.conn.socket.write(head === null ? last : head + last, 'latin1');
     } else if (head !== null) {
       if (chunk.length > 0) this.send(head, chunk, ''); else this.conn.socket.write(head, 'latin1');
     } else if (chunk.length > 0) this.conn.socket.write(chunk);
@@ -442,6 +459,9 @@ export class ServerConn {
           return;
         }
         this.req = null;
+        // Empty lines before a request-line are skipped (RFC 9112 section 2.2), also when they
+        // alone would look like the end of a head.
+        while (data[off] === 0x0d && data[off + 1] === 0x0a) off += 2;
         if (off >= data.length) { this.headStart = 0; return; }
         let end: number;
         try {
@@ -466,13 +486,23 @@ export class ServerConn {
         const res = new ServerResponse(this, r);
         this.req = r;
         this.res = res;
+        let bodyEnd = off;
         if (r.hasBody) {
           if (h.chunked) { this.decoder = new ChunkedDecoder(); this.remaining = 0; } else { this.decoder = null; this.remaining = h.contentLength; }
           // Envoy answers Expect: 100-continue itself; the header is not forwarded.
           if (h.expectContinue && h.minor === 1) this.socket.write(CONTINUE);
+          // Body bytes already here are framed before the request goes anywhere: a framing error
+          // in them is a 400 with nothing dispatched (no head reaches an upstream). They queue on
+          // the request as any early body bytes do.
+          if (off < data.length) {
+            bodyEnd = this.feedBody(data, off);
+            if (this.dead) return;
+          }
         }
         // The handler may answer at once (a local reply): then this loop goes on to the next request.
         this.server.hooks.onRequest(r, res);
+        if (bodyEnd < 0) return;
+        off = bodyEnd;
       }
     } finally {
       this.inProcess = false;
@@ -497,6 +527,7 @@ export class ServerConn {
       if (this.overLimit) { this.tooLarge(); return -1; }
       if (req.discard && this.discardLeft < 0) { this.linger(); return -1; }
       if (r < 0) return -1;
+      req.trailers = this.decoder.trailers;
       this.decoder = null;
       req.finish();
       return r;
@@ -532,7 +563,7 @@ export class ServerConn {
     const status = e.status;
     const body = status === 400 ? `malformed request: ${e.code}: ${e.message}` : STATUS_CODES[status] ?? 'error';
     this.server.stats.rejected++;
-    this.socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    this.socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`);
     this.buf = null;
     this.dead = true;
     this.socket.destroySoon();

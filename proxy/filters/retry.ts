@@ -1,6 +1,7 @@
 // Retry policy pieces: which failures a retry_on string accepts, Envoy's jittered backoff, and a
 // Linkerd-style retry budget so retries cannot amplify an outage.
 import type { RetrySpec } from '../config/schema.ts';
+import { listTokens } from '../engine/http1.ts';
 
 export type FailureKind = 'connect' | 'reset' | 'per_try_timeout' | 'status';
 
@@ -41,7 +42,7 @@ export function policyFrom(spec: RetrySpec | null, headerRetryOn?: string, heade
   if (headerRetryOn) {
     // OR-ed into the route policy; 1 retry if the route had none (spec section 4.2).
     on ??= new Set();
-    for (const t of headerRetryOn.split(',')) { const v = t.trim(); if (v) on.add(v); }
+    for (const v of listTokens(headerRetryOn, false)) on.add(v); // OWS is SP/HTAB only; case-sensitive, as Envoy
     if (!spec) numRetries = 1;
   }
   if (!on || on.size === 0) return null;

@@ -367,6 +367,8 @@ export class Attempt implements Waiter, ResponseHandler {
       path: ex.path, method: ex.method, headers, body,
       // Ask for close on the connection's last allowed request.
       reset: max > 0 && conn.requests >= max,
+      // A buffered (replayable) chunked body keeps its trailers; a streamed one carries them itself.
+      trailers: body !== null && Buffer.isBuffer(body) ? ex.req.trailers : null,
     }, this);
   }
 
@@ -441,7 +443,7 @@ export class Attempt implements Waiter, ResponseHandler {
     const close = conn.closed || (this.conn !== null && this.conn.closed);
     this.settle(!close);
     ex.current = null;
-    ex.res.end();
+    ex.res.end(undefined, conn.trailers); // chunked trailers (gRPC status) pass through
     end(ex);
   }
 

@@ -1,6 +1,7 @@
 // Request/response header hygiene on the raw header arrays Node gives us (no header objects on
 // the forwarding path): hop-by-hop removal per RFC 9110 section 7.6.1, plus headers the proxy owns.
 import type { HeaderOpsSpec } from '../config/schema.ts';
+import { listTokens } from '../engine/http1.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-connection',
   'proxy-authenticate', 'proxy-authorization', 'expect', 'http2-settings']);
@@ -13,13 +14,29 @@ export const ENVOY_CONTROL = new Set(['x-envoy-retry-on', 'x-envoy-retry-grpc-on
   'x-envoy-upstream-rq-per-try-timeout-ms', 'x-envoy-retriable-status-codes', 'x-envoy-retriable-header-names',
   'x-envoy-upstream-rq-timeout-alt-response', 'x-envoy-hedge-on-per-try-timeout']);
 
-function connectionTokens(raw: string[]): Set<string> | null {
+/**
+ * Request headers the proxy itself is responsible for: a `Connection` header naming one of them
+ * does not remove it (RFC 9110 section 7.6.1 lets a client drop its own hop-by-hop fields, not the
+ * ones this hop computes or routes by): Host, X-Forwarded-For/-Proto, X-Request-Id, the trace
+ * context and the l5d-/x-envoy- families (read or rewritten by the proxy, never the client's to
+ * unset).
+ */
+const PROXY_OWNED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'forwarded', 'via',
+  'traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags',
+  'content-length']);
+
+function isProxyOwned(lower: string): boolean {
+  return PROXY_OWNED.has(lower) || lower.startsWith('l5d-') || lower.startsWith('x-envoy-');
+}
+
+/** The field names a Connection header nominates (SP/HTAB-trimmed, ASCII-lower-cased), minus the proxy's own. */
+function connectionTokens(raw: string[], request: boolean): Set<string> | null {
   let out: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 10 && raw[i].toLowerCase() === 'connection') {
-      for (const t of raw[i + 1].split(',')) {
-        const v = t.trim().toLowerCase();
-        if (v) (out ??= new Set()).add(v);
+      for (const v of listTokens(raw[i + 1])) {
+        if (request && isProxyOwned(v)) continue;
+        (out ??= new Set()).add(v);
       }
     }
   }
@@ -35,7 +52,7 @@ export function isHopByHop(lower: string, named: Set<string> | null): boolean {
  * (e.g. l5d-* when stripping context, or route header ops). Returns a flat [name, value, …] array.
  */
 export function upstreamRequestHeaders(raw: string[], drop: ((lower: string) => boolean) | null): string[] {
-  const named = connectionTokens(raw);
+  const named = connectionTokens(raw, true);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
@@ -47,9 +64,13 @@ export function upstreamRequestHeaders(raw: string[], drop: ((lower: string) => 
   return out;
 }
 
-/** Filter raw upstream response headers for the downstream response. */
+/**
+ * Filter raw upstream response headers for the downstream response. Nominated fields go (the
+ * upstream's own hop-by-hop fields); what the proxy adds to a response (Date when missing,
+ * x-meshlet-flags, framing) is added after this, so a nomination cannot remove it.
+ */
 export function downstreamResponseHeaders(raw: string[]): string[] {
-  const named = connectionTokens(raw);
+  const named = connectionTokens(raw, false);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();

@@ -153,6 +153,16 @@ export class Listener implements ExchangeHooks {
       return;
     }
     ex.requestId = requestId;
+    if (req.upgrade !== null && !isH2cOnly(req.upgrade)) {
+      // No route has upgrades configured (tunnels are not built yet): Envoy's answer for an
+      // upgrade on a route without upgrade_configs is 403 (details upgrade_failed), never a
+      // plain request with the upgrade silently dropped. Like Envoy, the connection then closes:
+      // bytes after a refused upgrade may be upgrade payload hiding a smuggled request.
+      st.downstream_rq_ws_on_non_ws_route++;
+      res.shouldKeepAlive = false;
+      finishLocal(ex, 403, '', null);
+      return;
+    }
     ex.stripL5dResponse = strip;
     if (sampled) {
       if (this.opts.name === 'inbound') {
@@ -305,6 +315,11 @@ export class Listener implements ExchangeHooks {
       forward(ex);
     });
   }
+}
+
+/** `Upgrade: h2c` alone: Envoy strips it and serves the request as plain HTTP/1.1 (the headers are hop-by-hop). */
+function isH2cOnly(protocols: string[]): boolean {
+  return protocols.length === 1 && protocols[0] === 'h2c';
 }
 
 /** Dtab headers the proxy consumes (trust) or every l5d-* header (strip). */

@@ -52,6 +52,7 @@ const HTTP_COUNTERS = [
   'downstream_rq_total', 'downstream_rq_2xx', 'downstream_rq_3xx', 'downstream_rq_4xx', 'downstream_rq_5xx',
   'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'downstream_rq_idle_timeout', 'downstream_rq_too_large', 'no_route', 'no_cluster', 'rq_direct_response',
   'fault.delays_injected', 'fault.aborts_injected', 'dtab_override', 'dtab_error', 'mirror.sent', 'mirror.dropped', 'mirror.failed',
+  'downstream_rq_ws_on_non_ws_route',
 ] as const;
 const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active', 'fault.active_faults'] as const;
 export type HttpStatName = (typeof HTTP_COUNTERS)[number] | (typeof HTTP_GAUGES)[number];

@@ -35,14 +35,15 @@ export function extractContext(raw: string[]): TraceContext | null {
   // Whatever context wins, a caller that speaks B3 gets B3 back (as well as traceparent).
   const b3Format = b3 ? 'single' : xt ? 'multi' : null;
   if (tp) {
-    const p = tp.trim().split('-');
+    // The parser already cut SP/HTAB from the value; no trim() (it would also strip U+00A0 & co).
+    const p = tp.split('-');
     if (p.length >= 4 && p[0].length === 2 && p[0] !== 'ff' && p[1].length === 32 && p[2].length === 16 && HEX.test(p[1]) && HEX.test(p[2])
       && !/^0+$/.test(p[1]) && !/^0+$/.test(p[2])) {
       return { traceId: p[1], spanId: p[2], sampled: (parseInt(p[3].slice(0, 2), 16) & 1) === 1, b3: b3Format, tracestate: ts };
     }
   }
   if (b3) {
-    const p = b3.trim().split('-');
+    const p = b3.split('-');
     if (p.length >= 2 && (p[0].length === 32 || p[0].length === 16) && p[1].length === 16 && HEX.test(p[0]) && HEX.test(p[1])) {
       const s = p[2];
       return { traceId: p[0].padStart(32, '0'), spanId: p[1], sampled: s === '1' || s === 'd', b3: 'single' };

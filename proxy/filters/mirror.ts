@@ -23,6 +23,7 @@ export function shadowHost(host: string): string {
 }
 
 class MirrorRequest implements Waiter, ResponseHandler {
+  readonly fresh = false;
   private cluster: Cluster;
   private method: string;
   private path: string;

@@ -2,6 +2,7 @@
 // Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
 import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
 import { fullMatchTest, wireForm, type InputForm } from '../config/regex.ts';
+import { asciiLower } from '../engine/http1.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 
 type Test = (v: string) => boolean;
@@ -10,15 +11,17 @@ type Test = (v: string) => boolean;
 // safe_regex matching" and Istio maps ignoreUriCase to it, so a regex says `(?i)` itself.
 // Header values and the path arrive as wire bytes (latin1 strings), so exact/prefix strings from
 // the config are compared as their UTF-8 bytes (once, here); query values arrive decoded (`text`).
+// Case is folded for ASCII letters only, as Envoy (absl ASCII folding): JS toLowerCase on a latin1
+// string would also fold the bytes of UTF-8 sequences (0xC3 'Ã' -> 0xE3 'ã') into other characters.
 function stringTest(m: StringMatchSpec, ignoreCase = false, input: InputForm = 'wire'): Test {
   const form = input === 'wire' ? wireForm : (x: string) => x;
   if (m.exact !== undefined) {
-    const x = ignoreCase ? form(m.exact).toLowerCase() : form(m.exact);
-    return ignoreCase ? (v) => v.toLowerCase() === x : (v) => v === x;
+    const x = ignoreCase ? asciiLower(form(m.exact)) : form(m.exact);
+    return ignoreCase ? (v) => asciiLower(v) === x : (v) => v === x;
   }
   if (m.prefix !== undefined) {
-    const x = ignoreCase ? form(m.prefix).toLowerCase() : form(m.prefix);
-    return ignoreCase ? (v) => v.toLowerCase().startsWith(x) : (v) => v.startsWith(x);
+    const x = ignoreCase ? asciiLower(form(m.prefix)) : form(m.prefix);
+    return ignoreCase ? (v) => asciiLower(v).startsWith(x) : (v) => v.startsWith(x);
   }
   // RE2, full match, linear time (proxy/config/regex.ts).
   return fullMatchTest(m.regex!, input);

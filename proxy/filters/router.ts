@@ -17,6 +17,9 @@ import { injectHeaders, type ActiveSpan, type TraceContext, type Tracing } from 
 /** Envoy's order for joined flags (e.g. `UF,URX`). */
 const FLAG_ORDER = ['UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'DC', 'URX', 'UPE', 'NC', 'IH', 'SI'];
 
+/** Resends of an idempotent request after reused keep-alive connections died under it. */
+const MAX_STALE_RESENDS = 3;
+
 export const RETRY_BUFFER_LIMIT = 1024 * 1024; // Envoy's per_connection_buffer_limit_bytes default
 
 export interface ExchangeHooks {
@@ -45,7 +48,12 @@ export class Exchange {
   retriesLeft = 0;
   retried = false;
   retriesHeld = 0;
-  reusedRetryDone = false;
+  /** The once-per-request resend after a fresh connection died before any response byte was used. */
+  freshResendDone = false;
+  /** Resends after a reused keep-alive connection died before any response byte (bounded). */
+  staleResends = 0;
+  /** The next attempt must use a new connection (the last reused one was stale). */
+  freshConnection = false;
   attempts = 0;
   globalTimeoutMs = 0;
   /** When the global timeout started (monotonic ms); set only when there is one. */
@@ -189,7 +197,8 @@ function startAttempt(ex: Exchange): void {
   }
   ex.attempts++;
   ex.upstreamHost = ep.key;
-  const a = new Attempt(ex, ep);
+  const a = new Attempt(ex, ep, ex.freshConnection);
+  ex.freshConnection = false;
   ex.current = a;
   if (ex.tracing !== null) {
     a.span = ex.tracing.startSpan(ex.method, 'client', ex.traceParent, {
@@ -305,11 +314,14 @@ export class Attempt implements Waiter, ResponseHandler {
   finished = false;
   discarding = false;
   span: ActiveSpan | null = null;
+  /** The pool must open a new connection for this attempt (see Waiter.fresh). */
+  readonly fresh: boolean;
   private gotHeaders = false;
 
-  constructor(ex: Exchange, ep: Endpoint) {
+  constructor(ex: Exchange, ep: Endpoint, fresh: boolean) {
     this.ex = ex;
     this.ep = ep;
+    this.fresh = fresh;
   }
 
   private endSpan(status: number, error: boolean): void {
@@ -481,10 +493,14 @@ export class Attempt implements Waiter, ResponseHandler {
     }
     // The connection died before any response byte: a keep-alive connection the server closed as
     // we reused it, or an upstream that was killed with the request in flight. An idempotent
-    // request (RFC 9110 section 9.2.2) is sent once more, to another host when there is one, so an
-    // endpoint dying under load fails no GET. Once per request; not a retry of the route policy.
-    if (!this.gotHeaders && !ex.reusedRetryDone && canReplay(ex) && idempotent(ex.method)) {
-      ex.reusedRetryDone = true;
+    // request (RFC 9110 section 9.2.2) is sent again, to another host when there is one, so an
+    // endpoint dying under load fails no GET. Not a retry of the route policy: once per request
+    // after a fresh connection died, and up to MAX_STALE_RESENDS times after reused ones (an
+    // upstream that closes every connection after its response without saying `Connection:
+    // close` can leave several stale idle connections; each failure used one of them up).
+    if (!this.gotHeaders && canReplay(ex) && idempotent(ex.method)
+      && (reused ? ex.staleResends < MAX_STALE_RESENDS : !ex.freshResendDone)) {
+      if (reused) { ex.staleResends++; ex.freshConnection = true; } else ex.freshResendDone = true;
       // A fresh connection that died is the host's failure (a reused one may just have raced
       // the server's keep-alive close): counted and fed to outlier detection as below.
       if (!reused) {

@@ -34,6 +34,11 @@ export type PoolFailure = 'overflow' | 'connect_failure' | 'connect_timeout';
 
 /** A request waiting for (or holding) a connection. */
 export interface Waiter {
+  /**
+   * Only a new connection will do: the request is being resent because a reused keep-alive
+   * connection died under it, and the host's other idle ones may be just as stale.
+   */
+  readonly fresh: boolean;
   onAttached(conn: Conn): void;
   onPoolFailure(reason: PoolFailure, detail: string): void;
 }
@@ -91,7 +96,9 @@ export class EndpointPool {
   /** Envoy's newStream: attach to a ready connection, else queue (bounded) and connect. */
   request(w: Waiter): void {
     const br = this.br;
-    const c = this.popIdle();
+    const c = w.fresh ? undefined : this.popIdle();
+    // A fresh connection at the connection limit takes the place of an idle one (suspect anyway).
+    if (w.fresh && br.cxActive >= br.limits.maxConnections && this.idle.length > 0) this.destroyConn(this.idle[0]);
     if (c) {
       if (br.rqActive >= br.limits.maxRequests) { this.idle.push(c); return this.overflow(w); }
       this.attach(c, w);
@@ -186,7 +193,11 @@ export class EndpointPool {
 
   private onReady(c: Conn): void {
     while (this.pending.length > 0) {
-      const w = this.pending.shift()!; // oldest first
+      // Oldest first, except that a used connection passes over waiters that need a fresh one.
+      let i = 0;
+      if (c.requests > 0) while (i < this.pending.length && this.pending[i].fresh) i++;
+      if (i === this.pending.length) break;
+      const w = i === 0 ? this.pending.shift()! : this.pending.splice(i, 1)[0];
       this.br.pendingActive--;
       this.br.stats.upstream_rq_pending_active--;
       if (this.br.rqActive >= this.br.limits.maxRequests) { this.overflow(w); continue; }
@@ -197,6 +208,11 @@ export class EndpointPool {
     c.h1!.idleSince = performance.now();
     this.idle.push(c);
     watchIdle(this);
+    if (this.pending.length > 0) {
+      // Only waiters that need a fresh connection are left: at the limit this used one makes room.
+      if (this.br.cxActive >= this.br.limits.maxConnections) this.destroyConn(c);
+      this.maybeConnect();
+    }
   }
 
   /** Close connections idle longer than the idle timeout (the sweeper's tick). */

@@ -30,7 +30,8 @@ class W implements Waiter {
   failure: { reason: PoolFailure; detail: string } | null = null;
   readonly name: string;
   readonly log: string[];
-  constructor(name: string, log: string[]) { this.name = name; this.log = log; }
+  readonly fresh: boolean;
+  constructor(name: string, log: string[], fresh = false) { this.name = name; this.log = log; this.fresh = fresh; }
   onAttached(conn: Conn): void { this.conn = conn; this.log.push(`${this.name}:attached`); }
   onPoolFailure(reason: PoolFailure, detail: string): void { this.failure = { reason, detail }; this.log.push(`${this.name}:${reason}`); }
 }
@@ -64,6 +65,36 @@ describe('EndpointPool admission', () => {
     expect(br.stats.upstream_rq_total).toBe(3);
     p.release(c.conn!, true);
     expect(br.stats.upstream_rq_active).toBe(0);
+  });
+
+  it('a waiter that needs a fresh connection never gets a used one (resend after a stale keep-alive connection)', async () => {
+    const { port } = await tcpServer();
+    const br = breakers({ maxConnections: 1, maxPendingRequests: 3 });
+    const p = pool(port, br);
+    const log: string[] = [];
+    const a = new W('a', log);
+    p.request(a);
+    await until(async () => a.conn !== null, 2000);
+    const used = a.conn!;
+    // A fresh waiter queued while the only connection is busy is passed over when it is released...
+    const f = new W('f', log, true);
+    p.request(f);
+    p.release(used, true);
+    expect(f.conn).toBeNull();
+    // ...and at the connection limit the idle (suspect) connection makes room for a new one.
+    await until(async () => f.conn !== null, 2000);
+    expect(f.conn).not.toBe(used);
+    expect(f.conn!.requests).toBe(1);
+    expect(used.closed).toBe(true);
+    expect(br.stats.upstream_cx_total).toBe(2);
+    expect(br.cxActive).toBe(1);
+    // An ordinary waiter takes the warm connection as before.
+    const fc = f.conn!;
+    p.release(fc, true);
+    const b = new W('b', log);
+    p.request(b);
+    expect(b.conn).toBe(fc);
+    p.release(fc, true);
   });
 
   it('http1MaxPendingRequests 1: one request may wait beside the active one, the third overflows', async () => {

@@ -11,7 +11,7 @@ import type { startControlClient } from './xds/client.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
-  { name: 'control', type: 'string', help: 'control server URL (http://host:15010); with --config: start from the file, then follow control' },
+  { name: 'control', type: 'string', help: 'control server URL (http://host:15010, or host:15010); with --config: start from the file, then follow control' },
   { name: 'node-id', type: 'string', help: 'this proxy\'s id at the control server (default <hostname>-<pid>)' },
   { name: 'control-token-file', type: 'string', help: 'file holding the bearer token for the control server' },
   { name: 'advertise-address', type: 'string', help: "address registered for the app's endpoint (default: --bind, or 127.0.0.1 when binding all addresses)" },

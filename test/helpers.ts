@@ -156,17 +156,32 @@ export class Fixtures {
 export interface ProxyProcess {
   child: import('node:child_process').ChildProcess;
   ports: { outbound: number; inbound: number; admin: number };
+  /** The parsed ready line. */
+  line: Record<string, unknown>;
   output(): string;
   /** SIGKILL if still running; resolves when it has exited. */
   stop(): Promise<void>;
 }
 
-/** `meshlet proxy` as its own process on port 0 listeners; resolves at its ready line. */
-export async function startProxyProcess(args: string[]): Promise<ProxyProcess> {
+export interface SpawnedProxy {
+  child: import('node:child_process').ChildProcess;
+  output(): string;
+  /** The parsed ready line, or null when the process exited first (`code`). */
+  line: Record<string, unknown> | null;
+  code: number | null;
+  /** SIGKILL if still running; resolves when it has exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `meshlet proxy ARGS` as its own process (OTEL_* variables of the test runner left out); resolves
+ * at its ready line or its exit, whichever comes first within `ms`.
+ */
+export async function spawnProxy(args: string[], ms = 15_000): Promise<SpawnedProxy> {
   const { spawn } = await import('node:child_process');
   const bin = new URL('../bin/meshlet.js', import.meta.url).pathname;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-  const child = spawn(process.execPath, [bin, 'proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (c) => { out += c; });
   child.stderr!.on('data', (c) => { out += c; });
@@ -176,13 +191,20 @@ export async function startProxyProcess(args: string[]): Promise<ProxyProcess> {
     child.kill('SIGKILL');
     await exited;
   };
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
-    if (line) return { child, ports: JSON.parse(line).ports, output: () => out, stop };
-    if (child.exitCode !== null) throw new Error(`proxy exited ${child.exitCode}: ${out}`);
+    if (line) return { child, output: () => out, line: JSON.parse(line), code: null, stop };
+    if (child.exitCode !== null) return { child, output: () => out, line: null, code: child.exitCode, stop };
     await new Promise((r) => setTimeout(r, 25));
   }
   await stop();
-  throw new Error(`proxy not ready: ${out}`);
+  throw new Error(`proxy neither ready nor exited: ${out}`);
+}
+
+/** `meshlet proxy` on port 0 listeners; resolves at its ready line (throws if it exits first). */
+export async function startProxyProcess(args: string[]): Promise<ProxyProcess> {
+  const p = await spawnProxy(['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args]);
+  if (p.line === null) throw new Error(`proxy exited ${p.code}: ${p.output()}`);
+  return { child: p.child, ports: p.line.ports as ProxyProcess['ports'], line: p.line, output: p.output, stop: p.stop };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { createServer as netServer, type Server as NetServer } from 'node:net';
-import { echo, send, serviceYaml, startUpstream, writeConfig, type Upstream } from '../helpers.ts';
+import { echo, send, serviceYaml, spawnProxy, startProxyProcess, startUpstream, writeConfig, type ProxyProcess, type SpawnedProxy, type Upstream } from '../helpers.ts';
 import { mergePrometheus, restartDelay, sumEnvoyStats, MAX_START_FAILURES } from '../../proxy/workers.ts';
 
 const BIN = new URL('../../bin/meshlet.js', import.meta.url).pathname;
@@ -18,22 +18,10 @@ afterAll(async () => {
   for (const u of upstreams) await u.close();
 });
 
-interface Started { child: ChildProcess; ports: { outbound: number; inbound: number; admin: number }; output: () => string; line: Record<string, unknown> }
-
-async function startChild(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [BIN, 'proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (c) => { out += c; });
-  child.stderr!.on('data', (c) => { out += c; });
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
-    if (line) return { child, ports: JSON.parse(line).ports, output: () => out, line: JSON.parse(line) };
-    if (child.exitCode !== null) throw new Error(`proxy exited ${child.exitCode}: ${out}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`proxy not ready: ${out}`);
+async function startChild(args: string[]): Promise<ProxyProcess> {
+  const p = await startProxyProcess(args);
+  children.push(p.child);
+  return p;
 }
 
 /** Poll (bounded) until requests for `host` reach upstream `name`; returns the last one seen. */
@@ -133,20 +121,10 @@ async function defaultLikePorts(): Promise<{ admin: number; outbound: number; in
 }
 
 /** Start `meshlet proxy` with explicit ports (startChild forces 0) and wait for its ready line or its exit. */
-async function startWithPorts(args: string[], ms = 20_000): Promise<{ child: ChildProcess; output: () => string; line: Record<string, unknown> | null; code: number | null }> {
-  const child = spawn(process.execPath, [BIN, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (c) => { out += c; });
-  child.stderr!.on('data', (c) => { out += c; });
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const line = out.split('\n').find((l) => l.includes('"meshlet proxy ready"'));
-    if (line) return { child, output: () => out, line: JSON.parse(line), code: null };
-    if (child.exitCode !== null) return { child, output: () => out, line: null, code: child.exitCode };
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`proxy neither ready nor exited: ${out}`);
+async function startWithPorts(args: string[], ms = 20_000): Promise<SpawnedProxy> {
+  const p = await spawnProxy(args, ms);
+  children.push(p.child);
+  return p;
 }
 
 describe('workers: supervision pieces', () => {

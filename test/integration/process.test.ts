@@ -127,6 +127,23 @@ async function startWithPorts(args: string[], ms = 20_000): Promise<SpawnedProxy
   return p;
 }
 
+/**
+ * `meshlet proxy --workers 2` whose outbound port `port` is held by the test: resolves once the
+ * primary reported the first failed worker start (bounded wait), with the process still running.
+ */
+async function workersRetrying(yaml: string, port: number): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, 'proxy', '--config', writeConfig(yaml), '--workers', '2', '--log-level', 'warn',
+    '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (c) => { out += c; });
+  child.stderr!.on('data', (c) => { out += c; });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && !out.includes('worker failed to start; retrying')) await new Promise((r) => setTimeout(r, 25));
+  expect(out).toContain('worker failed to start; retrying');
+  return { child, output: () => out };
+}
+
 describe('workers: supervision pieces', () => {
   it('restart backoff: at once after a worker that ran, then 100 ms doubling to 10 s', () => {
     expect([0, 1, 2, 3, 4, 8, 20].map(restartDelay)).toEqual([0, 100, 200, 400, 800, 10_000, 10_000]);
@@ -330,19 +347,12 @@ spec:
     upstreams.push(u);
     const blocker = await hold(0);
     const port = (blocker.address() as { port: number }).port;
-    const child = spawn(process.execPath, [BIN, 'proxy', '--config', writeConfig(serviceYaml('w', [u.port])), '--workers', '2', '--log-level', 'warn',
-      '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let out = '';
-    child.stdout!.on('data', (c) => { out += c; });
-    child.stderr!.on('data', (c) => { out += c; });
-    // Release the port once the first failed start was reported (bounded wait).
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && !out.includes('worker failed to start; retrying')) await new Promise((r) => setTimeout(r, 25));
-    expect(out).toContain('worker failed to start; retrying');
+    const { child, output } = await workersRetrying(serviceYaml('w', [u.port]), port);
+    // Release the port once the first failed start was reported; the retry then succeeds (bounded wait).
     await release(blocker);
-    while (Date.now() < deadline + 10_000 && !out.includes('"meshlet proxy ready"') && child.exitCode === null) await new Promise((r) => setTimeout(r, 25));
-    expect(out).toContain('"meshlet proxy ready"');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !output().includes('"meshlet proxy ready"') && child.exitCode === null) await new Promise((r) => setTimeout(r, 25));
+    expect(output()).toContain('"meshlet proxy ready"');
     expect((await send(port, { host: 'w' })).status).toBe(200);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
@@ -353,19 +363,11 @@ spec:
     const blocker = await hold(0);
     const port = (blocker.address() as { port: number }).port;
     try {
-      const child = spawn(process.execPath, [BIN, 'proxy', '--config', writeConfig(serviceYaml('w', [1])), '--workers', '2', '--log-level', 'warn',
-        '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      let out = '';
-      child.stdout!.on('data', (c) => { out += c; });
-      child.stderr!.on('data', (c) => { out += c; });
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline && !out.includes('worker failed to start; retrying')) await new Promise((r) => setTimeout(r, 25));
-      expect(out).toContain('worker failed to start; retrying');
+      const { child, output } = await workersRetrying(serviceYaml('w', [1]), port);
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(out).not.toContain('"meshlet proxy ready"');
+      expect(output()).not.toContain('"meshlet proxy ready"');
     } finally {
       await release(blocker);
     }

@@ -105,15 +105,23 @@ function busyUpload(port: number, size: number): Promise<string> {
 
 const post = (path: string, extra: string) => `POST ${path} HTTP/1.1\r\nhost: ${HOST}\r\n${extra}\r\n`;
 
+/**
+ * A proxy whose one upstream connection (maxConnections 1) goes to an upstream that stops reading
+ * `/stuck` bodies and answers anything else once its body ended.
+ */
+async function stuckProxy(streamIdleTimeoutMs: number) {
+  const u = await fx.upstream((req, res) => {
+    if (req.url === '/stuck') { req.pause(); return; }
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  return fx.proxy(ratings([u.port], { policy: '    connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }' }),
+    { streamIdleTimeoutMs });
+}
+
 describe('stuck streams (upstream stops reading the request body, no route timeout)', () => {
   it('a client RST while the proxy is paused is noticed at once: DC, the pool slot freed, no upstream failure', async () => {
-    const u = await fx.upstream((req, res) => {
-      if (req.url === '/stuck') { req.pause(); return; }
-      req.resume();
-      req.on('end', () => res.end('ok'));
-    });
-    const p = await fx.proxy(ratings([u.port], { policy: '    connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }' }),
-      { streamIdleTimeoutMs: 0 });
+    const p = await stuckProxy(0);
     const up = rawUpload(p.ports.outbound, post('/stuck', `content-length: ${512 * MB}\r\n`), 512 * MB);
     expect(await backedUp(up.socket)).toBe(true);
     up.socket.resetAndDestroy();
@@ -130,13 +138,7 @@ describe('stuck streams (upstream stops reading the request body, no route timeo
   });
 
   it('the stream idle timeout ends a stuck upload with 408 "stream timeout" (SI) and frees the slot', async () => {
-    const u = await fx.upstream((req, res) => {
-      if (req.url === '/stuck') { req.pause(); return; }
-      req.resume();
-      req.on('end', () => res.end('ok'));
-    });
-    const p = await fx.proxy(ratings([u.port], { policy: '    connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }' }),
-      { streamIdleTimeoutMs: 300 });
+    const p = await stuckProxy(300);
     const t0 = performance.now();
     const up = rawUpload(p.ports.outbound, post('/stuck', `content-length: ${512 * MB}\r\n`), 512 * MB);
     const r = await up.reply;

@@ -7,12 +7,15 @@ import type { ClusterSpec, Snapshot } from './config/schema.ts';
 import { DEFAULT_CONNECTION_POOL } from './config/schema.ts';
 import { Runtime } from './runtime.ts';
 import { Listener } from './listener/listener.ts';
+import { inboundFilters, outboundFilters, type ChainDeps } from './listener/chains.ts';
 import { createAdmin } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
+import { retryBudgetFactory } from './filters/retry/index.ts';
+import type { NamingOptions } from './filters/dtab/naming.ts';
 import { Metrics } from './telemetry/metrics.ts';
+import { Telemetry } from './telemetry/telemetry.ts';
 import { createLogger, type AccessLogMode } from './telemetry/log.ts';
 import type { StatSource } from './telemetry/stats.ts';
-import type { Exchange } from './filters/router.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
 import { noteRequest } from './telemetry/memory.ts';
@@ -49,6 +52,8 @@ export interface ProxyOptions {
   /** Request bodies above this many bytes get 413 (0 = no limit). */
   maxRequestBytes: number;
   maxMirrorsInFlight: number;
+  /** Envoy's max_active_faults for the fault filter (Infinity = unbounded, Envoy's and Istio's default). */
+  maxActiveFaults: number;
   /** Parent-based ratio for root requests; tracing is on when > 0 and an OTLP endpoint is set. */
   traceSampling: number;
   /** How the outbound listener names requests (Linkerd identifiers); default Host token under /svc. */
@@ -70,7 +75,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   outboundPort: 15001, inboundPort: 15006, adminPort: 15000, bind: '127.0.0.1', labels: {}, logLevel: 'info',
   accessLog: 'off', watch: false, drainTimeoutMs: 10_000, trustEnvoyHeaders: false, shadowHostSuffix: false,
   legacyStatNames: false, retryBudget: null, maxRequestHeadersKb: 60,
-  downstreamIdleTimeoutMs: 60_000, streamIdleTimeoutMs: 300_000, maxRequestBytes: 0, maxMirrorsInFlight: 64, traceSampling: 0.01, dtabHeaders: 'trust',
+  downstreamIdleTimeoutMs: 60_000, streamIdleTimeoutMs: 300_000, maxRequestBytes: 0, maxMirrorsInFlight: 64, maxActiveFaults: Infinity, traceSampling: 0.01, dtabHeaders: 'trust',
 };
 
 export interface RunningProxy {
@@ -95,7 +100,7 @@ export interface RunningProxy {
 export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const clusterOpts: ClusterOptions & import('./filters/naming.ts').NamingOptions = { retryBudget: opts.retryBudget, identifier: opts.identifier, dstPrefix: opts.dstPrefix };
+  const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix };
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
   clusterOpts.onDnsError = (cluster, name, err) => log.warn({ cluster, name, err: err.message }, 'DNS resolution failed; the last good addresses stay in use');
@@ -133,53 +138,38 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const tracing = opts.traceSampling >= 0 && otlpConfigured
     ? await Tracing.start({ samplingRatio: opts.traceSampling, serviceName: opts.service ?? 'meshlet', nodeId: opts.nodeId ?? `${opts.service ?? 'meshlet'}-${process.pid}`, endpoint: opts.traceEndpoint, protocol: opts.traceProtocol })
     : null;
-  const accessLog = opts.accessLog;
-  const access = accessLog === 'off' ? null : log.child({ log: 'access' });
-  const onDone = (ex: Exchange, l: Listener): void => {
-    inFlight--;
-    if (ex.serverSpan !== null) tracing!.end(ex.serverSpan, ex.status, ex.flagString(), ex.status >= 500 || ex.status === 0);
-    const dur = performance.now() - ex.start;
-    const flags = ex.flagString();
-    const code = ex.status;
-    if (ex.cluster) {
-      const c = ex.cluster;
-      const reporter = l.opts.name === 'inbound' ? 'destination' : 'source';
-      metrics.series(reporter, c.name, c.spec.service, () => c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride).record(dur);
-      if (l.opts.name === 'outbound') c.edge.record(code, ex.flags, dur);
-    }
-    if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
-      access.info({
-        start_time: new Date(Date.now() - dur).toISOString(), method: ex.method, path: ex.req.url, protocol: `HTTP/${ex.req.httpVersion}`,
-        response_code: code, response_flags: flags, bytes_received: ex.req.bodyBytes, bytes_sent: ex.bytesOut,
-        duration_ms: Math.round(dur * 1000) / 1000, upstream_host: ex.upstreamHost, upstream_cluster: ex.cluster?.name ?? null,
-        x_request_id: ex.requestId, trace_id: ex.traceId, listener: l.opts.name, attempts: ex.attempts,
-      });
-    }
-  };
-
+  const telemetry = new Telemetry({ metrics, tracing, accessLog: opts.accessLog, log });
   const listenerCtx = {
-    runtime: () => runtime,
-    inboundCluster: () => inbound,
     draining: () => draining,
     tracing: () => tracing,
     onStart: () => { inFlight++; noteRequest(); },
-    onDone,
+    onDone: (info: import('./core/stream-info.ts').StreamInfo) => { inFlight--; telemetry.record(info); },
+    log,
   };
-  const mirror = { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix };
+  const deps: ChainDeps = {
+    runtime: () => runtime,
+    inboundCluster: () => inbound,
+    fault: { maxActiveFaults: opts.maxActiveFaults },
+    mirror: { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix },
+  };
   const common = {
     maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,
     streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
-    trustEnvoyHeaders: opts.trustEnvoyHeaders, mirror, dtabHeaders: opts.dtabHeaders,
+    trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
-  const outbound = new Listener({ ...common, name: 'outbound' }, listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound' }, listenerCtx);
+  const outbound = new Listener({ ...common, name: 'outbound' }, outboundFilters(deps), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound' }, inboundFilters(deps), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {
     const out: StatSource[] = [];
     const cs = [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])];
     for (const c of cs) out.push({ prefix: `cluster.${c.name}${sep}`, stats: c.stats as unknown as StatSource['stats'], prom: ['envoy_cluster_', { cluster_name: c.name }] });
-    for (const l of [outbound, inboundL]) out.push({ prefix: l.prefix, stats: l.stats, prom: ['envoy_http_', { http_conn_manager_prefix: l.opts.name }] });
+    for (const l of [outbound, inboundL]) {
+      const prom: StatSource['prom'] = ['envoy_http_', { http_conn_manager_prefix: l.opts.name }];
+      out.push({ prefix: l.prefix, stats: l.stats, prom });
+      for (const f of l.filterStats()) out.push({ prefix: l.prefix, stats: f.stats, prom });
+    }
     if (tracing) out.push({ prefix: 'tracing', stats: tracing.stats as unknown as StatSource['stats'], prom: ['meshlet_tracing_', {}] });
     return out;
   };
@@ -244,14 +234,13 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inFlight: () => inFlight,
     requestsTotal: () => outbound.stats.downstream_rq_total + inboundL.stats.downstream_rq_total,
     edgeReports: () => {
-      const out = [];
+      const health = [];
       for (const c of runtime?.clusters.values() ?? []) {
         let healthy = 0;
         for (const e of c.endpoints) if (!e.outlier.ejected) healthy++;
-        const r = c.edge.drain({ healthy, total: c.endpoints.length });
-        if (r) out.push(r);
+        health.push({ name: c.name, service: c.service, version: c.version(), healthy, total: c.endpoints.length });
       }
-      return out;
+      return telemetry.edgeReports(health);
     },
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;

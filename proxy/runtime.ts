@@ -1,11 +1,15 @@
 // A snapshot made executable: clusters (kept across snapshots when their spec is unchanged, so
 // pools and outlier state survive unrelated changes) and the compiled route table. Requests hold
 // the Runtime they started with, so an apply never changes an in-flight request's config.
-import type { Snapshot } from './config/schema.ts';
+import type { ClusterSpec, Snapshot } from './config/schema.ts';
+import { DEFAULT_CONNECTION_POOL, clusterName } from './config/schema.ts';
 import { checkRegexes } from './config/compile.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
-import { RouteTable } from './filters/route.ts';
-import { Naming, type NamingOptions } from './filters/naming.ts';
+import { RouteTable, directRoute, type CompiledRoute } from './filters/route/table.ts';
+import { Naming, type NamingOptions } from './filters/dtab/naming.ts';
+
+/** Distinct `/$/inet/<host>/<port>` destinations a runtime creates clusters for. */
+const MAX_ADDRESS_CLUSTERS = 256;
 
 export class Runtime {
   readonly snapshot: Snapshot;
@@ -13,12 +17,38 @@ export class Runtime {
   readonly routes: RouteTable;
   readonly naming: Naming;
   readonly appliedAt = new Date();
+  private readonly clusterOpts: ClusterOptions;
+  /** Routes (and their clusters) for dtab address targets, made on first use. */
+  private addressRoutes = new Map<string, CompiledRoute>();
 
-  private constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, routes: RouteTable, naming: Naming) {
+  private constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, routes: RouteTable, naming: Naming, opts: ClusterOptions) {
     this.snapshot = snapshot;
     this.clusters = clusters;
     this.routes = routes;
     this.naming = naming;
+    this.clusterOpts = opts;
+  }
+
+  /**
+   * `/$/inet/<host>/<port>` (a dtab address; trusted callers only, see the docs on trust): a route
+   * to a cluster of that one address, the snapshot's own cluster when one has its name. Bounded in
+   * number; a string is the error for the client.
+   */
+  addressRoute(host: string, port: number): CompiledRoute | string {
+    const key = `${host}:${port}`;
+    let r = this.addressRoutes.get(key);
+    if (!r) {
+      if (port < 1 || port > 65535) return `Unable to route request! invalid port ${port}`;
+      if (this.addressRoutes.size >= MAX_ADDRESS_CLUSTERS) return 'Unable to route request! too many distinct dtab addresses';
+      const spec: ClusterSpec = {
+        name: clusterName(port, '', host), service: host, subset: '', port, lb: 'ROUND_ROBIN',
+        endpoints: [{ address: host === 'localhost' ? '127.0.0.1' : host, port, labels: {} }], connectionPool: { ...DEFAULT_CONNECTION_POOL },
+      };
+      const cluster = this.clusters.get(spec.name) ?? new Cluster(spec, undefined, this.clusterOpts);
+      r = directRoute(`dtab:${key}`, host, cluster);
+      this.addressRoutes.set(key, r);
+    }
+    return r;
   }
 
   /**
@@ -53,7 +83,7 @@ export class Runtime {
       throw e;
     }
     for (const apply of endpointUpdates) apply();
-    return new Runtime(snapshot, clusters, routes, naming);
+    return new Runtime(snapshot, clusters, routes, naming, opts);
   }
 
   /**
@@ -69,6 +99,10 @@ export class Runtime {
   /** Retire what `next` no longer uses: pools drain after their in-flight requests. */
   retire(next: Runtime | null): void {
     for (const [name, c] of this.clusters) if (next?.clusters.get(name) !== c) c.drain();
-    for (const c of this.naming.ownedClusters()) c.drain();
+    // Clusters made for dtab addresses (not the snapshot's own) go with this runtime.
+    for (const r of this.addressRoutes.values()) {
+      const c = r.destinations[0].cluster;
+      if (this.clusters.get(c.name) !== c) c.drain();
+    }
   }
 }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { compile } from '../../proxy/config/compile.ts';
 import { parseResourceText } from '../../proxy/config/resources.ts';
 import { Runtime } from '../../proxy/runtime.ts';
-import { matchRoute, pickDestination, type RequestView } from '../../proxy/filters/route.ts';
+import { matchRoute, pickDestination, type RequestView } from '../../proxy/filters/route/table.ts';
 import { realisticYaml } from '../lib/arms.ts';
 
 /** ops/s of fn, measured for ~`ms` after a warm-up of the same length (at least one call each). */

@@ -23,16 +23,17 @@ export interface ServerOptions {
   maxRequestBytes?: number;
 }
 
-export interface ServerHooks {
-  onRequest(req: ServerRequest, res: ServerResponse): void;
+/** `S`: what the user of the server hangs on each response (`res.stream`): the listener's stream. */
+export interface ServerHooks<S = unknown> {
+  onRequest(req: ServerRequest, res: ServerResponse<S>): void;
   /** The connection went away before `res` ended. */
-  onAbort(res: ServerResponse): void;
+  onAbort(res: ServerResponse<S>): void;
   /**
    * The server ends this stream itself: 408 (stream idle timeout) or 413 (body over
    * `maxRequestBytes`). The owner stops its work and may reply; if `res` has not ended when this
    * returns, the server replies `status` itself (or resets the stream if a response started).
    */
-  onStreamError?(res: ServerResponse, status: 408 | 413): void;
+  onStreamError?(res: ServerResponse<S>, status: 408 | 413): void;
   onConnection(open: boolean): void;
 }
 
@@ -224,7 +225,7 @@ export class ServerRequest {
   }
 }
 
-export class ServerResponse {
+export class ServerResponse<S = unknown> {
   readonly req: ServerRequest;
   headersSent = false;
   ended = false;
@@ -232,8 +233,8 @@ export class ServerResponse {
   /** Cleared to close the connection after this response (draining). */
   shouldKeepAlive = true;
   statusCode = 0;
-  /** The owner's state for this request (the proxy keeps its Exchange here). */
-  exchange: unknown = null;
+  /** The owner's state for this request (the listener keeps its HttpStream here). */
+  stream: S | null = null;
   /** Close the connection after this response (decided at writeHead). */
   closeAfter = false;
   private conn: ServerConn;
@@ -545,7 +546,7 @@ export class ServerConn {
     const req = this.req!;
     const res = this.res;
     if (res !== null && !res.headersSent) {
-      // The request is void: its exchange ends as a reset, and the client gets the 400.
+      // The request is void: its stream ends as a reset, and the client gets the 400.
       this.res = null;
       res.destroyed = true;
       this.server.hooks.onAbort(res);
@@ -689,16 +690,16 @@ export class ServerConn {
   }
 }
 
-export class HttpServer {
+export class HttpServer<S = unknown> {
   readonly opts: ServerOptions;
-  readonly hooks: ServerHooks;
+  readonly hooks: ServerHooks<S>;
   readonly net: Server;
   readonly stats = { rejected: 0 };
   closing = false;
   private conns = new Set<ServerConn>();
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(opts: ServerOptions, hooks: ServerHooks) {
+  constructor(opts: ServerOptions, hooks: ServerHooks<S>) {
     this.opts = opts;
     this.hooks = hooks;
     // allowHalfOpen: a client that half-closes after its request still gets the response.

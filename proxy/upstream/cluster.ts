@@ -4,14 +4,24 @@ import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
 import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
 import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
-import { RetryBudget } from '../filters/retry.ts';
-import { EdgeCounters } from '../telemetry/edges.ts';
+import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
 import { Balancer } from './balancer.ts';
 
+/**
+ * A rate budget on retries, held per cluster and fed every request (meshlet's Linkerd-style
+ * --retry-budget-*; the retry module implements it): defined here so the cluster depends on no
+ * filter.
+ */
+export interface RetryBudgetLike {
+  onRequest(): void;
+  /** Take one retry from the budget; false = exhausted. */
+  tryWithdraw(): boolean;
+}
+
 export interface ClusterOptions {
-  /** meshlet's Linkerd-style rate budget (--retry-budget-*); absent = none, as Istio configures none. */
-  retryBudget?: { ratio: number; minPerSecond: number } | null;
+  /** Makes each cluster's retry budget; absent = none, as Istio configures none. */
+  retryBudget?: () => RetryBudgetLike;
   /** DNS clusters: how names resolve (default: the OS resolver) and how often (default 5 s). */
   dnsLookup?: DnsLookup;
   dnsRefreshMs?: number;
@@ -37,16 +47,15 @@ function destinationVersion(spec: ClusterSpec): string {
   return versions.size === 1 ? [...versions][0] : '';
 }
 
-export class Cluster {
+export class Cluster implements ClusterInfo {
   spec: ClusterSpec;
   specJson: string;
   readonly stats: ClusterStats = newClusterStats();
   readonly br: Breakers;
   endpoints: Endpoint[];
   readonly detector: OutlierDetector | null;
-  readonly budget: RetryBudget | null;
-  /** This cluster as an edge of the mesh graph (from this sidecar's service). */
-  readonly edge: EdgeCounters;
+  readonly budget: RetryBudgetLike | null;
+  private destVersion: string;
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
   private readonly balancer = new Balancer();
@@ -54,11 +63,11 @@ export class Cluster {
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
     this.specJson = specJson;
-    this.budget = opts.retryBudget ? new RetryBudget(opts.retryBudget.ratio, opts.retryBudget.minPerSecond) : null;
+    this.budget = opts.retryBudget ? opts.retryBudget() : null;
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
-    this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
+    this.destVersion = destinationVersion(spec);
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
@@ -77,6 +86,11 @@ export class Cluster {
 
   get name(): string { return this.spec.name; }
 
+  // --- ClusterInfo: what telemetry reads ---
+  get service(): string { return this.spec.service; }
+  /** Istio's destination_version: the subset, else the version label all endpoints share ('' = none). */
+  version(): string { return this.destVersion; }
+
   /** The spec with endpoints left out: equal = this cluster can take the new endpoints in place. */
   static shape(spec: ClusterSpec): string {
     return JSON.stringify({ ...spec, endpoints: null });
@@ -89,7 +103,7 @@ export class Cluster {
   setEndpoints(spec: ClusterSpec, specJson: string): void {
     this.spec = spec;
     this.specJson = specJson;
-    this.edge.subset = destinationVersion(spec);
+    this.destVersion = destinationVersion(spec);
     // DNS: the spec's endpoints are names; the hosts follow when they resolve.
     if (this.dns) this.dns.setTargets(spec.endpoints);
     else this.replaceHosts(spec.endpoints);

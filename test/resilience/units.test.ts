@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from '../../proxy/upstream/outlier.ts';
 import { newClusterStats, type ClusterStats } from '../../proxy/telemetry/stats.ts';
 import type { OutlierSpec } from '../../proxy/config/schema.ts';
-import { Backoff, RetryBudget, accepts, policyFrom } from '../../proxy/filters/retry.ts';
-import { rollFault } from '../../proxy/filters/fault.ts';
+import { Backoff, RetryBudget, accepts, policyFrom } from '../../proxy/filters/retry/index.ts';
+import { rollFault } from '../../proxy/filters/fault/config.ts';
 import { ISTIO_DEFAULT_RETRY } from '../../proxy/config/compile.ts';
 
 function detector(n: number, spec: Partial<OutlierSpec> = {}): { d: OutlierDetector; hosts: HostOutlierState[]; s: ClusterStats; clock: { t: number } } {

@@ -6,7 +6,7 @@ import { compileRe2, fullMatchTest, regexProblem, searchTest, MAX_PROGRAM_SIZE, 
 import { parseResourceText, ConfigError } from '../../proxy/config/resources.ts';
 import { compile } from '../../proxy/config/compile.ts';
 import { Runtime } from '../../proxy/runtime.ts';
-import { matchRoute, type RequestView } from '../../proxy/filters/route.ts';
+import { matchRoute, type RequestView } from '../../proxy/filters/route/table.ts';
 import { serviceYaml, snapshotFromYaml } from '../helpers.ts';
 
 /** How the engine hands a value over: one latin1 char per wire byte (UTF-8 on the wire). */

@@ -1,7 +1,9 @@
-// Retry policy pieces: which failures a retry_on string accepts, Envoy's jittered backoff, and a
-// Linkerd-style retry budget so retries cannot amplify an outage.
-import type { RetrySpec } from '../config/schema.ts';
-import { listTokens } from '../engine/http1.ts';
+// Retry policy: compiled once per route when the snapshot is built (proxy/filters/route/table.ts
+// calls compileRetry), overridden per request by trusted callers' x-envoy-* headers, and the test
+// of which failures a policy accepts (Envoy's retry_state_impl, docs/spec/envoy-semantics.md §4.3).
+import type { RetrySpec } from '../../config/schema.ts';
+import { listTokens } from '../../engine/http1.ts';
+import { getRaw } from '../../listener/headers.ts';
 
 export type FailureKind = 'connect' | 'reset' | 'per_try_timeout' | 'status';
 
@@ -14,13 +16,32 @@ export interface RetryPolicy {
   replayNeeded: boolean;
 }
 
-const cache = new WeakMap<RetrySpec, RetryPolicy | null>();
+/** A route's retry config: the spec (header overrides start from it) and its compiled policy. */
+export interface RouteRetry {
+  spec: RetrySpec | null;
+  policy: RetryPolicy | null;
+}
 
-/** The policy of a route's spec, compiled once (shared and read-only; header overrides get their own). */
-export function routePolicy(spec: RetrySpec | null): RetryPolicy | null {
-  if (spec === null) return null;
-  let p = cache.get(spec);
-  if (p === undefined) { p = policyFrom(spec); cache.set(spec, p); }
+export const NO_RETRY: RouteRetry = { spec: null, policy: null };
+
+/** Compile a route's retries (once per snapshot). */
+export function compileRetry(spec: RetrySpec | null | undefined): RouteRetry {
+  if (!spec) return NO_RETRY;
+  return { spec, policy: policyFrom(spec) };
+}
+
+/**
+ * The policy for one request: the route's, unless a trusted caller sent x-envoy-retry-on,
+ * x-envoy-max-retries or x-envoy-upstream-rq-per-try-timeout-ms (then a policy of its own).
+ */
+export function requestPolicy(route: RouteRetry, raw: string[], trust: boolean): RetryPolicy | null {
+  if (!trust) return route.policy;
+  const retryOn = getRaw(raw, 'x-envoy-retry-on');
+  const maxRetries = getRaw(raw, 'x-envoy-max-retries');
+  const perTry = getRaw(raw, 'x-envoy-upstream-rq-per-try-timeout-ms');
+  if (retryOn === undefined && maxRetries === undefined && perTry === undefined) return route.policy;
+  const p = policyFrom(route.spec, retryOn, maxRetries);
+  if (p !== null && perTry !== undefined && /^\d+$/.test(perTry)) p.perTryTimeoutMs = Number(perTry);
   return p;
 }
 
@@ -67,58 +88,5 @@ export function accepts(p: RetryPolicy, kind: FailureKind, status = 0): boolean 
         || (on.has('gateway-error') && status >= 502 && status <= 504)
         || (on.has('retriable-4xx') && status === 409)
         || (on.has('retriable-status-codes') && p.codes.includes(status));
-  }
-}
-
-/** Envoy's JitteredExponentialBackOffStrategy: retry k waits uniform [0, base*2^(k-1)), capped at max. */
-export class Backoff {
-  private interval: number;
-  private readonly max: number;
-  constructor(baseMs = 25, maxMs = baseMs * 10) { this.interval = baseMs; this.max = maxMs; }
-  next(random = Math.random): number {
-    const b = this.interval;
-    this.interval = this.interval < this.max / 2 ? 2 * this.interval : this.max;
-    return Math.floor(random() * b);
-  }
-}
-
-/**
- * Linkerd's retry budget: retries may add at most `ratio` of the requests seen in the last `ttl`
- * plus a floor of `minPerSecond` per second. Counted in one-second buckets.
- */
-export class RetryBudget {
-  readonly ratio: number;
-  readonly minPerSecond: number;
-  private readonly ttlS: number;
-  private requests: number[];
-  private retries: number[];
-  private second = -1;
-  private idx = 0;
-  constructor(ratio = 0.2, minPerSecond = 10, ttlS = 10) {
-    this.ratio = ratio;
-    this.minPerSecond = minPerSecond;
-    this.ttlS = ttlS;
-    this.requests = new Array(ttlS).fill(0);
-    this.retries = new Array(ttlS).fill(0);
-  }
-  private roll(): void {
-    const s = Math.floor(performance.now() / 1000);
-    if (s === this.second) return;
-    const steps = this.second < 0 ? this.ttlS : Math.min(this.ttlS, s - this.second);
-    for (let i = 0; i < steps; i++) {
-      this.idx = (this.idx + 1) % this.ttlS;
-      this.requests[this.idx] = 0;
-      this.retries[this.idx] = 0;
-    }
-    this.second = s;
-  }
-  onRequest(): void { this.roll(); this.requests[this.idx]++; }
-  tryWithdraw(): boolean {
-    this.roll();
-    let req = 0, ret = 0;
-    for (let i = 0; i < this.ttlS; i++) { req += this.requests[i]; ret += this.retries[i]; }
-    if (ret + 1 > this.ratio * req + this.minPerSecond * this.ttlS) return false;
-    this.retries[this.idx]++;
-    return true;
   }
 }

@@ -1,19 +1,20 @@
-// The naming stage: a request's logical name (/svc/<Host>) bound through the base dtab, the
-// propagated l5d-ctx-dtab and the user's l5d-dtab (Linkerd 1 semantics, docs/spec/dtab.md §3), to a
-// mesh service (then its VirtualService routes), a subset, or an address. Compiled per snapshot.
-import type { Snapshot, ClusterSpec } from '../config/schema.ts';
-import { DEFAULT_CONNECTION_POOL, clusterName } from '../config/schema.ts';
+// Naming, compiled per snapshot: a request's logical name (/svc/<Host>) bound through the base
+// dtab, the propagated l5d-ctx-dtab and the user's l5d-dtab (Linkerd 1 semantics,
+// docs/spec/dtab.md §3), to a mesh service (then its VirtualService routes), a subset, or an
+// address. It returns a target and creates nothing: clusters for addresses are the runtime's.
+import type { Snapshot } from '../../config/schema.ts';
+import { clusterName } from '../../config/schema.ts';
 import {
   BindError, DEFAULT_BASE_DTAB, Dtab, Interpreter, MESHLET_NAMER_PREFIX, makeIdentifier, meshletNamer, parsePath, pickBranch, showPath,
   type Bound, type Identifier, type IdentifierConfig, type Path,
-} from '../dtab/index.ts';
-import { ISTIO_DEFAULT_RETRY } from '../config/compile.ts';
-import { Cluster, type ClusterOptions } from '../upstream/cluster.ts';
-import type { CompiledRoute, CompiledVHost, RouteTable } from './route.ts';
+} from '../../dtab/index.ts';
+import type { Cluster } from '../../upstream/cluster.ts';
+import { directRoute, type CompiledRoute, type CompiledVHost, type RouteTable } from '../route/table.ts';
 
 export type Target =
   | { kind: 'vhost'; vhost: CompiledVHost; uri?: string }
   | { kind: 'route'; route: CompiledRoute; uri?: string }
+  | { kind: 'address'; host: string; port: number; uri?: string }
   | { kind: 'error'; status: number; message: string };
 
 /** How a listener names requests (Linkerd's identifiers); default: the Host token under /svc. */
@@ -25,24 +26,19 @@ export interface NamingOptions {
 /** What an identifier may read from a request. */
 export interface NamedRequest { method: string; uri: string; httpVersion: string; header(lower: string): string | undefined }
 
-const MAX_ADDRESS_CLUSTERS = 256;
-
 export class Naming {
   readonly interpreter: Interpreter;
   /** The base dtab is the default: a request without dtab headers needs no binding at all. */
   readonly trivial: boolean;
   private routes: RouteTable;
   private subsetRoutes = new Map<string, CompiledRoute>();
-  private addressRoutes = new Map<string, CompiledRoute>();
   private services: Map<string, Snapshot['services'][number]>;
   private clusters: Map<string, Cluster>;
-  private clusterOpts: ClusterOptions;
   private identifier: Identifier | null;
 
-  constructor(snapshot: Snapshot, routes: RouteTable, clusters: Map<string, Cluster>, opts: ClusterOptions & NamingOptions) {
+  constructor(snapshot: Snapshot, routes: RouteTable, clusters: Map<string, Cluster>, opts: NamingOptions) {
     this.routes = routes;
     this.clusters = clusters;
-    this.clusterOpts = opts;
     this.services = new Map(snapshot.services.map((s) => [s.host, s]));
     const base = Dtab.parse(snapshot.dtab);
     const prefix = opts.dstPrefix ?? '/svc';
@@ -99,7 +95,7 @@ export class Naming {
       if (id.length === 3) return { kind: 'vhost', vhost: vh };
       return this.subsetRoute(vh.service, id[3]);
     }
-    if (b.addr) return this.addressRoute(b.addr.host, b.addr.port);
+    if (b.addr) return { kind: 'address', host: b.addr.host, port: b.addr.port };
     return { kind: 'error', status: 502, message: `Unable to route request! service: ${showPath(name)} bound to ${showPath(id)}, which has no address` };
   }
 
@@ -111,45 +107,9 @@ export class Naming {
       const svc = this.services.get(service);
       const cluster = svc && this.clusters.get(clusterName(svc.ports[0].number, subset, service));
       if (!cluster) return { kind: 'error', status: 502, message: `Unable to route request! no subset ${subset} of ${service}` };
-      r = direct(`dtab:${service}/${subset}`, service, cluster);
+      r = directRoute(`dtab:${service}/${subset}`, service, cluster);
       this.subsetRoutes.set(key, r);
     }
     return { kind: 'route', route: r };
   }
-
-  /** `/$/inet/<host>/<port>`: a direct address (trusted callers only; see the docs on trust). */
-  private addressRoute(host: string, port: number): Target {
-    const key = `${host}:${port}`;
-    let r = this.addressRoutes.get(key);
-    if (!r) {
-      if (port < 1 || port > 65535) return { kind: 'error', status: 502, message: `Unable to route request! invalid port ${port}` };
-      if (this.addressRoutes.size >= MAX_ADDRESS_CLUSTERS) return { kind: 'error', status: 502, message: 'Unable to route request! too many distinct dtab addresses' };
-      const spec: ClusterSpec = {
-        name: clusterName(port, '', host), service: host, subset: '', port, lb: 'ROUND_ROBIN',
-        endpoints: [{ address: host === 'localhost' ? '127.0.0.1' : host, port, labels: {} }], connectionPool: { ...DEFAULT_CONNECTION_POOL },
-      };
-      const cluster = this.clusters.get(spec.name) ?? new Cluster(spec, undefined, this.clusterOpts);
-      r = direct(`dtab:${key}`, host, cluster);
-      this.addressRoutes.set(key, r);
-    }
-    return { kind: 'route', route: r };
-  }
-
-  /** Clusters created for dtab addresses, so the runtime can drain them when it retires. */
-  ownedClusters(): Cluster[] {
-    const out: Cluster[] = [];
-    for (const r of this.addressRoutes.values()) {
-      const c = r.destinations[0].cluster;
-      if (this.clusters.get(c.name) !== c) out.push(c);
-    }
-    return out;
-  }
-}
-
-function direct(name: string, service: string, cluster: Cluster): CompiledRoute {
-  return {
-    name, vhost: name, service, matches: [],
-    destinations: [{ cluster, host: service, subset: cluster.spec.subset, weight: 100 }], totalWeight: 100,
-    timeoutMs: 0, retries: ISTIO_DEFAULT_RETRY, fault: null, mirrors: [],
-  };
 }

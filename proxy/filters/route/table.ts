@@ -1,9 +1,15 @@
-// The logical level: Host -> virtual host -> first matching route -> weighted destination.
-// Everything is compiled once per snapshot; a request does map lookups and precompiled tests.
-import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec, RetrySpec, FaultSpec } from '../config/schema.ts';
-import { fullMatchTest, wireForm, type InputForm } from '../config/regex.ts';
-import { asciiLower } from '../engine/http1.ts';
-import type { Cluster } from '../upstream/cluster.ts';
+// The route table, the logical level: Host -> virtual host -> first matching route -> weighted
+// destination. Everything is compiled once per snapshot, including each filter's per-route config
+// (retry policy, fault, mirrors: compiled by the filter's own config module); a request does map
+// lookups and precompiled tests.
+import type { HeaderOpsSpec, MatchSpec, RouteSpec, Snapshot, StringMatchSpec, VirtualHostSpec } from '../../config/schema.ts';
+import { fullMatchTest, wireForm, type InputForm } from '../../config/regex.ts';
+import { ISTIO_DEFAULT_RETRY } from '../../config/compile.ts';
+import { asciiLower } from '../../engine/http1.ts';
+import type { Cluster } from '../../upstream/cluster.ts';
+import { compileRetry, type RouteRetry } from '../retry/policy.ts';
+import { compileFault, type FaultConfig } from '../fault/config.ts';
+import { compileMirrors, type MirrorTarget } from '../mirror/config.ts';
 
 type Test = (v: string) => boolean;
 
@@ -81,10 +87,10 @@ export interface CompiledRoute {
   rewrite?: { uri?: string; authority?: string };
   prefixMatch?: string;         // for prefix rewrites: the matched prefix of the first uri.prefix match
   headers?: { request?: HeaderOpsSpec; response?: HeaderOpsSpec };
-  timeoutMs: number;            // 0 = none
-  retries: RetrySpec | null;
-  fault: FaultSpec | null;
-  mirrors: Array<{ cluster: Cluster; host: string; percent: number }>;
+  timeoutMs: number;            // 0 = none (the router's global timeout)
+  retry: RouteRetry;            // the retry filter's config: spec + compiled policy
+  fault: FaultConfig | null;    // the fault filter's config
+  mirrors: MirrorTarget[] | null; // the mirror filter's config
 }
 
 export interface CompiledVHost {
@@ -127,18 +133,13 @@ function compileVHost(vh: VirtualHostSpec, clusters: Map<string, Cluster>): Comp
       if (!cluster) throw new Error(`route ${r.name}: cluster ${d.cluster} missing from snapshot`);
       return { cluster, host: d.host, subset: d.subset, weight: d.weight, headers: d.headers };
     });
-    const mirrors = (r.mirrors ?? []).map((m) => {
-      const cluster = clusters.get(m.cluster);
-      if (!cluster) throw new Error(`route ${r.name}: mirror cluster ${m.cluster} missing from snapshot`);
-      return { cluster, host: m.host, percent: m.percent };
-    });
     const prefixMatch = r.match.find((m) => m.uri?.prefix !== undefined)?.uri?.prefix;
     return {
       name: r.name, vhost: vh.name, service: vh.service,
       matches: r.match.map(compileMatch),
       destinations, totalWeight: destinations.reduce((s, d) => s + d.weight, 0),
       rewrite: r.rewrite, prefixMatch, headers: r.headers,
-      timeoutMs: r.timeoutMs ?? 0, retries: r.retries ?? null, fault: r.fault ?? null, mirrors,
+      timeoutMs: r.timeoutMs ?? 0, retry: compileRetry(r.retries), fault: compileFault(r.fault), mirrors: compileMirrors(r.mirrors, clusters, r.name),
     };
   });
   return { name: vh.name, service: vh.service, routes, needsQuery };
@@ -166,3 +167,14 @@ export function pickDestination(route: CompiledRoute, random = Math.random): Des
   }
   return undefined;
 }
+
+/** A route straight to one cluster (dtab subset and address targets): weights bypassed, Istio's default retries. */
+export function directRoute(name: string, service: string, cluster: Cluster): CompiledRoute {
+  return {
+    name, vhost: name, service, matches: [],
+    destinations: [{ cluster, host: service, subset: cluster.spec.subset, weight: 100 }], totalWeight: 100,
+    timeoutMs: 0, retry: DEFAULT_RETRY, fault: null, mirrors: null,
+  };
+}
+
+const DEFAULT_RETRY = compileRetry(ISTIO_DEFAULT_RETRY);

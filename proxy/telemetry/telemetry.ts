@@ -1,0 +1,73 @@
+// The telemetry stage: the last stage of every request, run once when its stream ends, reading
+// StreamInfo only — Istio's metrics (istio_requests_total, istio_request_duration_milliseconds,
+// from which the per-edge reports are drained), the inbound server span, and the access log.
+import type { Logger } from 'pino';
+import type { StreamInfo } from '../core/stream-info.ts';
+import { EdgeCounters, type EdgeReport } from './edges.ts';
+import type { AccessLogMode } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { Tracing } from './tracing.ts';
+
+export interface TelemetryOptions {
+  metrics: Metrics;
+  tracing: Tracing | null;
+  accessLog: AccessLogMode;
+  log: Logger;
+}
+
+/** A destination's health when edges are drained: endpoints not ejected, and all. */
+export interface EdgeHealth { name: string; service: string; version: string; healthy: number; total: number }
+
+export class Telemetry {
+  private readonly metrics: Metrics;
+  private readonly tracing: Tracing | null;
+  private readonly accessLog: AccessLogMode;
+  private readonly access: Logger | null;
+  private readonly edges = new Map<string, EdgeCounters>();
+
+  constructor(opts: TelemetryOptions) {
+    this.metrics = opts.metrics;
+    this.tracing = opts.tracing;
+    this.accessLog = opts.accessLog;
+    this.access = opts.accessLog === 'off' ? null : opts.log.child({ log: 'access' });
+  }
+
+  record(info: StreamInfo): void {
+    const code = info.status;
+    const flags = info.flagString();
+    if (info.serverSpan !== null) this.tracing!.end(info.serverSpan, code, flags, code >= 500 || code === 0);
+    const dur = info.durationMs;
+    const c = info.upstreamCluster;
+    if (c !== null) {
+      const reporter = info.listener === 'inbound' ? 'destination' : 'source';
+      this.metrics.series(reporter, c.name, c.service, () => c.version(), code, flags, info.dtabOverride).record(dur);
+      if (info.listener === 'outbound') {
+        let e = this.edges.get(c.name);
+        if (e === undefined) { e = new EdgeCounters(c.service, c.version()); this.edges.set(c.name, e); }
+        e.record(code, info.flags === 0 ? null : flags.split(','), dur);
+      }
+    }
+    const access = this.access;
+    if (access !== null && (this.accessLog === 'all' || code >= 500 || info.flags !== 0)) {
+      access.info({
+        start_time: new Date(Date.now() - dur).toISOString(), method: info.method, path: info.target, protocol: info.protocol,
+        response_code: code, response_flags: flags, bytes_received: info.bytesReceived, bytes_sent: info.bytesSent,
+        duration_ms: Math.round(dur * 1000) / 1000, upstream_host: info.upstreamHost, upstream_cluster: c?.name ?? null,
+        x_request_id: info.requestId, trace_id: info.traceId, listener: info.listener, attempts: info.attempts,
+      });
+    }
+  }
+
+  /** Per-edge counts since the last drain, for the control server's mesh view (outbound destinations). */
+  edgeReports(health: Iterable<EdgeHealth>): EdgeReport[] {
+    const out: EdgeReport[] = [];
+    for (const h of health) {
+      let e = this.edges.get(h.name);
+      if (e === undefined) { e = new EdgeCounters(h.service, h.version); this.edges.set(h.name, e); }
+      e.subset = h.version;
+      const r = e.drain({ healthy: h.healthy, total: h.total });
+      if (r) out.push(r);
+    }
+    return out;
+  }
+}

@@ -6,24 +6,172 @@ import { createRequire } from 'node:module';
 let yamlLib: typeof import('yaml') | null = null;
 const parseAllDocuments: typeof import('yaml').parseAllDocuments = (text, opts) =>
   (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parseAllDocuments(text, opts);
-import {
-  Ctx, bool, duration, int, list, map, nonEmptyStr, num, obj, oneOf, refine, regex, str,
-  type Validator,
-} from './validate.ts';
+import Type, { type Static, type TProperties, type TSchema } from 'typebox';
+import { DURATION_PATTERN, checker, dropNullFields, type Checker } from './validate.ts';
 import { isIP } from 'node:net';
 
-const stringMatch = obj({ exact: str, prefix: str, regex });
+// The schemas below are the single definition of what users may write: the types compile.ts
+// reads (Static<>), the check parseResource runs, and the JSON Schemas an editor validates with
+// (docs/schema/, `npm run schema`). Objects are closed: a misspelt field silently ignored is a
+// config that lies, so an unknown field is an error that lists the known ones.
+const closed = <P extends TProperties>(properties: P, description?: string) =>
+  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
+const opt = Type.Optional;
+const str = Type.String();
+const nonEmptyStr = Type.String({ minLength: 1 });
+const bool = Type.Boolean();
+const int = (minimum?: number, maximum?: number) =>
+  Type.Integer({ ...(minimum !== undefined ? { minimum } : {}), ...(maximum !== undefined ? { maximum } : {}) });
+const num = (minimum: number, maximum: number) => Type.Number({ minimum, maximum });
+const map = <T extends TSchema>(t: T) => Type.Record(Type.String(), t);
+const list = <T extends TSchema>(t: T) => Type.Array(t);
+/** A Go/protobuf duration string ("1s", "250ms", "1m30s"): compile.ts converts it (durationMs). */
+const duration = Type.String({ pattern: DURATION_PATTERN, description: 'a duration like "1s", "250ms", "1m30s"' });
+/** An RE2 pattern (Istio StringMatch.regex), checked by RE2's parser: errors carry its message. */
+const regex = Type.String({ format: 're2', description: 'an RE2 regular expression' });
+const port = int(1, 65535);
 
-const percentage = obj({ value: num(0, 100) });
+const stringMatch = Type.Object(
+  { exact: opt(str), prefix: opt(str), regex: opt(regex) },
+  { additionalProperties: false, minProperties: 1, maxProperties: 1, description: 'exactly one of exact, prefix, regex' },
+);
 
-const headerOps = obj({ set: map(str), add: map(str), remove: list(str) });
-const headersBlock = obj({ request: headerOps, response: headerOps });
+const percentage = closed({ value: num(0, 100) });
 
-const destination = obj({
+const headerOps = closed({ set: opt(map(str)), add: opt(map(str)), remove: opt(list(str)) });
+const headersBlock = closed({ request: opt(headerOps), response: opt(headerOps) });
+
+const destination = closed({
   host: nonEmptyStr,
-  subset: nonEmptyStr,
-  port: obj({ number: int(1, 65535) }, ['number']),
-}, ['host']);
+  subset: opt(nonEmptyStr),
+  port: opt(closed({ number: port })),
+});
+
+const serviceEntrySpec = closed({
+  hosts: list(nonEmptyStr),
+  ports: list(closed({
+    number: port,
+    name: nonEmptyStr,
+    protocol: opt(Type.Enum(['HTTP', 'http'])),
+    targetPort: opt(port),
+  })),
+  resolution: opt(Type.Enum(['STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'], { description: 'unset = STATIC (meshlet cannot do NONE)' })),
+  endpoints: opt(list(closed({
+    address: nonEmptyStr,
+    ports: opt(map(port)),
+    labels: opt(map(str)),
+  }))),
+});
+
+const httpMatch = closed({
+  name: opt(str),
+  uri: opt(stringMatch),
+  method: opt(stringMatch),
+  authority: opt(stringMatch),
+  headers: opt(map(stringMatch)),
+  withoutHeaders: opt(map(stringMatch)),
+  queryParams: opt(map(stringMatch)),
+  ignoreUriCase: opt(bool),
+});
+
+const httpRoute = closed({
+  name: opt(str),
+  match: opt(list(httpMatch)),
+  route: list(closed({ destination, weight: opt(int(0, 100)), headers: opt(headersBlock) })),
+  rewrite: opt(closed({ uri: opt(str), authority: opt(str) })),
+  timeout: opt(duration),
+  retries: opt(closed({ attempts: opt(int(0, 1000)), perTryTimeout: opt(duration), retryOn: opt(str), retryRemoteLocalities: opt(bool) })),
+  fault: opt(closed({
+    delay: opt(closed({ fixedDelay: duration, percentage: opt(percentage), percent: opt(int(0, 100)) })),
+    abort: opt(closed({ httpStatus: int(200, 599), percentage: opt(percentage), percent: opt(int(0, 100)) })),
+  })),
+  mirror: opt(destination),
+  mirrorPercentage: opt(percentage),
+  mirrors: opt(list(closed({ destination, percentage: opt(percentage) }))),
+  headers: opt(headersBlock),
+});
+
+const virtualServiceSpec = closed({
+  hosts: list(nonEmptyStr),
+  http: list(httpRoute),
+});
+
+const connectionPool = closed({
+  tcp: opt(closed({ maxConnections: opt(int(0)), connectTimeout: opt(duration) })),
+  http: opt(closed({
+    http1MaxPendingRequests: opt(int(0)),
+    http2MaxRequests: opt(int(0)),
+    maxRequestsPerConnection: opt(int(0)),
+    maxRetries: opt(int(0)),
+    idleTimeout: opt(duration),
+  })),
+});
+
+const outlierDetection = closed({
+  consecutive5xxErrors: opt(int(0)),
+  consecutiveGatewayErrors: opt(int(0)),
+  consecutiveLocalOriginFailures: opt(int(0)),
+  splitExternalLocalOriginErrors: opt(bool),
+  interval: opt(duration),
+  baseEjectionTime: opt(duration),
+  maxEjectionPercent: opt(int(0, 100)),
+  minHealthPercent: opt(int(0, 100)),
+});
+
+const trafficPolicy = closed({
+  loadBalancer: opt(closed({ simple: opt(Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED'])) })),
+  connectionPool: opt(connectionPool),
+  outlierDetection: opt(outlierDetection),
+  retryBudget: opt(closed({ percent: opt(num(0, 100)), minRetryConcurrency: opt(int(0)) })),
+});
+
+const destinationRuleSpec = closed({
+  host: nonEmptyStr,
+  trafficPolicy: opt(trafficPolicy),
+  subsets: opt(list(closed({ name: nonEmptyStr, labels: opt(map(str)), trafficPolicy: opt(trafficPolicy) }))),
+});
+
+const dtabSpec = closed({ dtab: str });
+
+export type ServiceEntrySpec = Static<typeof serviceEntrySpec>;
+export type VirtualServiceSpec = Static<typeof virtualServiceSpec>;
+export type HttpRoute = Static<typeof httpRoute>;
+export type HttpMatch = Static<typeof httpMatch>;
+export type Destination = Static<typeof destination>;
+export type DestinationRuleSpec = Static<typeof destinationRuleSpec>;
+export type TrafficPolicy = Static<typeof trafficPolicy>;
+export type DtabSpec = Static<typeof dtabSpec>;
+
+const metadata = closed({ name: nonEmptyStr, namespace: opt(str), labels: opt(map(str)), annotations: opt(map(str)) });
+
+const ISTIO_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
+
+/** A whole document of one kind: what a file holds, and what docs/schema/<Kind>.json describes. */
+function resourceSchema<K extends string, S extends TSchema>(kind: K, apiVersions: string[], spec: S, description: string) {
+  return Type.Object({
+    apiVersion: Type.Enum(apiVersions),
+    kind: Type.Literal(kind),
+    metadata,
+    spec,
+  }, { additionalProperties: false, title: `meshlet ${kind}`, description });
+}
+
+/** Every kind meshlet reads, its schema, and for ServiceEntry the cross-field rules a schema cannot say. */
+export const RESOURCE_SCHEMAS = {
+  ServiceEntry: resourceSchema('ServiceEntry', ISTIO_VERSIONS, serviceEntrySpec,
+    'An Istio ServiceEntry (networking.istio.io), the subset meshlet implements: a service, its ports and endpoints.'),
+  VirtualService: resourceSchema('VirtualService', ISTIO_VERSIONS, virtualServiceSpec,
+    'An Istio VirtualService (networking.istio.io), the subset meshlet implements: HTTP routes, retries, timeouts, faults, mirrors.'),
+  DestinationRule: resourceSchema('DestinationRule', ISTIO_VERSIONS, destinationRuleSpec,
+    'An Istio DestinationRule (networking.istio.io), the subset meshlet implements: subsets, load balancing, connection pool, outlier detection, retry budget.'),
+  Dtab: resourceSchema('Dtab', ['meshlet.io/v1alpha1'], dtabSpec,
+    "meshlet's base delegation table (Finagle dtab syntax), overridable per request with l5d-dtab."),
+};
+type Kind = keyof typeof RESOURCE_SCHEMAS;
+
+const CHECKERS = Object.fromEntries(
+  Object.entries(RESOURCE_SCHEMAS).map(([k, s]) => [k, checker(s, 'resource')]),
+) as { [K in Kind]: Checker<(typeof RESOURCE_SCHEMAS)[K]> };
 
 /** A DNS name as Istio's ValidateFQDN wants it: dot-separated labels of letters, digits, '-' (no wildcard). */
 function isFqdn(s: string): boolean {
@@ -37,142 +185,43 @@ function isFqdn(s: string): boolean {
  * FQDNs, and without endpoints the hosts themselves are resolved, so they must be FQDNs;
  * DNS_ROUND_ROBIN takes 0 or 1 endpoint. NONE forwards to the original destination of an
  * intercepted connection: meshlet has no transparent capture, so there is none to forward to.
- * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do).
+ * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do). Runs on a spec the
+ * schema accepted; returns its errors (field path: message).
  */
-function checkResolution(se: { hosts?: string[]; resolution?: string; endpoints?: Array<{ address?: string }> }, p: string, c: Ctx): boolean {
+function resolutionProblems(se: ServiceEntrySpec, p: string): string[] {
+  const errs: string[] = [];
+  const fail = (path: string, message: string) => { errs.push(`${path}: ${message}`); };
   const mode = se.resolution ?? 'STATIC';
-  const before = c.errors.length;
   const eps = se.endpoints ?? [];
   if (mode === 'NONE') {
-    c.fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
+    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
   } else if (mode === 'STATIC') {
     eps.forEach((e, i) => {
-      const a = e.address!;
-      if (a.startsWith('unix://')) c.fail(`${p}.endpoints[${i}].address`, `unix domain socket endpoints are not supported (${JSON.stringify(a)})`);
-      else if (!isIP(a)) c.fail(`${p}.endpoints[${i}].address`, `${JSON.stringify(a)} is not an IP address: resolution STATIC${se.resolution ? '' : ' (the default)'} needs IP addresses; set resolution: DNS to resolve host names`);
+      const a = e.address;
+      if (a.startsWith('unix://')) fail(`${p}.endpoints[${i}].address`, `unix domain socket endpoints are not supported (${JSON.stringify(a)})`);
+      else if (!isIP(a)) fail(`${p}.endpoints[${i}].address`, `${JSON.stringify(a)} is not an IP address: resolution STATIC${se.resolution ? '' : ' (the default)'} needs IP addresses; set resolution: DNS to resolve host names`);
     });
   } else {
     if (eps.length === 0) {
-      (se.hosts ?? []).forEach((h, i) => {
-        if (!isFqdn(h)) c.fail(`${p}.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${mode} (got ${JSON.stringify(h)})`);
+      se.hosts.forEach((h, i) => {
+        if (!isFqdn(h)) fail(`${p}.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${mode} (got ${JSON.stringify(h)})`);
       });
     }
-    if (mode === 'DNS_ROUND_ROBIN' && eps.length > 1) c.fail(`${p}.endpoints`, `there must only be 0 or 1 endpoint for resolution mode ${mode}, got ${eps.length}`);
+    if (mode === 'DNS_ROUND_ROBIN' && eps.length > 1) fail(`${p}.endpoints`, `there must only be 0 or 1 endpoint for resolution mode ${mode}, got ${eps.length}`);
     eps.forEach((e, i) => {
-      const a = e.address!;
-      if (!isIP(a) && !isFqdn(a)) c.fail(`${p}.endpoints[${i}].address`, `endpoint address ${JSON.stringify(a)} is not a valid FQDN or an IP address`);
+      const a = e.address;
+      if (!isIP(a) && !isFqdn(a)) fail(`${p}.endpoints[${i}].address`, `endpoint address ${JSON.stringify(a)} is not a valid FQDN or an IP address`);
     });
   }
-  return c.errors.length === before;
+  return errs;
 }
 
-const serviceEntrySpec = refine(obj({
-  hosts: list(nonEmptyStr),
-  ports: list(obj({
-    number: int(1, 65535),
-    name: nonEmptyStr,
-    protocol: oneOf('HTTP', 'http'),
-    targetPort: int(1, 65535),
-  }, ['number', 'name'])),
-  resolution: oneOf('STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'),
-  endpoints: list(obj({
-    address: nonEmptyStr,
-    ports: map(int(1, 65535)),
-    labels: map(str),
-  }, ['address'])),
-}, ['hosts', 'ports']), checkResolution);
-
-const httpMatch = obj({
-  name: str,
-  uri: stringMatch,
-  method: stringMatch,
-  authority: stringMatch,
-  headers: map(stringMatch),
-  withoutHeaders: map(stringMatch),
-  queryParams: map(stringMatch),
-  ignoreUriCase: bool,
-});
-
-const httpRoute = obj({
-  name: str,
-  match: list(httpMatch),
-  route: list(obj({ destination, weight: int(0, 100), headers: headersBlock }, ['destination'])),
-  rewrite: obj({ uri: str, authority: str }),
-  timeout: duration,
-  retries: obj({ attempts: int(0, 1000), perTryTimeout: duration, retryOn: str, retryRemoteLocalities: bool }),
-  fault: obj({
-    delay: obj({ fixedDelay: duration, percentage, percent: int(0, 100) }, ['fixedDelay']),
-    abort: obj({ httpStatus: int(200, 599), percentage, percent: int(0, 100) }, ['httpStatus']),
-  }),
-  mirror: destination,
-  mirrorPercentage: percentage,
-  mirrors: list(obj({ destination, percentage }, ['destination'])),
-  headers: headersBlock,
-}, ['route']);
-
-const virtualServiceSpec = obj({
-  hosts: list(nonEmptyStr),
-  http: list(httpRoute),
-}, ['hosts', 'http']);
-
-const connectionPool = obj({
-  tcp: obj({ maxConnections: int(0), connectTimeout: duration }),
-  http: obj({
-    http1MaxPendingRequests: int(0),
-    http2MaxRequests: int(0),
-    maxRequestsPerConnection: int(0),
-    maxRetries: int(0),
-    idleTimeout: duration,
-  }),
-});
-
-const outlierDetection = obj({
-  consecutive5xxErrors: int(0),
-  consecutiveGatewayErrors: int(0),
-  consecutiveLocalOriginFailures: int(0),
-  splitExternalLocalOriginErrors: bool,
-  interval: duration,
-  baseEjectionTime: duration,
-  maxEjectionPercent: int(0, 100),
-  minHealthPercent: int(0, 100),
-});
-
-const trafficPolicy = obj({
-  loadBalancer: obj({ simple: oneOf('ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED') }),
-  connectionPool,
-  outlierDetection,
-  retryBudget: obj({ percent: num(0, 100), minRetryConcurrency: int(0) }),
-});
-
-const destinationRuleSpec = obj({
-  host: nonEmptyStr,
-  trafficPolicy,
-  subsets: list(obj({ name: nonEmptyStr, labels: map(str), trafficPolicy }, ['name'])),
-}, ['host']);
-
-const dtabSpec = obj({ dtab: str }, ['dtab']);
-
-export type ServiceEntrySpec = NonNullable<ReturnType<typeof serviceEntrySpec>>;
-export type VirtualServiceSpec = NonNullable<ReturnType<typeof virtualServiceSpec>>;
-export type HttpRoute = NonNullable<ReturnType<typeof httpRoute>>;
-export type HttpMatch = NonNullable<ReturnType<typeof httpMatch>>;
-export type Destination = NonNullable<ReturnType<typeof destination>>;
-export type DestinationRuleSpec = NonNullable<ReturnType<typeof destinationRuleSpec>>;
-export type TrafficPolicy = NonNullable<ReturnType<typeof trafficPolicy>>;
-export type DtabSpec = NonNullable<ReturnType<typeof dtabSpec>>;
-
-const KINDS: Record<string, { apiVersions: string[]; spec: Validator<unknown> }> = {
-  ServiceEntry: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: serviceEntrySpec },
-  VirtualService: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: virtualServiceSpec },
-  DestinationRule: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: destinationRuleSpec },
-  Dtab: { apiVersions: ['meshlet.io/v1alpha1'], spec: dtabSpec },
-};
-
+type Common = { name: string; namespace: string; file: string };
 export type Resource =
-  | { kind: 'ServiceEntry'; name: string; namespace: string; file: string; spec: ServiceEntrySpec }
-  | { kind: 'VirtualService'; name: string; namespace: string; file: string; spec: VirtualServiceSpec }
-  | { kind: 'DestinationRule'; name: string; namespace: string; file: string; spec: DestinationRuleSpec }
-  | { kind: 'Dtab'; name: string; namespace: string; file: string; spec: DtabSpec };
+  | Common & { kind: 'ServiceEntry'; spec: ServiceEntrySpec }
+  | Common & { kind: 'VirtualService'; spec: VirtualServiceSpec }
+  | Common & { kind: 'DestinationRule'; spec: DestinationRuleSpec }
+  | Common & { kind: 'Dtab'; spec: DtabSpec };
 
 export class ConfigError extends Error {
   errors: string[];
@@ -181,8 +230,6 @@ export class ConfigError extends Error {
     this.errors = errors;
   }
 }
-
-const metadata = obj({ name: nonEmptyStr, namespace: str, labels: map(str), annotations: map(str) }, ['name']);
 
 /** Parse one file's text (multi-document YAML). Errors are appended to `errors`, never thrown. */
 export function parseResourceText(file: string, text: string, errors: string[]): Resource[] {
@@ -218,23 +265,18 @@ export function parseResource(file: string, value: unknown, errors: string[]): R
   const kind = typeof v.kind === 'string' ? v.kind : undefined;
   const name = (v.metadata as { name?: unknown } | undefined)?.name;
   const label = `${kind ?? '<no kind>'}/${typeof name === 'string' ? name : '<no name>'}`;
-  const ctx = new Ctx();
-  const def = kind ? KINDS[kind] : undefined;
-  if (!def) {
-    ctx.fail('kind', kind ? `unknown kind "${kind}" (known: ${Object.keys(KINDS).join(', ')})` : 'is required');
-  } else {
-    if (typeof v.apiVersion !== 'string' || !def.apiVersions.includes(v.apiVersion)) {
-      ctx.fail('apiVersion', `must be one of ${def.apiVersions.join(', ')}, got ${JSON.stringify(v.apiVersion)}`);
-    }
-    for (const k of Object.keys(v)) {
-      if (!['apiVersion', 'kind', 'metadata', 'spec'].includes(k)) ctx.fail(k, 'unknown field (known: apiVersion, kind, metadata, spec)');
-    }
-    const meta = v.metadata === undefined ? ctx.fail('metadata', 'is required') : metadata(v.metadata, 'metadata', ctx);
-    const spec = v.spec === undefined ? ctx.fail('spec', 'is required') : def.spec(v.spec, 'spec', ctx);
-    if (ctx.errors.length === 0 && meta && spec) {
-      return { kind, name: meta.name!, namespace: meta.namespace ?? 'default', file, spec } as Resource;
-    }
+  const report = (errs: string[]) => { for (const e of errs) errors.push(`${file}: ${label}: ${e}`); };
+  if (kind === undefined || !Object.hasOwn(CHECKERS, kind)) {
+    report([`kind: ${kind ? `unknown kind "${kind}" (known: ${Object.keys(CHECKERS).join(', ')})` : 'is required'}`]);
+    return undefined;
   }
-  for (const e of ctx.errors) errors.push(`${file}: ${label}: ${e}`);
-  return undefined;
+  const check = CHECKERS[kind as Kind];
+  dropNullFields(check.schema, v);
+  if (!check.check(v)) { report(check.errors(v, '')); return undefined; }
+  const common = { name: v.metadata.name, namespace: v.metadata.namespace ?? 'default', file };
+  if (v.kind === 'ServiceEntry') {
+    const problems = resolutionProblems(v.spec, 'spec');
+    if (problems.length > 0) { report(problems); return undefined; }
+  }
+  return { ...common, kind: v.kind, spec: v.spec } as Resource;
 }

@@ -1,49 +1,23 @@
-// A small declarative validator for user resources. Every error names the field path, and
-// unknown fields are errors (a misspelt field silently ignored is a config that lies).
+// One schema, one validator. The TypeBox definitions in schema.ts (the snapshot) and resources.ts
+// (user resources) are at once the static types, the runtime check and the published JSON Schema
+// (docs/schema/). This module compiles them and turns TypeBox's errors (a JSON Schema keyword at
+// an instance path) into meshlet's messages: the field path with `[i]` and `.field`, what was
+// expected and what came. Two wordings: `resource` for YAML a person wrote (it lists the known
+// fields and says what it got), `wire` for a snapshot from a control server (a NACK names the
+// field; an unknown field is a newer control server's that this proxy would silently ignore).
+import { Compile } from 'typebox/compile';
+import Format from 'typebox/format';
+import System from 'typebox/system';
+import type { Static, TSchema } from 'typebox';
+import type { TLocalizedValidationError } from 'typebox/error';
 import { regexProblem } from './regex.ts';
 
-export type Validator<T> = (value: unknown, path: string, ctx: Ctx) => T | undefined;
+// TypeBox buffers 8 errors by default; a person fixing a file wants them all (the snapshot
+// check keeps its own cap of 20). Bounded all the same: a huge bad input must not buffer without end.
+System.Settings.Set({ maxErrors: 1000 });
 
-export class Ctx {
-  errors: string[] = [];
-  fail(path: string, message: string): undefined {
-    this.errors.push(`${path}: ${message}`);
-    return undefined;
-  }
-}
-
-function kindOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-export const str: Validator<string> = (v, p, c) =>
-  typeof v === 'string' ? v : c.fail(p, `must be a string, got ${kindOf(v)}`);
-
-export const nonEmptyStr: Validator<string> = (v, p, c) => {
-  const s = str(v, p, c);
-  return s === undefined ? undefined : s.length > 0 ? s : c.fail(p, 'must not be empty');
-};
-
-export const bool: Validator<boolean> = (v, p, c) =>
-  typeof v === 'boolean' ? v : c.fail(p, `must be true or false, got ${kindOf(v)}`);
-
-export function int(min = -Infinity, max = Infinity): Validator<number> {
-  return (v, p, c) => {
-    if (typeof v !== 'number' || !Number.isInteger(v)) return c.fail(p, `must be an integer, got ${kindOf(v)}`);
-    if (v < min || v > max) return c.fail(p, `must be between ${min} and ${max}, got ${v}`);
-    return v;
-  };
-}
-
-export function num(min = -Infinity, max = Infinity): Validator<number> {
-  return (v, p, c) => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) return c.fail(p, `must be a number, got ${kindOf(v)}`);
-    if (v < min || v > max) return c.fail(p, `must be between ${min} and ${max}, got ${v}`);
-    return v;
-  };
-}
+/** Istio's StringMatch.regex is RE2: checked with RE2's parser (regex.ts), errors carry RE2's message. */
+Format.Set('re2', (s) => regexProblem(s) === undefined);
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
 
@@ -63,85 +37,165 @@ export function parseDuration(s: string): number | undefined {
   return total;
 }
 
-export const duration: Validator<number> = (v, p, c) => {
-  if (typeof v !== 'string') return c.fail(p, `must be a duration string like "1s" or "250ms", got ${kindOf(v)}`);
-  const ms = parseDuration(v.trim());
-  return ms === undefined ? c.fail(p, `invalid duration "${v}" (use e.g. "1s", "250ms", "1m30s")`) : ms;
+/**
+ * The same grammar as parseDuration, as a JSON Schema pattern (so an editor checks it too);
+ * surrounding blanks are allowed, as they always were. `durationMs` converts a checked string.
+ */
+export const DURATION_PATTERN = '^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(h|ms|m|s|us|µs|ns))+\\s*$';
+
+/** Milliseconds of a duration string the schema already accepted. */
+export function durationMs(s: string): number {
+  const ms = parseDuration(s.trim());
+  if (ms === undefined) throw new Error(`unchecked duration ${JSON.stringify(s)}`); // the schema's pattern admits only parseable strings
+  return ms;
+}
+
+export type Wording = 'resource' | 'wire';
+
+export interface Checker<T extends TSchema> {
+  schema: T;
+  /** True when `value` conforms (compiled: the fast path, run on every snapshot push). */
+  check(value: unknown): value is Static<T>;
+  /** Our messages for a value check() refused, each `<base>.<path>: <message>`. */
+  errors(value: unknown, base: string): string[];
+}
+
+/** A checker for `schema`, compiled on first use (a sidecar that never parses YAML never compiles the resource schemas). */
+export function checker<T extends TSchema>(schema: T, wording: Wording): Checker<T> {
+  let compiled: ReturnType<typeof Compile<T>> | undefined;
+  const get = () => (compiled ??= Compile(schema));
+  return {
+    schema,
+    check: (value): value is Static<T> => get().Check(value),
+    errors: (value, base) => formatErrors(schema, get().Errors(value), value, base, wording),
+  };
+}
+
+type Node = {
+  type?: string; properties?: Record<string, Node>; patternProperties?: Record<string, Node>; items?: Node;
+  minimum?: number; maximum?: number; enum?: unknown[]; pattern?: string; minProperties?: number; maxProperties?: number;
 };
 
-export function list<T>(item: Validator<T>): Validator<T[]> {
-  return (v, p, c) => {
-    if (!Array.isArray(v)) return c.fail(p, `must be a list, got ${kindOf(v)}`);
-    const out: T[] = [];
-    let ok = true;
-    v.forEach((x, i) => {
-      const r = item(x, `${p}[${i}]`, c);
-      if (r === undefined) ok = false; else out.push(r);
-    });
-    return ok ? out : undefined;
-  };
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
 }
 
-export function map<T>(item: Validator<T>): Validator<Record<string, T>> {
-  return (v, p, c) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return c.fail(p, `must be a map, got ${kindOf(v)}`);
-    const out: Record<string, T> = {};
-    let ok = true;
-    for (const [k, x] of Object.entries(v)) {
-      const r = item(x, `${p}.${k}`, c);
-      if (r === undefined) ok = false; else out[k] = r;
+const unescape = (seg: string) => seg.replace(/~1/g, '/').replace(/~0/g, '~');
+
+/** The schema node a TypeBox schemaPath (`#/properties/a/items`) points at. */
+function schemaAt(root: TSchema, schemaPath: string): Node {
+  let n: unknown = root;
+  for (const seg of schemaPath.split('/').slice(1)) n = (n as Record<string, unknown>)[unescape(seg)];
+  return n as Node;
+}
+
+/** `/spec/http/0/route` -> `spec.http[0].route`: list indexes in brackets, decided by the value itself. */
+function fieldPath(root: unknown, instancePath: string, base: string): { path: string; value: unknown } {
+  let path = base;
+  let v = root;
+  if (instancePath === '') return { path, value: v };
+  for (const seg of instancePath.split('/').slice(1)) {
+    const k = unescape(seg);
+    if (Array.isArray(v)) { path += `[${k}]`; v = v[Number(k)]; }
+    else { path += path ? `.${k}` : k; v = (v as Record<string, unknown> | undefined)?.[k]; }
+  }
+  return { path, value: v };
+}
+
+const join = (p: string, k: string) => (p ? `${p}.${k}` : k);
+
+function typeMessage(n: Node, v: unknown, wording: Wording): string {
+  const t = n.type;
+  if (wording === 'wire') {
+    switch (t) {
+      case 'integer': return `must be an integer ${n.minimum}..${n.maximum}, got ${JSON.stringify(v)}`;
+      case 'number': return `must be a number ${n.minimum}..${n.maximum}, got ${JSON.stringify(v)}`;
+      case 'array': return 'must be a list';
+      case 'object': return 'must be an object';
+      default: return `must be a ${t}`;
     }
-    return ok ? out : undefined;
+  }
+  if (t === 'string' && n.pattern === DURATION_PATTERN) return `must be a duration string like "1s" or "250ms", got ${kindOf(v)}`;
+  switch (t) {
+    case 'boolean': return `must be true or false, got ${kindOf(v)}`;
+    case 'integer': return `must be an integer, got ${kindOf(v)}`;
+    case 'array': return `must be a list, got ${kindOf(v)}`;
+    case 'object': return `must be ${n.patternProperties ? 'a map' : 'an object'}, got ${kindOf(v)}`;
+    default: return `must be a ${t}, got ${kindOf(v)}`;
+  }
+}
+
+function formatErrors(root: TSchema, errs: TLocalizedValidationError[], value: unknown, base: string, wording: Wording): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const push = (path: string, message: string) => {
+    const line = `${path}: ${message}`;
+    if (!seen.has(line)) { seen.add(line); out.push(line); }
   };
-}
-
-export function oneOf<T>(...values: T[]): Validator<T> {
-  return (v, p, c) => (values.includes(v as T) ? (v as T) : c.fail(p, `must be one of ${values.join(', ')}, got ${kindOf(v)}`));
-}
-
-type Fields = Record<string, Validator<unknown>>;
-type Out<F extends Fields> = { [K in keyof F]?: F[K] extends Validator<infer T> ? T : never };
-
-/** An object with known fields; `required` lists fields that must be present. */
-export function obj<F extends Fields>(fields: F, required: Array<keyof F & string> = []): Validator<Out<F>> {
-  return (v, p, c) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return c.fail(p, `must be an object, got ${kindOf(v)}`);
-    const out: Record<string, unknown> = {};
-    let ok = true;
-    for (const [k, x] of Object.entries(v)) {
-      const f = fields[k];
-      const fp = p ? `${p}.${k}` : k;
-      if (!f) {
-        c.fail(fp, `unknown field (known: ${Object.keys(fields).join(', ')})`);
-        ok = false;
-        continue;
+  for (const e of errs) {
+    const n = schemaAt(root, e.schemaPath);
+    const { path, value: v } = fieldPath(value, e.instancePath, base);
+    switch (e.keyword) {
+      case 'boolean': break; // `additionalProperties: false` per key: reported once per object below
+      case 'additionalProperties': {
+        const msg = wording === 'wire' ? 'unknown field (this proxy does not understand it)' : `unknown field (known: ${Object.keys(n.properties ?? {}).join(', ')})`;
+        for (const k of e.params.additionalProperties) push(join(path, k), msg);
+        break;
       }
-      if (x === null || x === undefined) continue; // YAML `field:` with no value = unset
-      const r = f(x, fp, c);
-      if (r === undefined) ok = false; else out[k] = r;
+      case 'required':
+        for (const k of e.params.requiredProperties) push(join(path, k), 'is required');
+        break;
+      case 'type': push(path, typeMessage(n, v, wording)); break;
+      case 'minimum': case 'maximum':
+        push(path, wording === 'wire' ? typeMessage(n, v, wording) : `must be between ${n.minimum ?? -Infinity} and ${n.maximum ?? Infinity}, got ${v}`);
+        break;
+      case 'enum':
+        push(path, `must be one of ${(n.enum ?? []).join(', ')}${wording === 'wire' ? '' : `, got ${kindOf(v)}`}`);
+        break;
+      case 'minLength': push(path, 'must not be empty'); break;
+      case 'minProperties': case 'maxProperties':
+        // The one use: a StringMatch, exactly one of its fields.
+        push(path, n.minProperties === 1 && n.maxProperties === 1
+          ? `exactly one of ${Object.keys(n.properties ?? {}).join(', ')} is required`
+          : e.message);
+        break;
+      case 'pattern':
+        push(path, n.pattern === DURATION_PATTERN ? `invalid duration "${String(v)}" (use e.g. "1s", "250ms", "1m30s")` : `must match ${n.pattern}`);
+        break;
+      case 'format':
+        push(path, e.params.format === 're2' ? `invalid regex: ${regexProblem(String(v))}` : e.message);
+        break;
+      default: push(path, e.message);
     }
-    for (const r of required) {
-      if (out[r] === undefined && ok && (v as Record<string, unknown>)[r] == null) {
-        c.fail(p ? `${p}.${r}` : r, 'is required');
-        ok = false;
-      }
-    }
-    return ok ? (out as Out<F>) : undefined;
-  };
+  }
+  return out;
 }
 
-/** `v`, then a cross-field check of its result (which reports its own errors and returns false). */
-export function refine<T>(v: Validator<T>, check: (value: T, path: string, c: Ctx) => boolean): Validator<T> {
-  return (x, p, c) => {
-    const r = v(x, p, c);
-    return r === undefined ? undefined : check(r, p, c) ? r : undefined;
-  };
+/**
+ * YAML `field:` with no value is null, which users mean as unset (kubectl agrees): drop known
+ * fields set to null before the check, so they are neither type errors nor required-field
+ * satisfiers. Unknown fields stay (they are errors whatever their value), as do nulls in lists
+ * and maps (a list item or map value cannot be "unset").
+ */
+export function dropNullFields(schema: TSchema, value: unknown): void {
+  const n = schema as Node;
+  if (Array.isArray(value)) {
+    if (n.items) for (const x of value) dropNullFields(n.items as TSchema, x);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  const o = value as Record<string, unknown>;
+  if (n.properties) {
+    for (const k of Object.keys(o)) {
+      const s = n.properties[k];
+      if (!s) continue;
+      if (o[k] === null || o[k] === undefined) delete o[k];
+      else dropNullFields(s as TSchema, o[k]);
+    }
+  } else if (n.patternProperties) {
+    const s = Object.values(n.patternProperties)[0];
+    for (const k of Object.keys(o)) dropNullFields(s as TSchema, o[k]);
+  }
 }
-
-/** An RE2 pattern (Istio StringMatch.regex): errors carry RE2's own message. */
-export const regex: Validator<string> = (v, p, c) => {
-  const s = str(v, p, c);
-  if (s === undefined) return undefined;
-  const problem = regexProblem(s);
-  return problem === undefined ? s : c.fail(p, `invalid regex: ${problem}`);
-};

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Resource, DestinationRuleSpec, TrafficPolicy, HttpRoute, Destination } from './resources.ts';
 import { ConfigError } from './resources.ts';
 import { regexProblem } from './regex.ts';
-import { durationMs } from './validate.ts';
+import { durationMs } from './duration.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,

@@ -1,73 +1,71 @@
-// One schema, one validator. The TypeBox definitions in schema.ts (the snapshot) and resources.ts
-// (user resources) are at once the static types, the runtime check and the published JSON Schema
-// (docs/schema/). This module compiles them and turns TypeBox's errors (a JSON Schema keyword at
-// an instance path) into meshlet's messages: the field path with `[i]` and `.field`, what was
-// expected and what came. Two wordings: `resource` for YAML a person wrote (it lists the known
-// fields and says what it got), `wire` for a snapshot from a control server (a NACK names the
-// field; an unknown field is a newer control server's that this proxy would silently ignore).
-import { Compile } from 'typebox/compile';
-import Format from 'typebox/format';
-import System from 'typebox/system';
-import type { Static, TSchema } from 'typebox';
+// One schema, one validator. The TypeBox definitions (snapshot.schema.ts for the snapshot,
+// resources.schema.ts for user resources) are at once the static types, the runtime check and
+// the published JSON Schema (docs/schema/). This module runs the check and turns TypeBox's
+// errors (a JSON Schema keyword at an instance path) into meshlet's messages: the field path with
+// `[i]` and `.field`, what was expected and what came. Two wordings: `resource` for YAML a person
+// wrote (it lists the known fields and says what it got), `wire` for a snapshot from a control
+// server (a NACK names the field; an unknown field is a newer control server's that this proxy
+// would silently ignore).
+//
+// The happy path runs the checks TypeBox compiled ahead of time (checks.generated.ts, written by
+// `npm run schema`): a sidecar never loads the schema builder and compiler (~13 MB RSS, ~160 ms
+// of start-up, measured). Only a value that fails loads them (synchronously, once) to say why.
+import { createRequire } from 'node:module';
+import type { TSchema } from 'typebox';
 import type { TLocalizedValidationError } from 'typebox/error';
+import { checks } from './checks.generated.ts';
 import { regexProblem } from './regex.ts';
-
-// TypeBox buffers 8 errors by default; a person fixing a file wants them all (the snapshot
-// check keeps its own cap of 20). Bounded all the same: a huge bad input must not buffer without end.
-System.Settings.Set({ maxErrors: 1000 });
-
-/** Istio's StringMatch.regex is RE2: checked with RE2's parser (regex.ts), errors carry RE2's message. */
-Format.Set('re2', (s) => regexProblem(s) === undefined);
-
-const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
-
-/** Go/protobuf duration strings as Istio accepts them: "1s", "0.5s", "100ms", "1m30s", "3m". */
-export function parseDuration(s: string): number | undefined {
-  const re = /(\d+(?:\.\d+)?|\.\d+)(h|ms|m|s|us|µs|ns)/y;
-  let total = 0;
-  let i = 0;
-  if (s.length === 0) return undefined;
-  while (i < s.length) {
-    re.lastIndex = i;
-    const m = re.exec(s);
-    if (!m) return undefined;
-    total += Number(m[1]) * UNIT_MS[m[2]];
-    i = re.lastIndex;
-  }
-  return total;
-}
-
-/**
- * The same grammar as parseDuration, as a JSON Schema pattern (so an editor checks it too);
- * surrounding blanks are allowed, as they always were. `durationMs` converts a checked string.
- */
-export const DURATION_PATTERN = '^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(h|ms|m|s|us|µs|ns))+\\s*$';
-
-/** Milliseconds of a duration string the schema already accepted. */
-export function durationMs(s: string): number {
-  const ms = parseDuration(s.trim());
-  if (ms === undefined) throw new Error(`unchecked duration ${JSON.stringify(s)}`); // the schema's pattern admits only parseable strings
-  return ms;
-}
+import { DURATION_PATTERN } from './duration.ts';
 
 export type Wording = 'resource' | 'wire';
+export type SchemaName = keyof typeof checks;
 
-export interface Checker<T extends TSchema> {
-  schema: T;
-  /** True when `value` conforms (compiled: the fast path, run on every snapshot push). */
-  check(value: unknown): value is Static<T>;
+export interface Checker<T> {
+  /** True when `value` conforms (the compiled check: run on every snapshot push, every file). */
+  check(value: unknown): value is T;
   /** Our messages for a value check() refused, each `<base>.<path>: <message>`. */
   errors(value: unknown, base: string): string[];
+  /** The schema itself; loads the schema library (error paths only). */
+  schema(): TSchema;
 }
 
-/** A checker for `schema`, compiled on first use (a sidecar that never parses YAML never compiles the resource schemas). */
-export function checker<T extends TSchema>(schema: T, wording: Wording): Checker<T> {
-  let compiled: ReturnType<typeof Compile<T>> | undefined;
-  const get = () => (compiled ??= Compile(schema));
+interface Library {
+  schemas: Record<SchemaName, TSchema>;
+  errors(name: SchemaName, value: unknown): TLocalizedValidationError[];
+}
+let library: Library | undefined;
+
+/** TypeBox and the definitions, loaded on the first value that fails (require: the callers are synchronous). */
+function lib(): Library {
+  if (library) return library;
+  const req = createRequire(import.meta.url);
+  const { Compile } = req('typebox/compile') as typeof import('typebox/compile');
+  const { Settings } = req('typebox/system') as typeof import('typebox/system');
+  // TypeBox buffers 8 errors by default; a person fixing a file wants them all (the snapshot
+  // check keeps its own cap of 20). Bounded all the same: a huge bad input must not buffer without end.
+  Settings.Set({ maxErrors: 1000 });
+  const { Snapshot } = req('./snapshot.schema.ts') as typeof import('./snapshot.schema.ts');
+  const { RESOURCE_SCHEMAS } = req('./resources.schema.ts') as typeof import('./resources.schema.ts');
+  const schemas: Record<SchemaName, TSchema> = { Snapshot, ...RESOURCE_SCHEMAS };
+  const compiled = new Map<SchemaName, ReturnType<typeof Compile>>();
+  library = {
+    schemas,
+    errors: (n, v) => {
+      let c = compiled.get(n);
+      if (!c) { c = Compile(schemas[n]); compiled.set(n, c); }
+      return c.Errors(v);
+    },
+  };
+  return library;
+}
+
+/** The checker of one schema of checks.generated.ts, typed by its caller (the Static<> of that schema). */
+export function checker<T>(name: SchemaName, wording: Wording): Checker<T> {
+  const check = checks[name] as (v: unknown) => boolean;
   return {
-    schema,
-    check: (value): value is Static<T> => get().Check(value),
-    errors: (value, base) => formatErrors(schema, get().Errors(value), value, base, wording),
+    check: (value): value is T => check(value),
+    errors: (value, base) => formatErrors(lib().schemas[name], lib().errors(name, value), value, base, wording),
+    schema: () => lib().schemas[name],
   };
 }
 

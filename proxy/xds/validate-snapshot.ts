@@ -2,13 +2,13 @@
 // The control server compiles with the same code, but a proxy must not trust the wire: a
 // different version of the control server, or a bug, must produce a NACK naming the field, not
 // a crash deep in the router. The shape is the Snapshot schema itself (config/schema.ts, compiled
-// by TypeBox); here are only the checks a schema cannot say: references between clusters and
+// ahead of time by TypeBox); here are only the checks a schema cannot say: references between clusters and
 // routes, weights, and what only this proxy can know (its own ports).
-import { Snapshot } from '../config/schema.ts';
+import type { Snapshot } from '../config/schema.ts';
 import { checker } from '../config/validate.ts';
 import { DEFAULT_BASE_DTAB } from '../config/compile.ts';
 
-const shape = checker(Snapshot, 'wire');
+const shape = checker<Snapshot>('Snapshot', 'wire');
 
 /** At most this many problems in one NACK: enough to fix a batch, short enough to read. */
 const MAX_PROBLEMS = 20;

@@ -282,10 +282,10 @@ function compileRoute(
   });
   const dests = route.route;
   if (dests.length === 0) errors.push(`${where(r)}: ${path}.route: at least one destination is required`);
-  const destinations = dests.map((d, k) => {
+  const destinations = dests.flatMap((d, k): RouteSpec['destinations'] => {
     const res = resolveDest(r, `${path}.route[${k}].destination`, d.destination);
     const weight = d.weight ?? (dests.length === 1 ? 100 : 0);
-    return res ? { ...res, weight, ...(d.headers ? { headers: d.headers } : {}) } : undefined;
+    return res ? [{ ...res, weight, ...(d.headers ? { headers: d.headers } : {}) }] : [];
   });
   const sum = dests.reduce((s, d) => s + (d.weight ?? (dests.length === 1 ? 100 : 0)), 0);
   if (dests.length > 0 && sum !== 100) errors.push(`${where(r)}: ${path}.route: weights sum to ${sum}, must be 100`);
@@ -326,7 +326,7 @@ function compileRoute(
   if (route.mirror && route.mirrors) errors.push(`${where(r)}: ${path}: set mirror or mirrors, not both`);
 
   if (errors.length > before) return undefined;
-  const out: RouteSpec = { name: route.name ?? `${path}`, match, destinations: destinations as RouteSpec['destinations'] };
+  const out: RouteSpec = { name: route.name ?? `${path}`, match, destinations };
   if (route.rewrite) out.rewrite = route.rewrite;
   if (route.headers) out.headers = route.headers;
   const timeoutMs = route.timeout !== undefined ? durationMs(route.timeout) : 0;

@@ -5,8 +5,8 @@
 // and ignoring it silently would lie.
 //
 // Not imported at run time: `npm run schema` (scripts/gen-schema.ts) compiles it ahead of time
-// into proxy/config/checks.generated.ts, so a sidecar does not load the schema builder (~13 MB
-// RSS, ~160 ms of start-up); a test fails when the generated files are stale.
+// into proxy/config/checks.generated.ts, so a sidecar does not load the schema builder (~14 MB
+// RSS, ~200 ms of start-up per proxy); a test fails when the generated files are stale.
 import Type, { type TProperties, type TSchema } from 'typebox';
 
 const U32 = 4294967295;

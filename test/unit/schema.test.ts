@@ -159,6 +159,9 @@ describe('resource checks', () => {
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].route[0].destination.host: is required',
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].headers.request.set.x-a: must be a string, got null',
     ]);
+    expect(errorsOf(vs('    - route: [{ destination: { host: reviews } }]\n      constructor:\n'))).toEqual([
+      'm.yaml (document 2): VirtualService/reviews: spec.http[0].constructor: unknown field (known: name, match, route, rewrite, timeout, retries, fault, mirror, mirrorPercentage, mirrors, headers)',
+    ]);
     expect(errorsOf(vs('    - route: [{ destination: { host: reviews } }]\n      match: [~]\n'))).toEqual([
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].match[0]: must be an object, got null',
     ]);

@@ -22,8 +22,13 @@ export type DestinationRuleSpec = Static<typeof R.destinationRuleSpec>;
 export type TrafficPolicy = Static<typeof R.trafficPolicy>;
 export type DtabSpec = Static<typeof R.dtabSpec>;
 
+// The kinds, listed here because RESOURCE_SCHEMAS is not loaded at run time; tsc fails if the
+// list and the definitions disagree.
 const KINDS = ['ServiceEntry', 'VirtualService', 'DestinationRule', 'Dtab'] as const;
 type Kind = (typeof KINDS)[number];
+type Defined = keyof typeof R.RESOURCE_SCHEMAS;
+const KINDS_ARE_THE_DEFINED_ONES: [Kind] extends [Defined] ? ([Defined] extends [Kind] ? true : never) : never = true;
+void KINDS_ARE_THE_DEFINED_ONES;
 const CHECKERS = Object.fromEntries(KINDS.map((k) => [k, checker(k, 'resource')])) as {
   [K in Kind]: Checker<Static<(typeof R.RESOURCE_SCHEMAS)[K]>>
 };

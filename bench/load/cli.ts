@@ -1,7 +1,7 @@
 // `meshlet load`: fortio-compatible flags and output (fortio habits and scripts carry over).
 import { writeFileSync } from 'node:fs';
 import { FlagError, helpText, parseFlags, type FlagSpec } from '../../cli/flags.ts';
-import { parseDuration } from '../../proxy/config/validate.ts';
+import { parseDuration } from '../../proxy/config/duration.ts';
 import { WarmupError, runLoad, toFortioJson } from './runner.ts';
 import { banner, report } from './report.ts';
 

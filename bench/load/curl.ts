@@ -3,7 +3,7 @@
 // fortio). Headers are printed as the server sent them (raw case), hence a Client.dispatch.
 import { Client } from 'undici';
 import { FlagError, helpText, parseFlags, type FlagSpec } from '../../cli/flags.ts';
-import { parseDuration } from '../../proxy/config/validate.ts';
+import { parseDuration } from '../../proxy/config/duration.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'H', type: 'list', default: [], help: "extra header 'Name: value' (repeatable)" },

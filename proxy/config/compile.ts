@@ -1,9 +1,11 @@
 // Resources -> Snapshot. Cross-resource checks live here (a route's host and subset exist,
-// weights sum to 100, one DestinationRule per host); per-field checks live in resources.ts.
+// weights sum to 100, one DestinationRule per host); per-field checks live in the schemas of
+// resources.ts, whose types (required fields required) this file reads without assertions.
 import { createHash } from 'node:crypto';
 import type { Resource, DestinationRuleSpec, TrafficPolicy, HttpRoute, Destination } from './resources.ts';
 import { ConfigError } from './resources.ts';
 import { regexProblem } from './regex.ts';
+import { durationMs } from './duration.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
@@ -47,7 +49,10 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   const cp = tp?.connectionPool;
   const p = { ...DEFAULT_CONNECTION_POOL };
   // Istio treats values <= 0 as unset (a source FIXME: zero is not expressible).
-  const set = (k: Exclude<keyof ConnectionPoolSpec, 'retryBudget'>, v: number | undefined) => { if (v !== undefined && v > 0) p[k] = v; };
+  const set = (k: Exclude<keyof ConnectionPoolSpec, 'retryBudget'>, v: number | string | undefined) => {
+    const n = typeof v === 'string' ? durationMs(v) : v;
+    if (n !== undefined && n > 0) p[k] = n;
+  };
   set('maxConnections', cp?.tcp?.maxConnections);
   set('connectTimeoutMs', cp?.tcp?.connectTimeout);
   set('maxPendingRequests', cp?.http?.http1MaxPendingRequests);
@@ -70,10 +75,10 @@ function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
     consecutiveGatewayErrors: od.consecutiveGatewayErrors || 5,
     enforceGateway: (od.consecutiveGatewayErrors ?? 0) > 0,
     // Istio sends it only when split and > 0; otherwise Envoy's default applies (5, enforced).
-    consecutiveLocalOriginFailures: split ? ((od.consecutiveLocalOriginFailures ?? 0) > 0 ? od.consecutiveLocalOriginFailures! : 5) : 0,
+    consecutiveLocalOriginFailures: split ? (od.consecutiveLocalOriginFailures || 5) : 0,
     splitExternalLocalOriginErrors: split,
-    intervalMs: od.interval ?? 10_000,
-    baseEjectionTimeMs: od.baseEjectionTime ?? 30_000,
+    intervalMs: od.interval !== undefined ? durationMs(od.interval) : 10_000,
+    baseEjectionTimeMs: od.baseEjectionTime !== undefined ? durationMs(od.baseEjectionTime) : 30_000,
     maxEjectionPercent: od.maxEjectionPercent && od.maxEjectionPercent > 0 ? od.maxEjectionPercent : 10,
     minHealthPercent: od.minHealthPercent ?? 0,
   };
@@ -107,21 +112,21 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   for (const r of resources) {
     if (r.kind !== 'ServiceEntry') continue;
     const spec = r.spec;
-    const portNames = new Set(spec.ports!.map((p) => p.name!));
+    const portNames = new Set(spec.ports.map((p) => p.name));
     spec.endpoints?.forEach((ep, i) => {
       for (const name of Object.keys(ep.ports ?? {})) {
         if (!portNames.has(name)) errors.push(`${where(r)}: spec.endpoints[${i}].ports.${name}: no service port is named "${name}"`);
       }
     });
-    spec.hosts!.forEach((host, hi) => {
+    spec.hosts.forEach((host, hi) => {
       const dns = spec.resolution === 'DNS' || spec.resolution === 'DNS_ROUND_ROBIN';
       const info: ServiceInfo = {
-        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports!.map((p) => ({ number: p.number!, name: p.name!, protocol: 'HTTP' })), subsets: [] },
+        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports.map((p) => ({ number: p.number, name: p.name, protocol: 'HTTP' })), subsets: [] },
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
-          : (spec.endpoints ?? []).map((e) => ({ address: e.address!, ports: e.ports ?? {}, labels: e.labels ?? {} })),
-        targetPorts: Object.fromEntries(spec.ports!.filter((p) => p.targetPort !== undefined).map((p) => [p.name!, p.targetPort!])),
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+        targetPorts: Object.fromEntries(spec.ports.flatMap((p) => (p.targetPort !== undefined ? [[p.name, p.targetPort] as const] : []))),
       };
       if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
       for (const a of hostAliases(host)) {
@@ -136,14 +141,14 @@ export function compile(resources: Resource[], opts: { version: string; source: 
 
   for (const r of resources) {
     if (r.kind !== 'DestinationRule') continue;
-    const info = byAlias.get(r.spec.host!.toLowerCase());
+    const info = byAlias.get(r.spec.host.toLowerCase());
     if (!info) { errors.push(`${where(r)}: spec.host: no ServiceEntry defines host "${r.spec.host}"`); continue; }
     if (info.rule) { errors.push(`${where(r)}: spec.host: host "${r.spec.host}" already has DestinationRule/${info.rule.name}`); continue; }
     info.rule = r;
     const seen = new Set<string>();
     r.spec.subsets?.forEach((s, i) => {
-      if (seen.has(s.name!)) errors.push(`${where(r)}: spec.subsets[${i}].name: duplicate subset "${s.name}"`);
-      seen.add(s.name!);
+      if (seen.has(s.name)) errors.push(`${where(r)}: spec.subsets[${i}].name: duplicate subset "${s.name}"`);
+      seen.add(s.name);
     });
     info.spec.subsets = [...seen];
   }
@@ -156,7 +161,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     const subsets: Array<{ name: string; labels: Record<string, string>; tp?: TrafficPolicy }> = [
       { name: '', labels: {}, tp: dr?.trafficPolicy },
       ...(dr?.subsets ?? []).map((s) => ({
-        name: s.name!, labels: s.labels ?? {},
+        name: s.name, labels: s.labels ?? {},
         tp: mergePolicy(dr?.trafficPolicy, s.trafficPolicy),
       })),
     ];
@@ -178,7 +183,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   }
 
   const resolveDest = (r: Resource, path: string, d: Destination): { cluster: string; host: string; subset: string } | undefined => {
-    const info = byAlias.get(d.host!.toLowerCase());
+    const info = byAlias.get(d.host.toLowerCase());
     if (!info) { errors.push(`${where(r)}: ${path}.host: no ServiceEntry defines host "${d.host}"`); return undefined; }
     const subset = d.subset ?? '';
     if (subset && !info.spec.subsets.includes(subset)) {
@@ -202,7 +207,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     if (r.kind !== 'VirtualService') continue;
     const domains: string[] = [];
     let service = '';
-    r.spec.hosts!.forEach((h, i) => {
+    r.spec.hosts.forEach((h, i) => {
       const info = byAlias.get(h.toLowerCase());
       const names = info ? info.spec.aliases : [h.toLowerCase()];
       if (info && !service) service = info.spec.host;
@@ -213,7 +218,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       }
     });
     const routes: RouteSpec[] = [];
-    r.spec.http!.forEach((route, i) => {
+    r.spec.http.forEach((route, i) => {
       const compiled = compileRoute(r, `spec.http[${i}]`, route, resolveDest, errors);
       if (compiled) routes.push(compiled);
     });
@@ -232,7 +237,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
 
   const dtabs = resources.filter((r) => r.kind === 'Dtab');
   if (dtabs.length > 1) errors.push(`${where(dtabs[1])}: only one Dtab resource is allowed (another is ${dtabs[0].file}: Dtab/${dtabs[0].name})`);
-  const dtab = dtabs.length > 0 ? (dtabs[0] as Extract<Resource, { kind: 'Dtab' }>).spec.dtab! : DEFAULT_BASE_DTAB;
+  const dtab = dtabs.length > 0 ? (dtabs[0] as Extract<Resource, { kind: 'Dtab' }>).spec.dtab : DEFAULT_BASE_DTAB;
   if (dtabs.length > 0) {
     try { Dtab.parse(dtab); } catch (e) { if (e instanceof DtabParseError) errors.push(`${where(dtabs[0])}: spec.dtab: ${e.message}`); else throw e; }
   }
@@ -253,43 +258,34 @@ function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | u
   };
 }
 
-function checkMatch(r: Resource, path: string, m: { exact?: string; prefix?: string; regex?: string }, errors: string[]): StringMatchSpec | undefined {
-  const n = (m.exact !== undefined ? 1 : 0) + (m.prefix !== undefined ? 1 : 0) + (m.regex !== undefined ? 1 : 0);
-  if (n !== 1) { errors.push(`${where(r)}: ${path}: exactly one of exact, prefix, regex is required`); return undefined; }
-  return m;
-}
-
 function compileRoute(
   r: Resource, path: string, route: HttpRoute,
   resolveDest: (r: Resource, path: string, d: Destination) => { cluster: string; host: string; subset: string } | undefined,
   errors: string[],
 ): RouteSpec | undefined {
   const before = errors.length;
-  const match: MatchSpec[] = (route.match ?? []).map((m, j) => {
-    const mp = `${path}.match[${j}]`;
+  const match: MatchSpec[] = (route.match ?? []).map((m) => {
     const out: MatchSpec = {};
-    if (m.uri) out.uri = checkMatch(r, `${mp}.uri`, m.uri, errors);
-    if (m.method) out.method = checkMatch(r, `${mp}.method`, m.method, errors);
-    if (m.authority) out.authority = checkMatch(r, `${mp}.authority`, m.authority, errors);
+    // Exactly one of exact/prefix/regex, and a regex RE2 accepts: the schema checked both.
+    if (m.uri) out.uri = m.uri;
+    if (m.method) out.method = m.method;
+    if (m.authority) out.authority = m.authority;
     for (const key of ['headers', 'withoutHeaders', 'queryParams'] as const) {
       const src = m[key];
       if (!src) continue;
       const dst: Record<string, StringMatchSpec> = {};
-      for (const [k, v] of Object.entries(src)) {
-        const c = checkMatch(r, `${mp}.${key}.${k}`, v, errors);
-        if (c) dst[key === 'queryParams' ? k : k.toLowerCase()] = c;
-      }
+      for (const [k, v] of Object.entries(src)) dst[key === 'queryParams' ? k : k.toLowerCase()] = v;
       out[key] = dst;
     }
     if (m.ignoreUriCase) out.ignoreUriCase = true;
     return out;
   });
-  const dests = route.route!;
+  const dests = route.route;
   if (dests.length === 0) errors.push(`${where(r)}: ${path}.route: at least one destination is required`);
-  const destinations = dests.map((d, k) => {
-    const res = resolveDest(r, `${path}.route[${k}].destination`, d.destination!);
+  const destinations = dests.flatMap((d, k): RouteSpec['destinations'] => {
+    const res = resolveDest(r, `${path}.route[${k}].destination`, d.destination);
     const weight = d.weight ?? (dests.length === 1 ? 100 : 0);
-    return res ? { ...res, weight, ...(d.headers ? { headers: d.headers } : {}) } : undefined;
+    return res ? [{ ...res, weight, ...(d.headers ? { headers: d.headers } : {}) }] : [];
   });
   const sum = dests.reduce((s, d) => s + (d.weight ?? (dests.length === 1 ? 100 : 0)), 0);
   if (dests.length > 0 && sum !== 100) errors.push(`${where(r)}: ${path}.route: weights sum to ${sum}, must be 100`);
@@ -297,14 +293,15 @@ function compileRoute(
   let retries: RetrySpec | undefined = ISTIO_DEFAULT_RETRY;
   if (route.retries) {
     const rt = route.retries;
-    if ((rt.attempts ?? 0) <= 0) retries = undefined;
+    const attempts = rt.attempts ?? 0;
+    if (attempts <= 0) retries = undefined;
     else {
       const parsed = rt.retryOn !== undefined ? parseRetryOn(rt.retryOn) : { retryOn: ISTIO_DEFAULT_RETRY.retryOn, codes: [] };
       for (const t of parsed.retryOn.split(',').filter(Boolean)) {
         if (!RETRY_ON.has(t)) errors.push(`${where(r)}: ${path}.retries.retryOn: unknown retry condition "${t}"`);
       }
-      retries = { attempts: rt.attempts!, retryOn: parsed.retryOn, retriableStatusCodes: parsed.codes };
-      if (rt.perTryTimeout !== undefined) retries.perTryTimeoutMs = rt.perTryTimeout;
+      retries = { attempts, retryOn: parsed.retryOn, retriableStatusCodes: parsed.codes };
+      if (rt.perTryTimeout !== undefined) retries.perTryTimeoutMs = durationMs(rt.perTryTimeout);
     }
   }
 
@@ -313,8 +310,8 @@ function compileRoute(
     const f = route.fault;
     fault = {};
     // No percentage -> the deprecated integer `percent` (default 0) -> no fault (spec section 6).
-    if (f.delay) fault.delay = { fixedDelayMs: f.delay.fixedDelay!, percent: f.delay.percentage?.value ?? f.delay.percent ?? 0 };
-    if (f.abort) fault.abort = { httpStatus: f.abort.httpStatus!, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
+    if (f.delay) fault.delay = { fixedDelayMs: durationMs(f.delay.fixedDelay), percent: f.delay.percentage?.value ?? f.delay.percent ?? 0 };
+    if (f.abort) fault.abort = { httpStatus: f.abort.httpStatus, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
   }
 
   const mirrors: MirrorSpec[] = [];
@@ -323,16 +320,17 @@ function compileRoute(
     if (res) mirrors.push({ cluster: res.cluster, host: res.host, percent: route.mirrorPercentage?.value ?? 100 });
   }
   route.mirrors?.forEach((m, k) => {
-    const res = resolveDest(r, `${path}.mirrors[${k}].destination`, m.destination!);
+    const res = resolveDest(r, `${path}.mirrors[${k}].destination`, m.destination);
     if (res) mirrors.push({ cluster: res.cluster, host: res.host, percent: m.percentage?.value ?? 100 });
   });
   if (route.mirror && route.mirrors) errors.push(`${where(r)}: ${path}: set mirror or mirrors, not both`);
 
   if (errors.length > before) return undefined;
-  const out: RouteSpec = { name: route.name ?? `${path}`, match, destinations: destinations as RouteSpec['destinations'] };
+  const out: RouteSpec = { name: route.name ?? `${path}`, match, destinations };
   if (route.rewrite) out.rewrite = route.rewrite;
   if (route.headers) out.headers = route.headers;
-  if (route.timeout !== undefined && route.timeout > 0) out.timeoutMs = route.timeout;
+  const timeoutMs = route.timeout !== undefined ? durationMs(route.timeout) : 0;
+  if (timeoutMs > 0) out.timeoutMs = timeoutMs;
   if (retries) out.retries = retries;
   if (fault) out.fault = fault;
   if (mirrors.length) out.mirrors = mirrors;

@@ -6,24 +6,32 @@ import { createRequire } from 'node:module';
 let yamlLib: typeof import('yaml') | null = null;
 const parseAllDocuments: typeof import('yaml').parseAllDocuments = (text, opts) =>
   (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parseAllDocuments(text, opts);
-import {
-  Ctx, bool, duration, int, list, map, nonEmptyStr, num, obj, oneOf, refine, regex, str,
-  type Validator,
-} from './validate.ts';
+import type { Static } from 'typebox';
+import type * as R from './resources.schema.ts';
+import { checker, dropNullFields, type Checker } from './validate.ts';
 import { isIP } from 'node:net';
 
-const stringMatch = obj({ exact: str, prefix: str, regex });
+// The types are derived from the schemas of resources.schema.ts (type-only: no schema library
+// is loaded to parse a file; the check is the ahead-of-time compiled one, checks.generated.ts).
+export type ServiceEntrySpec = Static<typeof R.serviceEntrySpec>;
+export type VirtualServiceSpec = Static<typeof R.virtualServiceSpec>;
+export type HttpRoute = Static<typeof R.httpRoute>;
+export type HttpMatch = Static<typeof R.httpMatch>;
+export type Destination = Static<typeof R.destination>;
+export type DestinationRuleSpec = Static<typeof R.destinationRuleSpec>;
+export type TrafficPolicy = Static<typeof R.trafficPolicy>;
+export type DtabSpec = Static<typeof R.dtabSpec>;
 
-const percentage = obj({ value: num(0, 100) });
-
-const headerOps = obj({ set: map(str), add: map(str), remove: list(str) });
-const headersBlock = obj({ request: headerOps, response: headerOps });
-
-const destination = obj({
-  host: nonEmptyStr,
-  subset: nonEmptyStr,
-  port: obj({ number: int(1, 65535) }, ['number']),
-}, ['host']);
+// The kinds, listed here because RESOURCE_SCHEMAS is not loaded at run time; tsc fails if the
+// list and the definitions disagree.
+const KINDS = ['ServiceEntry', 'VirtualService', 'DestinationRule', 'Dtab'] as const;
+type Kind = (typeof KINDS)[number];
+type Defined = keyof typeof R.RESOURCE_SCHEMAS;
+const KINDS_ARE_THE_DEFINED_ONES: [Kind] extends [Defined] ? ([Defined] extends [Kind] ? true : never) : never = true;
+void KINDS_ARE_THE_DEFINED_ONES;
+const CHECKERS = Object.fromEntries(KINDS.map((k) => [k, checker(k, 'resource')])) as {
+  [K in Kind]: Checker<Static<(typeof R.RESOURCE_SCHEMAS)[K]>>
+};
 
 /** A DNS name as Istio's ValidateFQDN wants it: dot-separated labels of letters, digits, '-' (no wildcard). */
 function isFqdn(s: string): boolean {
@@ -37,142 +45,43 @@ function isFqdn(s: string): boolean {
  * FQDNs, and without endpoints the hosts themselves are resolved, so they must be FQDNs;
  * DNS_ROUND_ROBIN takes 0 or 1 endpoint. NONE forwards to the original destination of an
  * intercepted connection: meshlet has no transparent capture, so there is none to forward to.
- * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do).
+ * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do). Runs on a spec the
+ * schema accepted; returns its errors (field path: message).
  */
-function checkResolution(se: { hosts?: string[]; resolution?: string; endpoints?: Array<{ address?: string }> }, p: string, c: Ctx): boolean {
+function resolutionProblems(se: ServiceEntrySpec, p: string): string[] {
+  const errs: string[] = [];
+  const fail = (path: string, message: string) => { errs.push(`${path}: ${message}`); };
   const mode = se.resolution ?? 'STATIC';
-  const before = c.errors.length;
   const eps = se.endpoints ?? [];
   if (mode === 'NONE') {
-    c.fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
+    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
   } else if (mode === 'STATIC') {
     eps.forEach((e, i) => {
-      const a = e.address!;
-      if (a.startsWith('unix://')) c.fail(`${p}.endpoints[${i}].address`, `unix domain socket endpoints are not supported (${JSON.stringify(a)})`);
-      else if (!isIP(a)) c.fail(`${p}.endpoints[${i}].address`, `${JSON.stringify(a)} is not an IP address: resolution STATIC${se.resolution ? '' : ' (the default)'} needs IP addresses; set resolution: DNS to resolve host names`);
+      const a = e.address;
+      if (a.startsWith('unix://')) fail(`${p}.endpoints[${i}].address`, `unix domain socket endpoints are not supported (${JSON.stringify(a)})`);
+      else if (!isIP(a)) fail(`${p}.endpoints[${i}].address`, `${JSON.stringify(a)} is not an IP address: resolution STATIC${se.resolution ? '' : ' (the default)'} needs IP addresses; set resolution: DNS to resolve host names`);
     });
   } else {
     if (eps.length === 0) {
-      (se.hosts ?? []).forEach((h, i) => {
-        if (!isFqdn(h)) c.fail(`${p}.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${mode} (got ${JSON.stringify(h)})`);
+      se.hosts.forEach((h, i) => {
+        if (!isFqdn(h)) fail(`${p}.hosts[${i}]`, `hosts must be FQDN if no endpoints are provided for resolution mode ${mode} (got ${JSON.stringify(h)})`);
       });
     }
-    if (mode === 'DNS_ROUND_ROBIN' && eps.length > 1) c.fail(`${p}.endpoints`, `there must only be 0 or 1 endpoint for resolution mode ${mode}, got ${eps.length}`);
+    if (mode === 'DNS_ROUND_ROBIN' && eps.length > 1) fail(`${p}.endpoints`, `there must only be 0 or 1 endpoint for resolution mode ${mode}, got ${eps.length}`);
     eps.forEach((e, i) => {
-      const a = e.address!;
-      if (!isIP(a) && !isFqdn(a)) c.fail(`${p}.endpoints[${i}].address`, `endpoint address ${JSON.stringify(a)} is not a valid FQDN or an IP address`);
+      const a = e.address;
+      if (!isIP(a) && !isFqdn(a)) fail(`${p}.endpoints[${i}].address`, `endpoint address ${JSON.stringify(a)} is not a valid FQDN or an IP address`);
     });
   }
-  return c.errors.length === before;
+  return errs;
 }
 
-const serviceEntrySpec = refine(obj({
-  hosts: list(nonEmptyStr),
-  ports: list(obj({
-    number: int(1, 65535),
-    name: nonEmptyStr,
-    protocol: oneOf('HTTP', 'http'),
-    targetPort: int(1, 65535),
-  }, ['number', 'name'])),
-  resolution: oneOf('STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'),
-  endpoints: list(obj({
-    address: nonEmptyStr,
-    ports: map(int(1, 65535)),
-    labels: map(str),
-  }, ['address'])),
-}, ['hosts', 'ports']), checkResolution);
-
-const httpMatch = obj({
-  name: str,
-  uri: stringMatch,
-  method: stringMatch,
-  authority: stringMatch,
-  headers: map(stringMatch),
-  withoutHeaders: map(stringMatch),
-  queryParams: map(stringMatch),
-  ignoreUriCase: bool,
-});
-
-const httpRoute = obj({
-  name: str,
-  match: list(httpMatch),
-  route: list(obj({ destination, weight: int(0, 100), headers: headersBlock }, ['destination'])),
-  rewrite: obj({ uri: str, authority: str }),
-  timeout: duration,
-  retries: obj({ attempts: int(0, 1000), perTryTimeout: duration, retryOn: str, retryRemoteLocalities: bool }),
-  fault: obj({
-    delay: obj({ fixedDelay: duration, percentage, percent: int(0, 100) }, ['fixedDelay']),
-    abort: obj({ httpStatus: int(200, 599), percentage, percent: int(0, 100) }, ['httpStatus']),
-  }),
-  mirror: destination,
-  mirrorPercentage: percentage,
-  mirrors: list(obj({ destination, percentage }, ['destination'])),
-  headers: headersBlock,
-}, ['route']);
-
-const virtualServiceSpec = obj({
-  hosts: list(nonEmptyStr),
-  http: list(httpRoute),
-}, ['hosts', 'http']);
-
-const connectionPool = obj({
-  tcp: obj({ maxConnections: int(0), connectTimeout: duration }),
-  http: obj({
-    http1MaxPendingRequests: int(0),
-    http2MaxRequests: int(0),
-    maxRequestsPerConnection: int(0),
-    maxRetries: int(0),
-    idleTimeout: duration,
-  }),
-});
-
-const outlierDetection = obj({
-  consecutive5xxErrors: int(0),
-  consecutiveGatewayErrors: int(0),
-  consecutiveLocalOriginFailures: int(0),
-  splitExternalLocalOriginErrors: bool,
-  interval: duration,
-  baseEjectionTime: duration,
-  maxEjectionPercent: int(0, 100),
-  minHealthPercent: int(0, 100),
-});
-
-const trafficPolicy = obj({
-  loadBalancer: obj({ simple: oneOf('ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED') }),
-  connectionPool,
-  outlierDetection,
-  retryBudget: obj({ percent: num(0, 100), minRetryConcurrency: int(0) }),
-});
-
-const destinationRuleSpec = obj({
-  host: nonEmptyStr,
-  trafficPolicy,
-  subsets: list(obj({ name: nonEmptyStr, labels: map(str), trafficPolicy }, ['name'])),
-}, ['host']);
-
-const dtabSpec = obj({ dtab: str }, ['dtab']);
-
-export type ServiceEntrySpec = NonNullable<ReturnType<typeof serviceEntrySpec>>;
-export type VirtualServiceSpec = NonNullable<ReturnType<typeof virtualServiceSpec>>;
-export type HttpRoute = NonNullable<ReturnType<typeof httpRoute>>;
-export type HttpMatch = NonNullable<ReturnType<typeof httpMatch>>;
-export type Destination = NonNullable<ReturnType<typeof destination>>;
-export type DestinationRuleSpec = NonNullable<ReturnType<typeof destinationRuleSpec>>;
-export type TrafficPolicy = NonNullable<ReturnType<typeof trafficPolicy>>;
-export type DtabSpec = NonNullable<ReturnType<typeof dtabSpec>>;
-
-const KINDS: Record<string, { apiVersions: string[]; spec: Validator<unknown> }> = {
-  ServiceEntry: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: serviceEntrySpec },
-  VirtualService: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: virtualServiceSpec },
-  DestinationRule: { apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'], spec: destinationRuleSpec },
-  Dtab: { apiVersions: ['meshlet.io/v1alpha1'], spec: dtabSpec },
-};
-
+type Common = { name: string; namespace: string; file: string };
 export type Resource =
-  | { kind: 'ServiceEntry'; name: string; namespace: string; file: string; spec: ServiceEntrySpec }
-  | { kind: 'VirtualService'; name: string; namespace: string; file: string; spec: VirtualServiceSpec }
-  | { kind: 'DestinationRule'; name: string; namespace: string; file: string; spec: DestinationRuleSpec }
-  | { kind: 'Dtab'; name: string; namespace: string; file: string; spec: DtabSpec };
+  | Common & { kind: 'ServiceEntry'; spec: ServiceEntrySpec }
+  | Common & { kind: 'VirtualService'; spec: VirtualServiceSpec }
+  | Common & { kind: 'DestinationRule'; spec: DestinationRuleSpec }
+  | Common & { kind: 'Dtab'; spec: DtabSpec };
 
 export class ConfigError extends Error {
   errors: string[];
@@ -181,8 +90,6 @@ export class ConfigError extends Error {
     this.errors = errors;
   }
 }
-
-const metadata = obj({ name: nonEmptyStr, namespace: str, labels: map(str), annotations: map(str) }, ['name']);
 
 /** Parse one file's text (multi-document YAML). Errors are appended to `errors`, never thrown. */
 export function parseResourceText(file: string, text: string, errors: string[]): Resource[] {
@@ -218,23 +125,22 @@ export function parseResource(file: string, value: unknown, errors: string[]): R
   const kind = typeof v.kind === 'string' ? v.kind : undefined;
   const name = (v.metadata as { name?: unknown } | undefined)?.name;
   const label = `${kind ?? '<no kind>'}/${typeof name === 'string' ? name : '<no name>'}`;
-  const ctx = new Ctx();
-  const def = kind ? KINDS[kind] : undefined;
-  if (!def) {
-    ctx.fail('kind', kind ? `unknown kind "${kind}" (known: ${Object.keys(KINDS).join(', ')})` : 'is required');
-  } else {
-    if (typeof v.apiVersion !== 'string' || !def.apiVersions.includes(v.apiVersion)) {
-      ctx.fail('apiVersion', `must be one of ${def.apiVersions.join(', ')}, got ${JSON.stringify(v.apiVersion)}`);
-    }
-    for (const k of Object.keys(v)) {
-      if (!['apiVersion', 'kind', 'metadata', 'spec'].includes(k)) ctx.fail(k, 'unknown field (known: apiVersion, kind, metadata, spec)');
-    }
-    const meta = v.metadata === undefined ? ctx.fail('metadata', 'is required') : metadata(v.metadata, 'metadata', ctx);
-    const spec = v.spec === undefined ? ctx.fail('spec', 'is required') : def.spec(v.spec, 'spec', ctx);
-    if (ctx.errors.length === 0 && meta && spec) {
-      return { kind, name: meta.name!, namespace: meta.namespace ?? 'default', file, spec } as Resource;
-    }
+  const report = (errs: string[]) => { for (const e of errs) errors.push(`${file}: ${label}: ${e}`); };
+  if (kind === undefined || !Object.hasOwn(CHECKERS, kind)) {
+    report([`kind: ${kind ? `unknown kind "${kind}" (known: ${Object.keys(CHECKERS).join(', ')})` : 'is required'}`]);
+    return undefined;
   }
-  for (const e of ctx.errors) errors.push(`${file}: ${label}: ${e}`);
-  return undefined;
+  const check = CHECKERS[kind as Kind];
+  // YAML `field:` with no value is null, meant as unset: a null fails the check, so only then
+  // are known fields set to null dropped (dropNullFields) and the value checked again.
+  if (!check.check(v)) {
+    dropNullFields(check.schema(), v);
+    if (!check.check(v)) { report(check.errors(v, '')); return undefined; }
+  }
+  const common = { name: v.metadata.name, namespace: v.metadata.namespace ?? 'default', file };
+  if (v.kind === 'ServiceEntry') {
+    const problems = resolutionProblems(v.spec, 'spec');
+    if (problems.length > 0) { report(problems); return undefined; }
+  }
+  return { ...common, kind: v.kind, spec: v.spec } as Resource;
 }

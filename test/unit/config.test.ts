@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseResourceText, ConfigError } from '../../proxy/config/resources.ts';
 import { compile, hostAliases, ISTIO_DEFAULT_RETRY } from '../../proxy/config/compile.ts';
-import { parseDuration } from '../../proxy/config/validate.ts';
+import { parseDuration } from '../../proxy/config/duration.ts';
 
 function build(yaml: string) {
   const errors: string[] = [];

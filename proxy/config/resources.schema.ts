@@ -1,0 +1,208 @@
+// The resources users write, defined once with TypeBox: Istio-shaped (a documented subset of
+// networking.istio.io) plus meshlet's own Dtab kind. One definition gives the types compile.ts
+// reads (Static<>, in resources.ts), the check parseResource runs, and the JSON Schemas an editor
+// validates with (docs/schema/<Kind>.json). Objects are closed: a misspelt field silently
+// ignored is a config that lies, so an unknown field is an error that lists the known ones.
+// Defaults are compile.ts's (Istio's), said here in descriptions where an editor shows them.
+//
+// Not imported at run time: `npm run schema` (scripts/gen-schema.ts) compiles it ahead of time
+// into proxy/config/checks.generated.ts; a test fails when that file is stale.
+import Type, { type TProperties, type TSchema } from 'typebox';
+import Format from 'typebox/format';
+import { DURATION_PATTERN } from './duration.ts';
+import { regexProblem } from './regex.ts';
+
+const closed = <P extends TProperties>(properties: P, description?: string) =>
+  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
+const opt = Type.Optional;
+const d = (description?: string) => (description ? { description } : {});
+const str = (description?: string) => Type.String(d(description));
+const nonEmptyStr = (description?: string) => Type.String({ minLength: 1, ...d(description) });
+const bool = (description?: string) => Type.Boolean(d(description));
+const int = (minimum?: number, maximum?: number, description?: string) =>
+  Type.Integer({ ...(minimum !== undefined ? { minimum } : {}), ...(maximum !== undefined ? { maximum } : {}), ...d(description) });
+const num = (minimum: number, maximum: number, description?: string) => Type.Number({ minimum, maximum, ...d(description) });
+const map = <T extends TSchema>(t: T, description?: string) => Type.Record(Type.String(), t, d(description));
+const list = <T extends TSchema>(t: T, description?: string) => Type.Array(t, d(description));
+/** A Go/protobuf duration string ("1s", "250ms", "1m30s"): compile.ts converts it (durationMs). */
+const duration = (description: string) => Type.String({ pattern: DURATION_PATTERN, description: `${description} (a duration like "1s", "250ms", "1m30s")` });
+/** An RE2 pattern (Istio StringMatch.regex), checked by RE2's parser: errors carry its message. */
+const regex = Type.String({ format: 're2', description: 'an RE2 regular expression (Istio\'s syntax; not JavaScript\'s)' });
+const port = (description?: string) => int(1, 65535, description);
+/** Istio treats connection-pool values <= 0 as unset. */
+const limit = (what: string) => opt(int(0, undefined, `${what}; unset or 0 = unlimited (4294967295, Istio's default)`));
+
+const stringMatch = Type.Object(
+  { exact: opt(str()), prefix: opt(str()), regex: opt(regex) },
+  { additionalProperties: false, minProperties: 1, maxProperties: 1, description: 'exactly one of exact, prefix, regex' },
+);
+
+const percentage = (what: string) => closed({ value: num(0, 100, 'percent, 0-100; fractions allowed') }, what);
+
+const headerOps = closed({
+  set: opt(map(str(), 'headers to set, replacing any value')),
+  add: opt(map(str(), 'headers to append')),
+  remove: opt(list(str(), 'header names to remove')),
+});
+const headersBlock = closed({ request: opt(headerOps), response: opt(headerOps) }, 'header manipulation');
+
+export const destination = closed({
+  host: nonEmptyStr('a host (or short name) a ServiceEntry defines'),
+  subset: opt(nonEmptyStr('a subset its DestinationRule defines; unset = every endpoint')),
+  port: opt(closed({ number: port() }, 'required when the host has more than one port')),
+});
+
+export const serviceEntrySpec = closed({
+  hosts: list(nonEmptyStr(), 'the first is the canonical name; a Kubernetes FQDN (name.ns.svc.cluster.local) also answers to its short forms'),
+  ports: list(closed({
+    number: port(),
+    name: nonEmptyStr(),
+    protocol: opt(Type.Enum(['HTTP', 'http'], { description: 'meshlet speaks HTTP/1.1' })),
+    targetPort: opt(port('the endpoint port for endpoints that name none; unset = number')),
+  })),
+  resolution: opt(Type.Enum(['STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'], {
+    description: 'unset = STATIC (endpoint IP addresses). DNS re-resolves each endpoint (or, with none, each host) and uses every address; DNS_ROUND_ROBIN the first. NONE is refused: it needs transparent capture',
+  })),
+  endpoints: opt(list(closed({
+    address: nonEmptyStr('an IP address (STATIC) or a host name (DNS)'),
+    ports: opt(map(port(), 'service port name -> port of this endpoint')),
+    labels: opt(map(str(), 'matched by DestinationRule subsets')),
+  }))),
+});
+
+export const httpMatch = closed({
+  name: opt(str()),
+  uri: opt(stringMatch),
+  method: opt(stringMatch),
+  authority: opt(stringMatch),
+  headers: opt(map(stringMatch, 'header name (any case) -> match')),
+  withoutHeaders: opt(map(stringMatch, 'matches when these headers do not match')),
+  queryParams: opt(map(stringMatch, 'query parameter -> match')),
+  ignoreUriCase: opt(bool('uri matches fold ASCII case')),
+}, 'every condition must hold; a route matches if any of its match blocks does (none = every request)');
+
+export const httpRoute = closed({
+  name: opt(str('unset = spec.http[i]')),
+  match: opt(list(httpMatch)),
+  route: list(closed({
+    destination,
+    weight: opt(int(0, 100, "percent of requests; a route's weights sum to 100; unset = 100 for a single destination, else 0")),
+    headers: opt(headersBlock),
+  })),
+  rewrite: opt(closed({ uri: opt(str('replaces the matched uri prefix (or the whole path)')), authority: opt(str()) })),
+  timeout: opt(duration('the whole request, retries included; unset or 0 = none (Istio disables Envoy\'s 15 s default)')),
+  retries: opt(closed({
+    attempts: opt(int(0, 1000, 'retries after the first try; unset or 0 = no retries')),
+    perTryTimeout: opt(duration('each try')),
+    retryOn: opt(str('Envoy retry_on conditions and HTTP status codes, comma-separated; unset = connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
+    retryRemoteLocalities: opt(bool('accepted; no effect (meshlet has no localities)')),
+  }, 'unset = Istio\'s default: 2 attempts on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
+  fault: opt(closed({
+    delay: opt(closed({
+      fixedDelay: duration('delay before forwarding'),
+      percentage: opt(percentage('share of requests delayed; wins over percent')),
+      percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
+    })),
+    abort: opt(closed({
+      httpStatus: int(200, 599, 'status answered instead of forwarding'),
+      percentage: opt(percentage('share of requests aborted; wins over percent')),
+      percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
+    })),
+  }, 'fault injection')),
+  mirror: opt(closed({ ...destination.properties }, 'a copy of each request goes here, its response dropped; not with mirrors')),
+  mirrorPercentage: opt(percentage('share of requests mirrored; unset = 100')),
+  mirrors: opt(list(closed({ destination, percentage: opt(percentage('share of requests mirrored; unset = 100')) }), 'several mirrors; not with mirror')),
+  headers: opt(headersBlock),
+});
+
+export const virtualServiceSpec = closed({
+  hosts: list(nonEmptyStr(), 'names this VirtualService routes (hosts or short names of ServiceEntries)'),
+  http: list(httpRoute, 'routes, tried in order: the first that matches wins'),
+});
+
+const connectionPool = closed({
+  tcp: opt(closed({
+    maxConnections: limit('connections to the cluster, all its endpoints together'),
+    connectTimeout: opt(duration('unset = 10s')),
+  })),
+  http: opt(closed({
+    http1MaxPendingRequests: limit('requests queued for a connection'),
+    http2MaxRequests: limit('active requests'),
+    maxRequestsPerConnection: opt(int(0, undefined, 'then the connection closes; unset or 0 = unlimited')),
+    maxRetries: limit('concurrent retries'),
+    idleTimeout: opt(duration('an idle upstream connection closes after; unset = 4s (meshlet: below common server keep-alives)')),
+  })),
+});
+
+const outlierDetection = closed({
+  consecutive5xxErrors: opt(int(0, undefined, 'unset = 5; 0 = not enforced')),
+  consecutiveGatewayErrors: opt(int(0, undefined, '502/503/504 in a row; enforced only when > 0')),
+  consecutiveLocalOriginFailures: opt(int(0, undefined, 'with splitExternalLocalOriginErrors only; unset or 0 = 5')),
+  splitExternalLocalOriginErrors: opt(bool('count connect failures and resets apart from 5xx; unset = false')),
+  interval: opt(duration('ejection analysis interval; unset = 10s')),
+  baseEjectionTime: opt(duration('unset = 30s; multiplied by the times an endpoint was ejected')),
+  maxEjectionPercent: opt(int(0, 100, 'unset or 0 = 10')),
+  minHealthPercent: opt(int(0, 100, 'below this share of healthy endpoints nothing is ejected; unset = 0')),
+}, 'absent = no outlier detection');
+
+const trafficPolicyOf = (description?: string) => closed({
+  loadBalancer: opt(closed({
+    simple: opt(Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED'], { description: 'unset, UNSPECIFIED and LEAST_CONN = LEAST_REQUEST (Istio\'s default)' })),
+  })),
+  connectionPool: opt(connectionPool),
+  outlierDetection: opt(outlierDetection),
+  retryBudget: opt(closed({
+    percent: opt(num(0, 100, 'concurrent retries as a percent of active + pending requests; unset = 20')),
+    minRetryConcurrency: opt(int(0, undefined, 'unset = 3')),
+  }, 'replaces connectionPool.http.maxRetries when set')),
+}, description);
+export const trafficPolicy = trafficPolicyOf();
+
+export const destinationRuleSpec = closed({
+  host: nonEmptyStr('a host (or short name) a ServiceEntry defines; one DestinationRule per host'),
+  trafficPolicy: opt(trafficPolicy),
+  subsets: opt(list(closed({
+    name: nonEmptyStr(),
+    labels: opt(map(str(), 'endpoints with all these labels')),
+    trafficPolicy: opt(trafficPolicyOf("replaces the parent's blocks whole (loadBalancer, connectionPool, ...): no field-level merge")),
+  }))),
+});
+
+export const dtabSpec = closed({ dtab: str('the base delegation table, Finagle syntax (/svc/a => /svc/b;); replaces the default') });
+
+const metadata = closed({
+  name: nonEmptyStr(),
+  namespace: opt(str('unset = default')),
+  labels: opt(map(str())),
+  annotations: opt(map(str())),
+});
+
+const ISTIO_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
+
+/** A whole document of one kind: what a file holds, and what docs/schema/<Kind>.json describes. */
+function resourceSchema<K extends string, S extends TSchema>(kind: K, apiVersions: string[], spec: S, description: string) {
+  return Type.Object({
+    apiVersion: Type.Enum(apiVersions),
+    kind: Type.Literal(kind),
+    metadata,
+    spec,
+  }, { additionalProperties: false, title: `meshlet ${kind}`, description });
+}
+
+/** Every kind meshlet reads, by kind (cross-field rules a JSON Schema cannot say live in resources.ts). */
+export const RESOURCE_SCHEMAS = {
+  ServiceEntry: resourceSchema('ServiceEntry', ISTIO_VERSIONS, serviceEntrySpec,
+    'An Istio ServiceEntry (networking.istio.io), the subset meshlet implements: a service, its ports and endpoints.'),
+  VirtualService: resourceSchema('VirtualService', ISTIO_VERSIONS, virtualServiceSpec,
+    'An Istio VirtualService (networking.istio.io), the subset meshlet implements: HTTP routes, retries, timeouts, faults, mirrors.'),
+  DestinationRule: resourceSchema('DestinationRule', ISTIO_VERSIONS, destinationRuleSpec,
+    'An Istio DestinationRule (networking.istio.io), the subset meshlet implements: subsets, load balancing, connection pool, outlier detection, retry budget.'),
+  Dtab: resourceSchema('Dtab', ['meshlet.io/v1alpha1'], dtabSpec,
+    "meshlet's base delegation table (Finagle dtab syntax), overridable per request with l5d-dtab."),
+};
+
+/** The 're2' format: Istio's StringMatch.regex is RE2, checked by RE2's own parser (errors carry its message). */
+export function isRe2(s: string): boolean {
+  return regexProblem(s) === undefined;
+}
+Format.Set('re2', isRe2);

@@ -9,7 +9,7 @@ import { Runtime } from './runtime.ts';
 import { Listener } from './listener/listener.ts';
 import { createAdmin } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
-import { Metrics } from './telemetry/metrics.ts';
+import { Metrics, destinationVersion, type EdgeHealth } from './telemetry/metrics.ts';
 import { createLogger, type AccessLogMode } from './telemetry/log.ts';
 import type { StatSource } from './telemetry/stats.ts';
 import type { Exchange } from './filters/router.ts';
@@ -145,7 +145,6 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       const c = ex.cluster;
       const reporter = l.opts.name === 'inbound' ? 'destination' : 'source';
       metrics.series(reporter, c.name, c.spec.service, () => c.spec.subset || (c.spec.endpoints[0]?.labels.version ?? ''), code, flags, ex.dtabOverride).record(dur);
-      if (l.opts.name === 'outbound') c.edge.record(code, ex.flags, dur);
     }
     if (access !== null && (accessLog === 'all' || code >= 500 || ex.flags !== null)) {
       access.info({
@@ -244,14 +243,13 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inFlight: () => inFlight,
     requestsTotal: () => outbound.stats.downstream_rq_total + inboundL.stats.downstream_rq_total,
     edgeReports: () => {
-      const out = [];
+      const health: EdgeHealth[] = [];
       for (const c of runtime?.clusters.values() ?? []) {
         let healthy = 0;
         for (const e of c.endpoints) if (!e.outlier.ejected) healthy++;
-        const r = c.edge.drain({ healthy, total: c.endpoints.length });
-        if (r) out.push(r);
+        health.push({ cluster: c.name, service: c.spec.service, subset: destinationVersion(c.spec), healthy, total: c.endpoints.length });
       }
-      return out;
+      return metrics.drainEdges(health);
     },
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;

@@ -5,7 +5,6 @@ import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
 import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import { RetryBudget } from '../filters/retry.ts';
-import { EdgeCounters } from '../telemetry/edges.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
 import { Balancer } from './balancer.ts';
 
@@ -30,13 +29,6 @@ export class Endpoint {
   get key(): string { return `${this.spec.address}:${this.spec.port}`; }
 }
 
-/** The destination's version, as Istio's destination_version: the subset, else the version label all endpoints share. */
-function destinationVersion(spec: ClusterSpec): string {
-  if (spec.subset) return spec.subset;
-  const versions = new Set(spec.endpoints.map((e) => e.labels.version ?? ''));
-  return versions.size === 1 ? [...versions][0] : '';
-}
-
 export class Cluster {
   spec: ClusterSpec;
   specJson: string;
@@ -45,8 +37,6 @@ export class Cluster {
   endpoints: Endpoint[];
   readonly detector: OutlierDetector | null;
   readonly budget: RetryBudget | null;
-  /** This cluster as an edge of the mesh graph (from this sidecar's service). */
-  readonly edge: EdgeCounters;
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
   private readonly balancer = new Balancer();
@@ -58,7 +48,6 @@ export class Cluster {
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
-    this.edge = new EdgeCounters(spec.service, destinationVersion(spec));
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
@@ -89,7 +78,6 @@ export class Cluster {
   setEndpoints(spec: ClusterSpec, specJson: string): void {
     this.spec = spec;
     this.specJson = specJson;
-    this.edge.subset = destinationVersion(spec);
     // DNS: the spec's endpoints are names; the hosts follow when they resolve.
     if (this.dns) this.dns.setTargets(spec.endpoints);
     else this.replaceHosts(spec.endpoints);

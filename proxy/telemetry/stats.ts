@@ -126,8 +126,8 @@ void tracingCovered;
 interface StatKind {
   /** Family prefix, matched against StatSource.prom[0]. */
   prom: string;
-  /** The Envoy stat name pattern, for HELP. */
-  envoy: string;
+  /** HELP text: whose stat it is and the /stats name pattern. */
+  about: string;
   counters: readonly string[];
   gauges: readonly string[];
   /** Per-code maps, each one family with a `response_code` label (Envoy's upstream_rq_<code> tag extraction). */
@@ -136,11 +136,11 @@ interface StatKind {
 
 const STAT_KINDS: readonly StatKind[] = [
   {
-    prom: 'envoy_cluster_', envoy: 'cluster.<cluster_name>', counters: CLUSTER_COUNTERS, gauges: CLUSTER_GAUGES,
+    prom: 'envoy_cluster_', about: 'Envoy stat cluster.<cluster_name>', counters: CLUSTER_COUNTERS, gauges: CLUSTER_GAUGES,
     codeMaps: [{ key: 'codes', stat: 'upstream_rq' }, { key: 'retryCodes', stat: 'retry.upstream_rq' }],
   },
-  { prom: 'envoy_http_', envoy: 'http.<http_conn_manager_prefix>', counters: HTTP_COUNTERS, gauges: HTTP_GAUGES, codeMaps: [] },
-  { prom: 'meshlet_tracing_', envoy: 'tracing', counters: TRACING_COUNTERS, gauges: [], codeMaps: [] },
+  { prom: 'envoy_http_', about: 'Envoy stat http.<http_conn_manager_prefix>', counters: HTTP_COUNTERS, gauges: HTTP_GAUGES, codeMaps: [] },
+  { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [] },
 ];
 
 interface StatValue { labels: Record<string, string>; value: number }
@@ -164,7 +164,7 @@ class StatFamily {
     this.sources = sources;
     this.type = type;
     this.name = `${kind.prom}${stat.replace(/\./g, '_')}`;
-    this.help = `Envoy stat ${kind.envoy}.${stat}${byCode ? '_<response_code>' : ''}`;
+    this.help = `${kind.about}.${stat}${byCode ? '_<response_code>' : ''}`;
   }
 
   get(): { name: string; help: string; type: string; aggregator: string; values: StatValue[] } {

@@ -88,7 +88,7 @@ export interface RunningProxy {
   inFlight(): number;
   /** Downstream requests so far, both listeners. */
   requestsTotal(): number;
-  /** Drain per-edge counters (outbound clusters) for a report to the control server. */
+  /** The outbound clusters' traffic since the last call (a view of the Istio series) for a report to the control server. */
   edgeReports(): import('./telemetry/edges.ts').EdgeReport[];
 }
 

@@ -1,4 +1,4 @@
-// The mesh view's numbers: proxies report per-edge counters every few seconds; this keeps a short
+// The mesh view's numbers: proxies report per-edge traffic every few seconds; this keeps a short
 // rolling window per edge and turns it into the topology JSON the page draws.
 import { bucketPercentile, EDGE_BUCKETS_MS, type EdgeReport } from '../../proxy/telemetry/edges.ts';
 

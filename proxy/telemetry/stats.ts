@@ -143,7 +143,14 @@ const STAT_KINDS: readonly StatKind[] = [
   { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [] },
 ];
 
-interface StatValue { labels: Record<string, string>; value: number }
+/**
+ * A sample for prom-client. `sharedLabels` is the source's own label object: prom-client formats
+ * it once per object (a WeakMap), so a cluster's name is escaped once per scrape, not once per stat.
+ */
+interface StatValue { labels: Record<string, string>; sharedLabels?: Record<string, string>; value: number }
+
+/** The sources of one scrape, by kind: read once and shared by every family of the scrape. */
+type SourcesByKind = () => ReadonlyMap<string, readonly StatSource[]>;
 
 /** One Prometheus family over the sources of one kind (prom-client's registerMetric contract: name, help, type, get()). */
 class StatFamily {
@@ -155,9 +162,9 @@ class StatFamily {
   /** The stat field, or the per-code map whose entries become `response_code` series. */
   private readonly field: string;
   private readonly byCode: boolean;
-  private readonly sources: () => Iterable<StatSource>;
+  private readonly sources: SourcesByKind;
 
-  constructor(kind: StatKind, field: string, stat: string, type: 'counter' | 'gauge', byCode: boolean, sources: () => Iterable<StatSource>) {
+  constructor(kind: StatKind, field: string, stat: string, type: 'counter' | 'gauge', byCode: boolean, sources: SourcesByKind) {
     this.kind = kind;
     this.field = field;
     this.byCode = byCode;
@@ -169,12 +176,12 @@ class StatFamily {
 
   get(): { name: string; help: string; type: string; aggregator: string; values: StatValue[] } {
     const values: StatValue[] = [];
-    for (const src of this.sources()) {
-      if (src.prom[0] !== this.kind.prom) continue;
+    const none = {};
+    for (const src of this.sources().get(this.kind.prom) ?? []) {
       const v = src.stats[this.field];
       if (this.byCode) {
         if (v instanceof Map) for (const [code, n] of v) values.push({ labels: { ...src.prom[1], response_code: String(code) }, value: n });
-      } else if (typeof v === 'number') values.push({ labels: src.prom[1], value: v });
+      } else if (typeof v === 'number') values.push({ labels: none, sharedLabels: src.prom[1], value: v });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
@@ -187,11 +194,28 @@ class StatFamily {
  * (e.g. tracing off, no retried code) renders its HELP and TYPE only, as any prom-client family.
  */
 export function registerStatFamilies(registry: Registry, sources: () => Iterable<StatSource>): void {
+  // One read of the sources per scrape: the Registry asks every family in one synchronous pass,
+  // so the first family's read is kept until the microtask queue runs, and all families of a
+  // scrape see the same clusters (one snapshot of the set, not one per family).
+  let scrape: Map<string, StatSource[]> | null = null;
+  const current: SourcesByKind = () => {
+    if (scrape === null) {
+      const byKind = new Map<string, StatSource[]>();
+      for (const src of sources()) {
+        let list = byKind.get(src.prom[0]);
+        if (list === undefined) { list = []; byKind.set(src.prom[0], list); }
+        list.push(src);
+      }
+      scrape = byKind;
+      queueMicrotask(() => { scrape = null; });
+    }
+    return scrape;
+  };
   const families: StatFamily[] = [];
   for (const kind of STAT_KINDS) {
-    for (const k of kind.counters) families.push(new StatFamily(kind, k, k, 'counter', false, sources));
-    for (const k of kind.gauges) families.push(new StatFamily(kind, k, k, 'gauge', false, sources));
-    for (const m of kind.codeMaps) families.push(new StatFamily(kind, m.key, m.stat, 'counter', true, sources));
+    for (const k of kind.counters) families.push(new StatFamily(kind, k, k, 'counter', false, current));
+    for (const k of kind.gauges) families.push(new StatFamily(kind, k, k, 'gauge', false, current));
+    for (const m of kind.codeMaps) families.push(new StatFamily(kind, m.key, m.stat, 'counter', true, current));
   }
   families.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   // registerMetric refuses a second family of the same name: two stats that map to one name fail here, at start.

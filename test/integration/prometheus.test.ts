@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fixtures, echo, send, snapshotFromYaml, twoSubsetYaml } from '../helpers.ts';
 import { mergePrometheus } from '../../proxy/workers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
+import { Metrics } from '../../proxy/telemetry/metrics.ts';
+import { newClusterStats, registerStatFamilies, type StatSource } from '../../proxy/telemetry/stats.ts';
 
 interface Family { name: string; type: string | null; help: string | null; samples: Sample[] }
 interface Sample { name: string; labels: Record<string, string>; value: number }
@@ -159,6 +161,30 @@ describe('the exposition parser (it must be able to fail)', () => {
     ['no final newline', '# TYPE a counter\na 1', /newline/],
   ])('rejects %s', (_what, text, re) => {
     expect(() => parseExposition(text)).toThrow(re);
+  });
+});
+
+describe('registerStatFamilies', () => {
+  it('reads the sources once per scrape and again at the next one (never a stale set), each family once', async () => {
+    const m = new Metrics({ workload: 'w', version: 'v1' });
+    let reads = 0;
+    const clusters = [{ name: 'outbound|80||a', stats: newClusterStats() }];
+    registerStatFamilies(m.registry, () => {
+      reads++;
+      return clusters.map((c) => ({ prefix: `cluster.${c.name};`, stats: c.stats as unknown as StatSource['stats'], prom: ['envoy_cluster_', { cluster_name: c.name }] as [string, Record<string, string>] }));
+    });
+    clusters[0].stats.upstream_rq_total = 7;
+    const first = parseExposition(await m.registry.metrics());
+    expect(reads).toBe(1);
+    expect(first.get('envoy_cluster_upstream_rq_total')!.samples).toEqual([{ name: 'envoy_cluster_upstream_rq_total', labels: { cluster_name: 'outbound|80||a' }, value: 7 }]);
+    clusters.push({ name: 'outbound|80||b"\\', stats: newClusterStats() }); // a name that needs escaping
+    clusters[0].stats.upstream_rq_total = 8;
+    const second = parseExposition(await m.registry.metrics());
+    expect(reads).toBe(2);
+    expect(second.get('envoy_cluster_upstream_rq_total')!.samples.map((x) => [x.labels.cluster_name, x.value])).toEqual([['outbound|80||a', 8], ['outbound|80||b"\\', 0]]);
+    expect([...second.keys()]).toEqual([...first.keys()]);
+    // Registering the same families twice is refused (one family per name).
+    expect(() => registerStatFamilies(m.registry, () => [])).toThrow(/already been registered/);
   });
 });
 

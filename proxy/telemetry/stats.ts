@@ -132,6 +132,11 @@ interface StatKind {
   gauges: readonly string[];
   /** Per-code maps, each one family with a `response_code` label (Envoy's upstream_rq_<code> tag extraction). */
   codeMaps: ReadonlyArray<{ key: 'codes' | 'retryCodes'; stat: string }>;
+  /**
+   * Only for a proxy that has such a source when the families are registered (the tracer exists
+   * from start or never): a proxy without tracing shows no tracer families at all.
+   */
+  optional?: true;
 }
 
 const STAT_KINDS: readonly StatKind[] = [
@@ -140,7 +145,7 @@ const STAT_KINDS: readonly StatKind[] = [
     codeMaps: [{ key: 'codes', stat: 'upstream_rq' }, { key: 'retryCodes', stat: 'retry.upstream_rq' }],
   },
   { prom: 'envoy_http_', about: 'Envoy stat http.<http_conn_manager_prefix>', counters: HTTP_COUNTERS, gauges: HTTP_GAUGES, codeMaps: [] },
-  { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [] },
+  { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [], optional: true },
 ];
 
 /**
@@ -190,8 +195,9 @@ class StatFamily {
 /**
  * Register the Envoy families (`envoy_cluster_*`, `envoy_http_*`, `meshlet_tracing_*`) in
  * `registry`, sorted by name, each reading `sources()` when scraped: clusters come and go with
- * snapshots and the families follow without being registered again. A family with no source yet
- * (e.g. tracing off, no retried code) renders its HELP and TYPE only, as any prom-client family.
+ * snapshots and the families follow without being registered again. A family with no series yet
+ * (e.g. no code retried so far) renders its HELP and TYPE only, as any prom-client family; the
+ * tracer's families exist only when the proxy has a tracer at registration (it is made at start).
  */
 export function registerStatFamilies(registry: Registry, sources: () => Iterable<StatSource>): void {
   // One read of the sources per scrape: the Registry asks every family in one synchronous pass,
@@ -212,7 +218,9 @@ export function registerStatFamilies(registry: Registry, sources: () => Iterable
     return scrape;
   };
   const families: StatFamily[] = [];
+  const present = current();
   for (const kind of STAT_KINDS) {
+    if (kind.optional && !present.has(kind.prom)) continue;
     for (const k of kind.counters) families.push(new StatFamily(kind, k, k, 'counter', false, current));
     for (const k of kind.gauges) families.push(new StatFamily(kind, k, k, 'gauge', false, current));
     for (const m of kind.codeMaps) families.push(new StatFamily(kind, m.key, m.stat, 'counter', true, current));

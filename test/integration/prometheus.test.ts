@@ -183,8 +183,20 @@ describe('registerStatFamilies', () => {
     expect(reads).toBe(2);
     expect(second.get('envoy_cluster_upstream_rq_total')!.samples.map((x) => [x.labels.cluster_name, x.value])).toEqual([['outbound|80||a', 8], ['outbound|80||b"\\', 0]]);
     expect([...second.keys()]).toEqual([...first.keys()]);
+    // No tracer: no tracer families (the proxy below has one, and they are there).
+    expect([...second.keys()].filter((k) => k.startsWith('meshlet_tracing_'))).toEqual([]);
     // Registering the same families twice is refused (one family per name).
     expect(() => registerStatFamilies(m.registry, () => [])).toThrow(/already been registered/);
+  });
+
+  it('registers the tracer families when the proxy has a tracer', async () => {
+    const m = new Metrics({ workload: 'w', version: 'v1' });
+    const tracer = { spans_started: 3, spans_ended: 2, sampled: 3, unsampled: 9 };
+    registerStatFamilies(m.registry, () => [{ prefix: 'tracing', stats: tracer, prom: ['meshlet_tracing_', {}] }]);
+    const f = parseExposition(await m.registry.metrics());
+    expect([...f.keys()].filter((k) => k.startsWith('meshlet_tracing_'))).toEqual(['meshlet_tracing_sampled', 'meshlet_tracing_spans_ended', 'meshlet_tracing_spans_started', 'meshlet_tracing_unsampled']);
+    expect(f.get('meshlet_tracing_unsampled')!.samples).toEqual([{ name: 'meshlet_tracing_unsampled', labels: {}, value: 9 }]);
+    expect(f.get('meshlet_tracing_unsampled')!.type).toBe('counter');
   });
 });
 

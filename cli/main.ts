@@ -4,7 +4,7 @@
 type Main = (argv: string[]) => Promise<number | undefined>;
 
 const COMMANDS: Record<string, { about: string; load: () => Promise<{ main: Main }> }> = {
-  proxy: { about: 'run the sidecar proxy (outbound, inbound and admin listeners)', load: () => import('../proxy/cli.ts') },
+  proxy: { about: 'run the sidecar proxy (outbound, inbound and admin listeners)', load: () => import('./proxy.ts') },
   control: { about: 'run the control server (snapshots, discovery, ops API)', load: () => import('../control/cli.ts') },
   load: { about: 'fortio-compatible load generator', load: () => import('../bench/load/cli.ts') },
   curl: { about: 'send one request and print status, headers and body', load: () => import('../bench/load/curl.ts') },

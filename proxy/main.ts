@@ -12,7 +12,7 @@ import { createAdmin } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { retryBudgetFactory } from './filters/retry/index.ts';
 import type { NamingOptions } from './filters/dtab/naming.ts';
-import { Metrics } from './telemetry/metrics.ts';
+import { Metrics, type EdgeHealth } from './telemetry/metrics.ts';
 import { Telemetry } from './telemetry/telemetry.ts';
 import { createLogger, type AccessLogMode } from './telemetry/log.ts';
 import type { StatSource } from './telemetry/stats.ts';
@@ -93,7 +93,7 @@ export interface RunningProxy {
   inFlight(): number;
   /** Downstream requests so far, both listeners. */
   requestsTotal(): number;
-  /** Drain per-edge counters (outbound clusters) for a report to the control server. */
+  /** The outbound clusters' traffic since the last call (a view of the Istio series) for a report to the control server. */
   edgeReports(): import('./telemetry/edges.ts').EdgeReport[];
 }
 
@@ -234,13 +234,13 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     inFlight: () => inFlight,
     requestsTotal: () => outbound.stats.downstream_rq_total + inboundL.stats.downstream_rq_total,
     edgeReports: () => {
-      const health = [];
+      const health: EdgeHealth[] = [];
       for (const c of runtime?.clusters.values() ?? []) {
         let healthy = 0;
         for (const e of c.endpoints) if (!e.outlier.ejected) healthy++;
-        health.push({ name: c.name, service: c.service, version: c.version(), healthy, total: c.endpoints.length });
+        health.push({ cluster: c.name, service: c.service, subset: c.version(), healthy, total: c.endpoints.length });
       }
-      return telemetry.edgeReports(health);
+      return metrics.drainEdges(health);
     },
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;

@@ -219,7 +219,8 @@ async function primaryAdmin(o: PrimaryOptions, states: WorkerState[]): Promise<{
             const parts = rs.filter((r) => r !== null);
             const bad = parts.find((r) => r.status !== 200);
             if (bad) { text(bad.status, bad.t); return; } // e.g. an invalid filter: the worker's answer
-            text(200, prom ? mergePrometheus(parts) : sumEnvoyStats(parts.map((r) => r.t)));
+            if (prom) text(200, mergePrometheus(parts), 'text/plain; version=0.0.4; charset=utf-8'); // the workers' Registry content type
+            else text(200, sumEnvoyStats(parts.map((r) => r.t)));
           }, () => text(502, 'workers did not answer\n'));
         return;
       }

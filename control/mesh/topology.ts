@@ -1,4 +1,4 @@
-// The mesh view's numbers: proxies report per-edge counters every few seconds; this keeps a short
+// The mesh view's numbers: proxies report per-edge traffic every few seconds; this keeps a short
 // rolling window per edge and turns it into the topology JSON the page draws.
 import { bucketPercentile, EDGE_BUCKETS_MS, type EdgeReport } from '../../proxy/telemetry/edges.ts';
 
@@ -36,6 +36,24 @@ function nodeId(service: string, version: string): string {
   return version ? `${service}:${version}` : service;
 }
 
+/**
+ * The bounds proxies reported in before the edge report became a view of the Istio histogram
+ * (15 counts). A control server upgraded ahead of its proxies still takes those reports: each old
+ * bucket is counted in the first current bucket whose bound is not below its own (0.5, 1, 5, 10, …
+ * are shared; "≤ 2 ms" becomes "≤ 5 ms"), and the old open bucket (> 10 s) as "≤ 30 s".
+ */
+const LEGACY_EDGE_BUCKETS_MS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+function rebinLegacy(old: number[]): number[] {
+  const out = new Array<number>(EDGE_BUCKETS_MS.length + 1).fill(0);
+  for (let i = 0; i < old.length; i++) {
+    const bound = i < LEGACY_EDGE_BUCKETS_MS.length ? LEGACY_EDGE_BUCKETS_MS[i] : LEGACY_EDGE_BUCKETS_MS[LEGACY_EDGE_BUCKETS_MS.length - 1] + 1;
+    const j = EDGE_BUCKETS_MS.findIndex((b) => b >= bound);
+    out[j < 0 ? EDGE_BUCKETS_MS.length : j] += old[i];
+  }
+  return out;
+}
+
 /** Validate a report's shape (it comes from the network); throws with the field at fault. */
 export function parseEdgesReport(v: unknown): EdgesReport {
   const o = v as Record<string, unknown>;
@@ -47,10 +65,15 @@ export function parseEdgesReport(v: unknown): EdgesReport {
     const x = e as Record<string, unknown>;
     const num = (k: string) => { if (typeof x[k] !== 'number' || !Number.isFinite(x[k]) || (x[k] as number) < 0) throw new Error(`report.edges[${i}].${k} must be a non-negative number`); return x[k] as number; };
     if (typeof x.destination !== 'string' || typeof x.subset !== 'string') throw new Error(`report.edges[${i}]: destination and subset must be strings`);
-    if (!Array.isArray(x.buckets) || x.buckets.length !== EDGE_BUCKETS_MS.length + 1 || x.buckets.some((b) => typeof b !== 'number' || b < 0)) throw new Error(`report.edges[${i}].buckets must be ${EDGE_BUCKETS_MS.length + 1} counts`);
+    const n = EDGE_BUCKETS_MS.length + 1;
+    const legacy = LEGACY_EDGE_BUCKETS_MS.length + 1;
+    if (!Array.isArray(x.buckets) || (x.buckets.length !== n && x.buckets.length !== legacy) || x.buckets.some((b) => typeof b !== 'number' || !Number.isFinite(b) || b < 0)) {
+      throw new Error(`report.edges[${i}].buckets must be ${n} non-negative counts (or ${legacy} in the earlier layout)`);
+    }
+    const buckets = x.buckets.length === n ? x.buckets as number[] : rebinLegacy(x.buckets as number[]);
     const flags: Record<string, number> = {};
     if (x.flags && typeof x.flags === 'object') for (const [k, n] of Object.entries(x.flags as Record<string, unknown>)) if (typeof n === 'number') flags[k] = n;
-    return { destination: x.destination, subset: x.subset, requests: num('requests'), errors5xx: num('errors5xx'), flags, buckets: x.buckets as number[], healthy: num('healthy'), total: num('total') };
+    return { destination: x.destination, subset: x.subset, requests: num('requests'), errors5xx: num('errors5xx'), flags, buckets, healthy: num('healthy'), total: num('total') };
   });
   return { node: o.node as string, service: o.service as string, version: (o.version as string | undefined) ?? '', edges };
 }

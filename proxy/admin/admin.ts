@@ -1,7 +1,7 @@
 // The admin port: readiness, Envoy-format stats, Prometheus, config and cluster state.
 // Served by the proxy's own HTTP engine: node:http would add ~15 MB of RSS to every sidecar.
 import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
-import { renderEnvoyText, renderPrometheus, type StatSource } from '../telemetry/stats.ts';
+import { registerStatFamilies, renderEnvoyText, type StatSource } from '../telemetry/stats.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Runtime } from '../runtime.ts';
 import type { Cluster } from '../upstream/cluster.ts';
@@ -10,7 +10,9 @@ import { searchTest, type StringTest } from '../config/regex.ts';
 export interface AdminContext {
   ready(): { ok: boolean; state: string };
   runtime(): Runtime | null;
+  /** The Envoy stat sources now (clusters follow the snapshot): read on every /stats and scrape. */
   statSources(): StatSource[];
+  /** Its registry renders /stats/prometheus: Istio's families, and the Envoy ones createAdmin registers. */
   metrics: Metrics;
   clusters(): Cluster[];
   configDump(): unknown;
@@ -71,6 +73,8 @@ function clustersJson(clusters: Cluster[], nowMs: number): unknown {
 }
 
 export function createAdmin(ctx: AdminContext): HttpServer {
+  // One Prometheus exposition: the Envoy families join Istio's in the same Registry, once.
+  registerStatFamilies(ctx.metrics.registry, ctx.statSources);
   const noop = () => {};
   return new HttpServer({ maxHeaderBytes: 64 * 1024, idleTimeoutMs: 60_000, headersTimeoutMs: 10_000 }, {
     onRequest: (req, res) => { void handle(ctx, req, res); }, onAbort: noop, onConnection: noop,
@@ -94,13 +98,12 @@ async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse
           if (filter) {
             try { re = searchTest(filter); } catch (e) { return send(res, 400, `invalid filter: ${(e as Error).message}\n`); }
           }
-          if (url.searchParams.get('format') === 'prometheus') return send(res, 200, renderPrometheus(ctx.statSources()), 'text/plain; version=0.0.4');
+          // Envoy serves the same exposition at both paths.
+          if (url.searchParams.get('format') === 'prometheus') return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
           return send(res, 200, renderEnvoyText(ctx.statSources(), { filter: re, usedOnly: url.searchParams.has('usedonly') }));
         }
-        case '/stats/prometheus': {
-          const body = (await ctx.metrics.registry.metrics()) + renderPrometheus(ctx.statSources());
-          return send(res, 200, body, ctx.metrics.registry.contentType);
-        }
+        case '/stats/prometheus':
+          return send(res, 200, await ctx.metrics.registry.metrics(), ctx.metrics.registry.contentType);
         case '/config_dump':
           return send(res, 200, `${JSON.stringify(ctx.configDump(), null, 2)}\n`, 'application/json');
         case '/clusters': {

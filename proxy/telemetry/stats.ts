@@ -1,5 +1,9 @@
 // Envoy-style stats: plain numeric fields on per-cluster objects (the hot path does `s.x++`),
-// rendered on demand in Envoy's `/stats` text format or Prometheus text.
+// rendered on demand in Envoy's `/stats` text format, and as Prometheus families registered in
+// the same prom-client Registry as Istio's (registerStatFamilies): one family object per metric
+// name, registered once, reading the live sources when scraped.
+import type { Registry } from 'prom-client';
+import type { SpanStats } from './tracing.ts';
 
 const CLUSTER_COUNTERS = [
   'upstream_rq_total', 'upstream_rq_completed', 'upstream_rq_2xx', 'upstream_rq_3xx', 'upstream_rq_4xx', 'upstream_rq_5xx',
@@ -110,30 +114,127 @@ export function renderEnvoyText(sources: StatSource[], opts: { filter?: (name: s
   return lines.map(([k, v]) => `${k}: ${v}\n`).join('');
 }
 
-function escLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+/** The tracer's own counters (`tracing.*`, `meshlet_tracing_*`). */
+const TRACING_COUNTERS = ['spans_started', 'spans_ended', 'sampled', 'unsampled'] as const satisfies ReadonlyArray<keyof SpanStats>;
+// Every SpanStats field has a family: a field added there without one fails to type-check here.
+const tracingCovered: Exclude<keyof SpanStats, (typeof TRACING_COUNTERS)[number]> extends never ? true : never = true;
+void tracingCovered;
+
+/**
+ * A kind of stat source and the Prometheus families it has: every stat name it can carry (the
+ * same lists that create its stats objects), as `<prom><name with . as _>` with the source's
+ * labels. Families are fixed at start, so a scrape never registers anything.
+ */
+interface StatKind {
+  /** Family prefix, matched against StatSource.prom[0]. */
+  prom: string;
+  /** HELP text: whose stat it is and the /stats name pattern. */
+  about: string;
+  counters: readonly string[];
+  gauges: readonly string[];
+  /** Per-code maps, each one family with a `response_code` label (Envoy's upstream_rq_<code> tag extraction). */
+  codeMaps: ReadonlyArray<{ key: 'codes' | 'retryCodes'; stat: string }>;
+  /**
+   * Only for a proxy that has such a source when the families are registered (the tracer exists
+   * from start or never): a proxy without tracing shows no tracer families at all.
+   */
+  optional?: true;
 }
 
-/** Envoy-style Prometheus families (envoy_cluster_upstream_rq_total{cluster_name="…"}). */
-export function renderPrometheus(sources: StatSource[]): string {
-  const families = new Map<string, { type: string; samples: string[] }>();
-  for (const src of sources) {
-    const [prefix, labels] = src.prom;
-    const base = Object.entries(labels).map(([k, v]) => `${k}="${escLabel(v)}"`);
-    for (const [k, v] of flatten(src)) {
-      let name = k;
-      const extra: string[] = [];
-      const m = /^(retry\.)?upstream_rq_(\d{3})$/.exec(k);
-      if (m) { name = `${m[1] ? 'retry_' : ''}upstream_rq`; extra.push(`response_code="${m[2]}"`); }
-      const metric = `${prefix}${name.replace(/\./g, '_')}`;
-      let fam = families.get(metric);
-      if (!fam) { fam = { type: GAUGES.has(k) ? 'gauge' : 'counter', samples: [] }; families.set(metric, fam); }
-      fam.samples.push(`${metric}{${[...base, ...extra].join(',')}} ${v}`);
+const STAT_KINDS: readonly StatKind[] = [
+  {
+    prom: 'envoy_cluster_', about: 'Envoy stat cluster.<cluster_name>', counters: CLUSTER_COUNTERS, gauges: CLUSTER_GAUGES,
+    codeMaps: [{ key: 'codes', stat: 'upstream_rq' }, { key: 'retryCodes', stat: 'retry.upstream_rq' }],
+  },
+  { prom: 'envoy_http_', about: 'Envoy stat http.<http_conn_manager_prefix>', counters: HTTP_COUNTERS, gauges: HTTP_GAUGES, codeMaps: [] },
+  { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [], optional: true },
+];
+
+/**
+ * A sample for prom-client. `sharedLabels` is the source's own label object: prom-client formats
+ * it once per object (a WeakMap), so a cluster's name is escaped once per scrape, not once per stat.
+ */
+interface StatValue { labels: Record<string, string>; sharedLabels?: Record<string, string>; value: number }
+
+/** The sources of one scrape, by kind: read once and shared by every family of the scrape. */
+type SourcesByKind = () => ReadonlyMap<string, readonly StatSource[]>;
+
+/** One Prometheus family over the sources of one kind (prom-client's registerMetric contract: name, help, type, get()). */
+class StatFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  readonly aggregator = 'sum';
+  private readonly kind: StatKind;
+  /** The stat field, or the per-code map whose entries become `response_code` series. */
+  private readonly field: string;
+  private readonly byCode: boolean;
+  private readonly sources: SourcesByKind;
+
+  constructor(kind: StatKind, field: string, stat: string, type: 'counter' | 'gauge', byCode: boolean, sources: SourcesByKind) {
+    this.kind = kind;
+    this.field = field;
+    this.byCode = byCode;
+    this.sources = sources;
+    this.type = type;
+    this.name = `${kind.prom}${stat.replace(/\./g, '_')}`;
+    this.help = `${kind.about}.${stat}${byCode ? '_<response_code>' : ''}`;
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: StatValue[] } {
+    const values: StatValue[] = [];
+    const none = {};
+    for (const src of this.sources().get(this.kind.prom) ?? []) {
+      const v = src.stats[this.field];
+      if (this.byCode) {
+        if (v instanceof Map) for (const [code, n] of v) values.push({ labels: { ...src.prom[1], response_code: String(code) }, value: n });
+      } else if (typeof v === 'number') values.push({ labels: none, sharedLabels: src.prom[1], value: v });
     }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
-  let out = '';
-  for (const [name, fam] of [...families].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-    out += `# TYPE ${name} ${fam.type}\n${fam.samples.join('\n')}\n`;
+}
+
+/**
+ * Register the Envoy families (`envoy_cluster_*`, `envoy_http_*`, `meshlet_tracing_*`) in
+ * `registry`, sorted by name, each reading `sources()` when scraped: clusters come and go with
+ * snapshots and the families follow without being registered again. A family with no series yet
+ * (e.g. no code retried so far) renders its HELP and TYPE only, as any prom-client family; the
+ * tracer's families exist only when the proxy has a tracer at registration (it is made at start).
+ */
+export function registerStatFamilies(registry: Registry, sources: () => Iterable<StatSource>): void {
+  // One read of the sources per scrape: the Registry asks every family in one synchronous pass,
+  // so the first family's read is kept until the microtask queue runs, and all families of a
+  // scrape see the same clusters (one snapshot of the set, not one per family).
+  let scrape: Map<string, StatSource[]> | null = null;
+  const current: SourcesByKind = () => {
+    if (scrape === null) {
+      const byKind = new Map<string, StatSource[]>();
+      for (const src of sources()) {
+        let list = byKind.get(src.prom[0]);
+        if (list === undefined) { list = []; byKind.set(src.prom[0], list); }
+        list.push(src);
+      }
+      scrape = byKind;
+      queueMicrotask(() => { scrape = null; });
+    }
+    return scrape;
+  };
+  const families: StatFamily[] = [];
+  const present = current();
+  for (const kind of STAT_KINDS) {
+    if (kind.optional && !present.has(kind.prom)) continue;
+    // The kind's own lists, plus what its sources carry at start beyond them: the listeners'
+    // filters own their stats (`fault.*`, `mirror.*`, `no_route`, …) and are made before the admin.
+    const counters = new Set<string>(kind.counters);
+    const gauges = new Set<string>(kind.gauges);
+    for (const src of present.get(kind.prom) ?? []) {
+      for (const [k, v] of Object.entries(src.stats)) if (typeof v === 'number' && !counters.has(k) && !gauges.has(k)) (GAUGES.has(k) ? gauges : counters).add(k);
+    }
+    for (const k of counters) families.push(new StatFamily(kind, k, k, 'counter', false, current));
+    for (const k of gauges) families.push(new StatFamily(kind, k, k, 'gauge', false, current));
+    for (const m of kind.codeMaps) families.push(new StatFamily(kind, m.key, m.stat, 'counter', true, current));
   }
-  return out;
+  families.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // registerMetric refuses a second family of the same name: two stats that map to one name fail here, at start.
+  for (const f of families) registry.registerMetric(f as never);
 }

@@ -1,9 +1,9 @@
 // The telemetry stage: the last stage of every request, run once when its stream ends, reading
-// StreamInfo only — Istio's metrics (istio_requests_total, istio_request_duration_milliseconds,
-// from which the per-edge reports are drained), the inbound server span, and the access log.
+// StreamInfo only: Istio's metrics (istio_requests_total, istio_request_duration_milliseconds:
+// one series record per request, from which the per-edge reports are also drained), the inbound
+// server span, and the access log.
 import type { Logger } from 'pino';
 import type { StreamInfo } from '../core/stream-info.ts';
-import { EdgeCounters, type EdgeReport } from './edges.ts';
 import type { AccessLogMode } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Tracing } from './tracing.ts';
@@ -15,15 +15,11 @@ export interface TelemetryOptions {
   log: Logger;
 }
 
-/** A destination's health when edges are drained: endpoints not ejected, and all. */
-export interface EdgeHealth { name: string; service: string; version: string; healthy: number; total: number }
-
 export class Telemetry {
   private readonly metrics: Metrics;
   private readonly tracing: Tracing | null;
   private readonly accessLog: AccessLogMode;
   private readonly access: Logger | null;
-  private readonly edges = new Map<string, EdgeCounters>();
 
   constructor(opts: TelemetryOptions) {
     this.metrics = opts.metrics;
@@ -41,11 +37,6 @@ export class Telemetry {
     if (c !== null) {
       const reporter = info.listener === 'inbound' ? 'destination' : 'source';
       this.metrics.series(reporter, c.name, c.service, () => c.version(), code, flags, info.dtabOverride).record(dur);
-      if (info.listener === 'outbound') {
-        let e = this.edges.get(c.name);
-        if (e === undefined) { e = new EdgeCounters(c.service, c.version()); this.edges.set(c.name, e); }
-        e.record(code, info.flags === 0 ? null : flags.split(','), dur);
-      }
     }
     const access = this.access;
     if (access !== null && (this.accessLog === 'all' || code >= 500 || info.flags !== 0)) {
@@ -56,18 +47,5 @@ export class Telemetry {
         x_request_id: info.requestId, trace_id: info.traceId, listener: info.listener, attempts: info.attempts,
       });
     }
-  }
-
-  /** Per-edge counts since the last drain, for the control server's mesh view (outbound destinations). */
-  edgeReports(health: Iterable<EdgeHealth>): EdgeReport[] {
-    const out: EdgeReport[] = [];
-    for (const h of health) {
-      let e = this.edges.get(h.name);
-      if (e === undefined) { e = new EdgeCounters(h.service, h.version); this.edges.set(h.name, e); }
-      e.subset = h.version;
-      const r = e.drain({ healthy: h.healthy, total: h.total });
-      if (r) out.push(r);
-    }
-    return out;
   }
 }

@@ -7,9 +7,27 @@
 // With `register`, the sidecar's inbound address is registered and kept alive by heartbeats.
 import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import type { RunningProxy } from '../main.ts';
 import type { Snapshot } from '../config/schema.ts';
+import type { EdgeReport } from '../telemetry/edges.ts';
 import { snapshotProblems } from './validate-snapshot.ts';
+
+/**
+ * What the control client needs of a proxy, and nothing more: it is defined here, at the xds
+ * level, so xds/ does not depend on the composition root (proxy/main.ts). `RunningProxy`
+ * satisfies it as it is; the CLI passes its proxy.
+ */
+export interface ControlledProxy {
+  /** Registered with the control server (the sidecar's own outbound and admin ports are never endpoints). */
+  readonly ports: { readonly outbound: number; readonly admin: number };
+  /** The config in force: its version is ACKed and, with its hash, sent when the stream opens. */
+  runtime(): { readonly snapshot: Pick<Snapshot, 'version' | 'hash'> } | null;
+  /** Validate and apply a snapshot atomically; throws with the validation message (-> NACK). */
+  apply(snapshot: Snapshot): void;
+  /** A snapshot refused here (NACKed): shown as /config_dump's last_error until the next good apply. */
+  rejected(error: string): void;
+  /** The outbound edges' traffic since the last call, for POST /v1/report. */
+  edgeReports(): EdgeReport[];
+}
 
 export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string; register?: { address: string; port: number }; log: import('pino').Logger; reportMs?: number }
 
@@ -27,7 +45,7 @@ interface Status {
   registered: boolean; register_error: string | null;
 }
 
-export function startControlClient(proxy: RunningProxy, opts: ControlClientOptions): { stop(): Promise<void>; status(): unknown } {
+export function startControlClient(proxy: ControlledProxy, opts: ControlClientOptions): { stop(): Promise<void>; status(): unknown } {
   // host:port means http://host:port (what people type, as for `meshlet ctl --server`).
   let base: URL;
   try { base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.url) ? opts.url : `http://${opts.url}`); } catch {

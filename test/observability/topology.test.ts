@@ -64,6 +64,23 @@ describe('topology window', () => {
     expect(s).toEqual([{ service: 'reviews', route: 'split', versions: [{ version: 'v1', weight: 50, observed: 20 }, { version: 'v2', weight: 50, observed: 80 }] }]);
   });
 
+  it('uses the Istio bucket layout; a report in the earlier 15-count layout is re-binned, never dropped', () => {
+    // Istio's default buckets for istio_request_duration_milliseconds (its stats filter): the same array.
+    expect(EDGE_BUCKETS_MS).toEqual([0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000]);
+    const legacy = (i: number, n: number) => { const b = new Array(15).fill(0); b[i] = n; return b; };
+    const w = new TopologyWindow(30);
+    w.ingest(parseEdgesReport({ node: 'old', service: 'a', version: 'v1', edges: [
+      { ...edge('b', 'v1', 10), buckets: legacy(2, 10) }, // old "<= 2 ms" -> "<= 5 ms"
+      { ...edge('c', 'v1', 10), buckets: legacy(13, 10) }, // old "<= 10 s" stays
+      { ...edge('d', 'v1', 10), buckets: legacy(14, 10) }, // old open bucket (> 10 s) -> "<= 30 s"
+    ] }));
+    const byDest = Object.fromEntries(w.topology().edges.map((e) => [e.destination, e]));
+    expect([byDest['b:v1'].p50Ms, byDest['c:v1'].p50Ms, byDest['d:v1'].p50Ms]).toEqual([5, 10000, 30000]);
+    expect(parseEdgesReport({ node: 'n', service: 'x', edges: [{ ...edge('d', '', 3), buckets: legacy(0, 3) }] }).edges[0].buckets).toEqual(buckets(0, 3));
+    expect(() => parseEdgesReport({ node: 'n', service: 'x', edges: [{ ...edge('d', '', 1), buckets: new Array(16).fill(0) }] })).toThrow(/buckets must be 20 non-negative counts \(or 15/);
+    expect(() => parseEdgesReport({ node: 'n', service: 'x', edges: [{ ...edge('d', '', 1), buckets: [...buckets(0, 1).slice(1), -1] }] })).toThrow(/buckets/);
+  });
+
   it('rejects malformed reports naming the field', () => {
     expect(() => parseEdgesReport({ service: 'x', edges: [] })).toThrow(/report\.node/);
     expect(() => parseEdgesReport({ node: 'n', service: 'x', edges: [{ ...edge('d', '', 1), requests: -1 }] })).toThrow(/requests/);

@@ -3,7 +3,7 @@
 // as Envoy's concurrent-retry budget.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Balancer, type BalancedHost } from '../../proxy/upstream/balancer.ts';
-import { retryBudget } from '../../proxy/cli.ts';
+import { retryBudget } from '../../cli/proxy.ts';
 import { snapshotFromYaml, Fixtures, send, deadPort } from '../helpers.ts';
 import { C, drive, ratings, stats } from './lib.ts';
 

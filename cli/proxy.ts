@@ -1,13 +1,15 @@
-// `meshlet proxy`: flags -> startProxy, signals (SIGHUP reload, SIGTERM/SIGINT drain).
-import { FlagError, helpText, parseFlags, type FlagSpec } from '../cli/flags.ts';
-import { ConfigError } from './config/resources.ts';
-import { startProxy, DEFAULT_PROXY_OPTIONS as D } from './main.ts';
-import type { AccessLogMode } from './telemetry/log.ts';
-import type { IdentifierConfig } from './dtab/index.ts';
-import { startMemoryGuard } from './telemetry/memory.ts';
+// `meshlet proxy`: flags -> startProxy, signals (SIGHUP reload, SIGTERM/SIGINT drain). It lives
+// in cli/, not proxy/: it is the one caller of the composition root (proxy/main.ts), and nothing
+// under proxy/ may import that (test/unit/layering.test.ts).
+import { FlagError, helpText, parseFlags, type FlagSpec } from './flags.ts';
+import { ConfigError } from '../proxy/config/resources.ts';
+import { startProxy, DEFAULT_PROXY_OPTIONS as D } from '../proxy/main.ts';
+import type { AccessLogMode } from '../proxy/telemetry/log.ts';
+import type { IdentifierConfig } from '../proxy/dtab/index.ts';
+import { startMemoryGuard } from '../proxy/telemetry/memory.ts';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { startControlClient } from './xds/client.ts';
+import type { startControlClient } from '../proxy/xds/client.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'config', type: 'string', help: 'resource file or directory (Istio-shaped YAML)' },
@@ -108,9 +110,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
   }
   const nWorkers = f.workers as number;
   if (!Number.isInteger(nWorkers) || nWorkers < 1 || nWorkers > 64) { console.error('meshlet proxy: --workers must be an integer from 1 to 64'); return 2; }
-  let worker: { index: number; ports: import('./workers.ts').WorkerPorts | null } | null = null;
+  let worker: { index: number; ports: import('../proxy/workers.ts').WorkerPorts | null } | null = null;
   if (nWorkers > 1) {
-    const w = await import('./workers.ts');
+    const w = await import('../proxy/workers.ts');
     const index = w.workerIndex();
     if (index === null) {
       return w.runPrimary({
@@ -150,7 +152,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   }
   if (worker !== null) {
     const p = proxy;
-    (await import('./workers.ts')).reportToPrimary(worker.index, p.ports, p.requestsTotal, 1000);
+    (await import('../proxy/workers.ts')).reportToPrimary(worker.index, p.ports, p.requestsTotal, 1000);
   } else if (!proxy.log.isLevelEnabled('info')) {
     // The ready line is the contract for scripts and tests: print it whatever the log level.
     process.stdout.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, ports: proxy.ports, msg: 'meshlet proxy ready' })}\n`);
@@ -162,7 +164,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     try {
       const bind = f.bind as string;
       // Loaded only with --control (it brings node:http).
-      control = (await import('./xds/client.ts')).startControlClient(proxy, {
+      control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
         token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,

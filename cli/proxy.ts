@@ -33,6 +33,7 @@ const SPECS: FlagSpec[] = [
   { name: 'max-request-bytes', type: 'number', default: D.maxRequestBytes, help: 'largest request body accepted (413 above it, also for chunked bodies); 0 = no limit' },
   { name: 'trust-envoy-headers', type: 'boolean', default: false, help: 'honour x-envoy-* timeout/retry headers from callers' },
   { name: 'shadow-host-suffix', type: 'boolean', default: false, help: "append '-shadow' to mirrored Host (Istio < 1.28 behaviour)" },
+  { name: 'max-active-faults', type: 'number', help: "most requests a fault (delay or abort) may be active on at once; beyond it no fault is injected (fault.faults_overflow; Envoy's max_active_faults; default: no limit, as Istio)" },
   { name: 'legacy-stat-names', type: 'boolean', default: false, help: "cluster stat names without Istio's ';' (Istio < 1.23)" },
   { name: 'retry-budget-ratio', type: 'number', help: 'turn on a rate budget for retries: at most this fraction of the requests of the last 10 s (Linkerd retryRatio; default none, as Istio)' },
   { name: 'retry-budget-min-per-second', type: 'number', help: 'with a rate budget: retries always allowed per second (default 10)' },
@@ -46,6 +47,12 @@ const SPECS: FlagSpec[] = [
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
+
+function maxActiveFaults(n: number | undefined): number {
+  if (n === undefined) return Infinity;
+  if (!Number.isInteger(n) || n < 0) throw new FlagError(`--max-active-faults: must be a whole number >= 0, got ${n}`);
+  return n;
+}
 
 function dnsRefreshMs(seconds: number): number {
   if (!Number.isFinite(seconds) || seconds < 0.01) throw new FlagError(`--dns-refresh-rate: must be a number of seconds >= 0.01, got ${seconds}`);
@@ -140,6 +147,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
+      maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
     });
   } catch (e) {
     let code = 1;

@@ -8,6 +8,7 @@ import { DEFAULT_CONNECTION_POOL } from './config/schema.ts';
 import { Runtime } from './runtime.ts';
 import { Listener } from './listener/listener.ts';
 import { inboundFilters, outboundFilters, type ChainDeps } from './listener/chains.ts';
+import type { HttpFilter } from './listener/stream.ts';
 import { createAdmin } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { retryBudgetFactory } from './filters/retry/index.ts';
@@ -67,6 +68,11 @@ export interface ProxyOptions {
   logger?: Logger;
   /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
   dnsRefreshMs?: number;
+  /**
+   * Embedding: change a listener's filter chain (e.g. insert a filter before the router). Gets the
+   * default chain (listener/chains.ts) and returns the one to run; the last filter must be terminal.
+   */
+  chains?: { outbound?: (filters: HttpFilter[]) => HttpFilter[]; inbound?: (filters: HttpFilter[]) => HttpFilter[] };
   /** DNS clusters: the resolver (default: the OS resolver, getaddrinfo). */
   dnsLookup?: import('./upstream/dns.ts').DnsLookup;
 }
@@ -157,8 +163,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
     trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
-  const outbound = new Listener({ ...common, name: 'outbound' }, outboundFilters(deps), listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound' }, inboundFilters(deps), listenerCtx);
+  const outbound = new Listener({ ...common, name: 'outbound' }, (opts.chains?.outbound ?? same)(outboundFilters(deps)), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound' }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {
@@ -273,6 +279,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     },
   };
 }
+
+const same = (filters: HttpFilter[]): HttpFilter[] => filters;
 
 /** Wait for `p` (its failure ignored), at most `ms`. */
 function bounded(p: Promise<unknown>, ms: number): Promise<void> {

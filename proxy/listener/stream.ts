@@ -211,7 +211,7 @@ export class HttpStream {
     for (let i = 0; i < enc.length; i++) {
       // Only filters the request reached (a held stream's later filters never saw it).
       if (enc[i].at > this.pos) continue;
-      enc[i].f.onResponseHeaders!(this, out);
+      try { enc[i].f.onResponseHeaders!(this, out); } catch (e) { this.fail(enc[i].f.name, e); return; }
     }
     const info = this.info;
     if (info.flags !== 0) out.push('x-meshlet-flags', info.flagString());

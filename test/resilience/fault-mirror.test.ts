@@ -2,6 +2,8 @@
 // Host suffix, and a dead mirror that must not change any primary response.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
+import { connect } from 'node:net';
+import { once } from 'node:events';
 import { Fixtures, deadPort, send } from '../helpers.ts';
 import { stats, until } from './lib.ts';
 
@@ -81,6 +83,35 @@ describe('fault injection', () => {
     expect(r.status).toBe(503);
     expect(r.body).toBe('fault filter abort');
     expect(r.headers['x-meshlet-flags']).toBe('FI');
+    expect(u.hits).toBe(0);
+  });
+
+  it("max_active_faults: beyond the bound no fault is injected (fault.faults_overflow); active_faults counts held requests", async () => {
+    const u = await fx.upstream((_q, r) => r.end('ok'));
+    const p = await fx.proxy(services([['s', u.port]]) + vs(`      fault: { delay: { fixedDelay: 400ms, percentage: { value: 100 } } }`), { maxActiveFaults: 2 });
+    const held = [send(p.ports.outbound, { host: 's' }), send(p.ports.outbound, { host: 's' })];
+    expect(await until(async () => (await stats(p.ports.admin)).get('http.outbound.fault.active_faults') === 2, 2000)).toBe(true);
+    // Two faults are active: the next three pass straight through, undelayed and unflagged.
+    const free = await Promise.all([0, 1, 2].map(() => send(p.ports.outbound, { host: 's' })));
+    for (const r of free) { expect(r.status).toBe(200); expect(r.headers['x-meshlet-flags']).toBeUndefined(); }
+    for (const r of await Promise.all(held)) { expect(r.status).toBe(200); expect(r.headers['x-meshlet-flags']).toBe('DI'); }
+    const s = await stats(p.ports.admin);
+    expect(s.get('http.outbound.fault.faults_overflow')).toBe(3);
+    expect(s.get('http.outbound.fault.delays_injected')).toBe(2);
+    expect(s.get('http.outbound.fault.active_faults')).toBe(0);
+    expect(u.hits).toBe(5);
+  });
+
+  it('a client that leaves during a delay frees its fault at once and nothing is sent upstream', async () => {
+    const u = await fx.upstream((_q, r) => r.end('ok'));
+    const p = await fx.proxy(services([['s', u.port]]) + vs(`      fault: { delay: { fixedDelay: 10s, percentage: { value: 100 } } }`));
+    const sock = connect(p.ports.outbound, '127.0.0.1');
+    await once(sock, 'connect');
+    sock.write('GET / HTTP/1.1\r\nHost: s\r\n\r\n');
+    expect(await until(async () => (await stats(p.ports.admin)).get('http.outbound.fault.active_faults') === 1, 2000)).toBe(true);
+    sock.destroy();
+    expect(await until(async () => (await stats(p.ports.admin)).get('http.outbound.fault.active_faults') === 0, 2000)).toBe(true);
+    expect((await stats(p.ports.admin)).get('http.outbound.downstream_rq_rx_reset')).toBe(1);
     expect(u.hits).toBe(0);
   });
 

@@ -1,6 +1,6 @@
 // The snapshot: what a proxy executes. Owned by the proxy; the control server imports it.
 // It is plain JSON (regexes as strings) so it can be streamed; the proxy compiles matchers
-// from it once per snapshot (proxy/filters/route.ts), never per request.
+// from it once per snapshot (proxy/filters/route/table.ts), never per request.
 //
 // The shape is defined once, as a schema (snapshot.schema.ts: fields, ranges, which are
 // required, what each means); these types are derived from it, never written twice. Type-only

@@ -70,7 +70,12 @@ export class HttpStream {
   readonly chain: FilterChain;
   /** The filter running or holding the stream (its chain index). */
   private pos = -1;
-  /** Per-filter state by chain index; allocated when the first filter keeps some. */
+  /**
+   * Per-filter state: the first filter to keep some uses the inline slot (usually the router: no
+   * allocation beyond its own state), others a lazily made array by chain index.
+   */
+  private slotOwner: HttpFilter | null = null;
+  private slotValue: unknown = undefined;
   private slots: unknown[] | null = null;
 
   // --- the request for the upstream ---
@@ -137,10 +142,12 @@ export class HttpStream {
 
   /** This filter's per-request state (undefined until it set some). */
   state<T>(f: HttpFilter): T | undefined {
+    if (this.slotOwner === f) return this.slotValue as T;
     return this.slots === null ? undefined : this.slots[this.chain.indexOf(f)] as T | undefined;
   }
 
   setState(f: HttpFilter, v: unknown): void {
+    if (this.slotOwner === null || this.slotOwner === f) { this.slotOwner = f; this.slotValue = v; return; }
     (this.slots ??= new Array(this.chain.filters.length))[this.chain.indexOf(f)] = v;
   }
 

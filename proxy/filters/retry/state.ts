@@ -1,6 +1,6 @@
 // One request's retries: what is left of its policy, the breaker slot it holds between
 // scheduling a retry and that retry's result, the budget, and Envoy's jittered backoff.
-// Created by the router only for requests whose route (or headers) has a policy.
+// Made by the router at a request's first failure, when its route (or headers) has a policy.
 import type { Cluster } from '../../upstream/cluster.ts';
 import { retryLimit } from '../../upstream/pool.ts';
 import { Flag, type StreamInfo } from '../../core/stream-info.ts';
@@ -39,8 +39,8 @@ export class RetryState {
     this.retriesLeft = policy.numRetries;
   }
 
-  /** Would a response with this status be retried or settle a retry? (Saves the call for plain 2xx/3xx.) */
-  wantsStatus(status: number): boolean { return status >= 400 || this.held > 0; }
+  /** A retry was scheduled and its result has not come yet (its breaker slot is held). */
+  get holding(): boolean { return this.held > 0; }
 
   decide(kind: FailureKind, status: number, cluster: Cluster, replayable: boolean, info: StreamInfo): Decision {
     // Envoy's resetRetry(): the slot taken for the previous retry is given back at this result.

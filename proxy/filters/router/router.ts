@@ -12,7 +12,7 @@ import type { HttpFilter, HttpStream } from '../../listener/stream.ts';
 import { Flag } from '../../core/stream-info.ts';
 import { chargeCode } from '../../telemetry/stats.ts';
 import { injectHeaders, type ActiveSpan } from '../../telemetry/tracing.ts';
-import { NO_RETRY, RetryState, requestPolicy, type Decision, type FailureKind } from '../retry/index.ts';
+import { NO_RETRY, RetryState, requestPolicy, type Decision, type FailureKind, type RetryPolicy } from '../retry/index.ts';
 import { perTryArmed, routeTimeoutMs } from './timeouts.ts';
 
 /** Resends of an idempotent request after reused keep-alive connections died under it. */
@@ -31,7 +31,7 @@ export class RouterFilter implements HttpFilter {
     s.info.upstreamCluster = cluster;
     fw.globalTimeoutMs = routeTimeoutMs(s);
     const policy = requestPolicy(s.route?.retry ?? NO_RETRY, s.req.rawHeaders, s.owner.trustEnvoyHeaders);
-    if (policy !== null) fw.retry = new RetryState(policy);
+    fw.policy = policy;
     cluster.budget?.onRequest();
     // Buffer the body only when a retry could need to replay it after it was sent.
     if (policy !== null && policy.replayNeeded) { s.bufferBody(this); return false; }
@@ -59,6 +59,8 @@ function idempotent(m: string): boolean {
 class Forward {
   readonly s: HttpStream;
   readonly cluster: Cluster;
+  /** The request's retry policy (shared, read-only); its RetryState is made at the first failure. */
+  policy: RetryPolicy | null = null;
   retry: RetryState | null = null;
   globalTimeoutMs = 0;
   /** When the global timeout started (monotonic ms); set only when there is one. */
@@ -135,16 +137,16 @@ class Forward {
         'meshlet.dtab_override': info.dtabOverride,
       });
     }
-    const perTry = this.retry?.policy.perTryTimeoutMs ?? 0;
+    const perTry = this.policy?.perTryTimeoutMs ?? 0;
     if (perTryArmed(perTry, this.globalTimeoutMs)) a.timer = setTimeout(onPerTryTimeout, perTry, a);
     ep.pool.request(a);
   }
 
   /** Retry this failure if the policy, the limits and the body allow; schedules the retry. */
   decide(kind: FailureKind, status: number): Decision {
-    const r = this.retry;
     const s = this.s;
-    if (r === null || s.done || s.committed) return 'no';
+    if (this.policy === null || s.done || s.committed) return 'no';
+    const r = (this.retry ??= new RetryState(this.policy));
     const d = r.decide(kind, status, this.cluster, s.canReplay(), s.info);
     if (d === 'retry') {
       (this.previous ??= []).push(this.current!.ep);
@@ -283,7 +285,7 @@ class Attempt implements Waiter, ResponseHandler {
     const headers = s.headers.slice();
     headers.push('x-envoy-attempt-count', String(s.info.attempts));
     // Per-try if armed, else what is left of the global timeout (less on a retry).
-    const expected = this.timer ? fw.retry!.policy.perTryTimeoutMs
+    const expected = this.timer ? fw.policy!.perTryTimeoutMs
       : fw.globalTimeoutMs > 0 ? Math.floor(fw.globalTimeoutMs - (s.info.attempts > 1 ? performance.now() - fw.timeoutStart : 0)) : 0;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
     if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
@@ -330,8 +332,8 @@ class Attempt implements Waiter, ResponseHandler {
     cluster.detector?.onStatus(this.ep.outlier, statusCode);
     if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
     // Envoy counts a retry as successful when the next result is one the policy would not retry.
-    const r = fw.retry;
-    const d = r !== null && r.wantsStatus(statusCode) ? fw.decide('status', statusCode) : 'no';
+    // Only a status the policy might retry, or one that settles a retry in flight, needs a decision.
+    const d = fw.policy !== null && (statusCode >= 400 || (fw.retry !== null && fw.retry.holding)) ? fw.decide('status', statusCode) : 'no';
     if (d === 'retry') {
       chargeCode(cluster.stats, statusCode);
       this.discarding = true;

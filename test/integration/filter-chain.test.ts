@@ -7,21 +7,13 @@ import { Writable } from 'node:stream';
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import pino from 'pino';
-import { Fixtures, send } from '../helpers.ts';
+import { Fixtures, send, serviceYaml } from '../helpers.ts';
 import { stats } from '../resilience/lib.ts';
 import type { HttpFilter, HttpStream } from '../../proxy/listener/stream.ts';
 
 const fx = new Fixtures();
 afterAll(() => fx.closeAll());
 
-const YAML = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: s }
-spec:
-  hosts: [s]
-  ports: [{ number: 80, name: http }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: PORT } }]
-`;
 
 /** Throws where the request's `x-throw` header says; otherwise passes everything on. */
 class Thrower implements HttpFilter {
@@ -60,7 +52,7 @@ describe('a filter that throws', () => {
     const u = await fx.upstream((_q, r) => r.end('ok'));
     const thrower = new Thrower();
     const { logger, lines } = capture();
-    const p = await fx.proxy(YAML.replace('PORT', String(u.port)), {
+    const p = await fx.proxy(serviceYaml('s', [u.port]), {
       logger, chains: { outbound: (fs) => [...fs.slice(0, -1), thrower, fs[fs.length - 1]] },
     });
     const at = (throwAt?: string, method = 'GET') => send(p.ports.outbound, { host: 's', method, headers: throwAt ? { 'x-throw': throwAt } : {}, body: method === 'POST' ? 'payload' : undefined });
@@ -96,7 +88,7 @@ describe('a filter that throws', () => {
 
   it('resets the request when its response had started (never a truncated body passed off as complete)', async () => {
     const u = await fx.upstream((_q, r) => r.end('ok'));
-    const p = await fx.proxy(YAML.replace('PORT', String(u.port)), {
+    const p = await fx.proxy(serviceYaml('s', [u.port]), {
       chains: { outbound: (fs) => [...fs.slice(0, -1), new Thrower(), fs[fs.length - 1]] },
     });
     const sock = connect(p.ports.outbound, '127.0.0.1');

@@ -73,6 +73,5 @@ export class StreamInfo {
   }
 
   addFlag(bit: number): void { this.flags |= bit; }
-  hasFlag(bit: number): boolean { return (this.flags & bit) !== 0; }
   flagString(): string { return flagString(this.flags); }
 }

@@ -117,7 +117,7 @@ export class Metrics {
    * The series for one request's labels. `edgeKey` identifies the destination (cluster name);
    * the common case (no flags, no dtab override) is keyed by status code alone: no string built.
    */
-  series(reporter: string, edgeKey: string, service: string, version: () => string, code: number, flags: string, dtab: boolean): Series {
+  series(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean): Series {
     let byEdge = this.cache.get(edgeKey);
     if (byEdge === undefined) { byEdge = { plain: new Map(), other: new Map() }; this.cache.set(edgeKey, byEdge); }
     const plain = flags === '-' && !dtab;
@@ -126,7 +126,7 @@ export class Metrics {
     if (s === undefined) {
       s = new Series({
         reporter, source_workload: this.source.workload, source_version: this.source.version,
-        destination_service: service, destination_service_name: service.split('.')[0], destination_version: version() || 'unknown',
+        destination_service: service, destination_service_name: service.split('.')[0], destination_version: version || 'unknown',
         response_code: String(code), response_flags: flags, dtab_override: dtab ? 'true' : 'false',
       }, code, flags);
       this.all.push(s);

@@ -36,7 +36,7 @@ export class Telemetry {
     const c = info.upstreamCluster;
     if (c !== null) {
       const reporter = info.listener === 'inbound' ? 'destination' : 'source';
-      this.metrics.series(reporter, c.name, c.service, () => c.version(), code, flags, info.dtabOverride).record(dur);
+      this.metrics.series(reporter, c.name, c.service, c.version(), code, flags, info.dtabOverride).record(dur);
     }
     const access = this.access;
     if (access !== null && (this.accessLog === 'all' || code >= 500 || info.flags !== 0)) {

@@ -89,15 +89,26 @@ export async function benchLoadGens(seconds: number, rounds: number): Promise<Lo
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const known = ['--smoke', '--quick', '--arms', '--no-loadgen'];
+  const known = ['--smoke', '--quick', '--arms', '--no-loadgen', '--hop', '--no-hop'];
   const bad = argv.filter((a, i) => a.startsWith('--') && !known.includes(a.split('=')[0]) && argv[i - 1] !== '--arms');
   if (bad.length) { console.error(`bench: unknown flag(s) ${bad.join(' ')} (known: ${known.join(' ')})`); process.exit(2); }
   const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
   const plan = PLANS[mode];
   const ai = argv.findIndex((a) => a === '--arms' || a.startsWith('--arms='));
+  const want = ai >= 0 ? (argv[ai].includes('=') ? argv[ai].slice('--arms='.length) : argv[ai + 1] ?? '').split(',').filter(Boolean) : null;
+  if (argv.includes('--hop')) {
+    // The mesh hop alone (two proxies per arm); --arms picks among its arms.
+    const { hopArms } = await import('./hop.ts');
+    const names = hopArms().map((a) => a.name);
+    const unknown = (want ?? []).filter((w) => !names.includes(w));
+    if (unknown.length) { console.error(`unknown hop arm(s): ${unknown.join(', ')} (known: ${names.join(', ')})`); process.exit(2); }
+    const t0 = Date.now();
+    await runHop(mode, want);
+    console.error(`bench --hop (${mode}) took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    return;
+  }
   let arms = allArms();
-  if (ai >= 0) {
-    const want = (argv[ai].includes('=') ? argv[ai].slice('--arms='.length) : argv[ai + 1] ?? '').split(',').filter(Boolean);
+  if (want !== null) {
     const unknown = want.filter((w) => !arms.some((a) => a.name === w));
     if (unknown.length) { console.error(`unknown arm(s): ${unknown.join(', ')} (known: ${arms.map((a) => a.name).join(', ')})`); process.exit(2); }
     arms = arms.filter((a) => a.name === 'direct' || want.includes(a.name));
@@ -126,7 +137,19 @@ async function main(): Promise<void> {
     console.log(routerMicro());
     console.log(dtabMicro());
   }
+  if (mode === 'full' && !argv.includes('--no-hop')) await runHop(mode, null);
   console.error(`bench (${mode}) took ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${jsonFile} and ${svgFile}`);
+}
+
+async function runHop(mode: string, only: string[] | null): Promise<void> {
+  const { HOP_PLANS, benchHop, hopTable } = await import('./hop.ts');
+  const { which } = await import('./lib/procs.ts');
+  const plan = HOP_PLANS[mode];
+  const results = await benchHop(plan, only);
+  console.log(`\nthe mesh hop (client → outbound proxy → inbound proxy → upstream):\n\n${hopTable(results, plan, which('wrk') ? 'wrk -t1 -c50' : 'autocannon -c50')}\n`);
+  const out = join(ROOT, 'bench/results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, `hop-${mode}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ plan, results }, null, 2));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

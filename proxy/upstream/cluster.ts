@@ -6,7 +6,9 @@ import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
-import { Balancer } from './balancer.ts';
+import { isIP } from 'node:net';
+import { Balancer, HostLb, observeRtt } from './balancer.ts';
+import { requestHash, type HashRequest } from './lb/key.ts';
 
 /**
  * A rate budget on retries, held per cluster and fed every request (meshlet's Linkerd-style
@@ -33,11 +35,45 @@ export class Endpoint {
   readonly spec: EndpointSpec;
   readonly pool: EndpointPool;
   readonly outlier: HostOutlierState = newHostOutlierState();
-  constructor(spec: EndpointSpec, br: Breakers) {
+  /** Balancing state: weight, slow-start start, smooth-RR credit, PEAK_EWMA estimate. */
+  readonly lb: HostLb;
+  /** "address:port" (made once: the router reads it per attempt, the hash tables place it). */
+  readonly key: string;
+  /** `addedAt`: when it joined a running cluster (monotonic ms; 0 = with the cluster, never slow-started). */
+  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0) {
     this.spec = spec;
     this.pool = new EndpointPool(spec.address, spec.port, br);
+    this.lb = new HostLb(spec.weight ?? 1, addedAt);
+    this.key = `${spec.address}:${spec.port}`;
   }
-  get key(): string { return `${this.spec.address}:${this.spec.port}`; }
+}
+
+/** What a consistent-hash pick reads from the request, and where a generated cookie goes. */
+export interface PickRequest {
+  readonly s: HashRequest & { readonly req: { readonly host: string | undefined } };
+  setCookie: string | null;
+}
+
+/** PASSTHROUGH: at most this many original destinations keep a pool (Envoy ORIGINAL_DST's host map). */
+const PASSTHROUGH_MAX_HOSTS = 256;
+
+/** An IP-literal authority ("10.0.0.1:8080", "[::1]:80"; no port = the cluster's) as [address, port], or null. */
+export function originalDestination(authority: string, defaultPort: number): [string, number] | null {
+  let host = authority, port = defaultPort;
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    if (end < 0) return null;
+    host = authority.slice(1, end);
+    const rest = authority.slice(end + 1);
+    if (rest !== '') { if (!rest.startsWith(':')) return null; port = Number(rest.slice(1)); }
+    if (isIP(host) !== 6) return null;
+  } else {
+    const c = authority.lastIndexOf(':');
+    if (c >= 0) { host = authority.slice(0, c); port = Number(authority.slice(c + 1)); }
+    if (isIP(host) !== 4) return null;
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return [host, port];
 }
 
 /** The destination's version, as Istio's destination_version: the subset, else the version label all endpoints share. */
@@ -58,7 +94,9 @@ export class Cluster implements ClusterInfo {
   private destVersion: string;
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
-  private readonly balancer = new Balancer();
+  private readonly balancer: Balancer;
+  /** PASSTHROUGH: hosts made on demand for original destinations, by "address:port". */
+  private passthrough: Map<string, Endpoint> | null = null;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
@@ -68,6 +106,7 @@ export class Cluster implements ClusterInfo {
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.destVersion = destinationVersion(spec);
+    this.balancer = new Balancer({ warmupMs: spec.warmupMs, minRingSize: spec.hash?.minimumRingSize, tableSize: spec.hash?.tableSize });
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
@@ -110,12 +149,14 @@ export class Cluster implements ClusterInfo {
   }
 
   private replaceHosts(specs: EndpointSpec[]): void {
+    // Hosts joining a cluster that already has some are new (slow start); the first set is not.
+    const addedAt = this.endpoints.length > 0 ? performance.now() : 0;
     const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
     const next = specs.map((e) => {
       const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
       const kept = old.get(k);
       if (kept) { old.delete(k); return kept; }
-      return new Endpoint(e, this.br);
+      return new Endpoint(e, this.br, addedAt);
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;
@@ -131,7 +172,9 @@ export class Cluster implements ClusterInfo {
    * `avoid` (the hosts this request already tried) and those whose last connect failed, while
    * others remain. Undefined = no healthy upstream (503 UH).
    */
-  pick(avoid?: Endpoint[] | null): Endpoint | undefined {
+  pick(avoid?: Endpoint[] | null, r?: PickRequest): Endpoint | undefined {
+    const lb = this.spec.lb;
+    if (lb === 'PASSTHROUGH') return r === undefined || r.s.req.host === undefined ? undefined : this.original(r.s.req.host);
     const eps = this.endpoints;
     const n = eps.length;
     if (n === 0) return undefined;
@@ -147,12 +190,45 @@ export class Cluster implements ClusterInfo {
     if (healthy === 0 && !panic) return undefined;
     // Nothing to exclude (the common case): the balancer indexes the hosts directly.
     const filtered = (healthy < n && !panic) || this.br.hostsInBackoff > 0 || (avoid !== undefined && avoid !== null);
-    return this.balancer.pick(eps, this.spec.lb, panic, avoid ?? null, filtered);
+    const hash = this.spec.hash !== undefined && r !== undefined ? requestHash(this.spec.hash, r.s, r) : -1;
+    return this.balancer.pick(eps, lb, panic, avoid ?? null, filtered, hash);
+  }
+
+  /** The balancer's random source (tests give a seeded one). */
+  set random(f: () => number) { this.balancer.random = f; }
+
+  /** Time to the first response byte of a request to `ep` (PEAK_EWMA's sample; others ignore it). */
+  observeRtt(ep: Endpoint, ms: number): void {
+    if (this.spec.lb === 'PEAK_EWMA') observeRtt(ep.lb, ms, performance.now());
+  }
+
+  /**
+   * PASSTHROUGH (Istio; Envoy ORIGINAL_DST): meshlet has no transparent capture, so the original
+   * destination is the request's authority when it is an IP literal (port defaulting to the
+   * cluster's). Any other authority has none: 503 UH. Hosts are kept by address, at most
+   * PASSTHROUGH_MAX_HOSTS (an idle one is dropped to make room).
+   */
+  private original(authority: string): Endpoint | undefined {
+    const d = originalDestination(authority, this.spec.port);
+    if (d === null) return undefined;
+    const key = `${d[0]}:${d[1]}`;
+    const map = (this.passthrough ??= new Map());
+    let ep = map.get(key);
+    if (ep === undefined) {
+      if (map.size >= PASSTHROUGH_MAX_HOSTS) {
+        for (const [k, e] of map) if (e.pool.activeRequests === 0) { e.pool.drain(); map.delete(k); break; }
+        if (map.size >= PASSTHROUGH_MAX_HOSTS) return undefined;
+      }
+      ep = new Endpoint({ address: d[0], port: d[1], labels: {} }, this.br);
+      map.set(key, ep);
+    }
+    return ep;
   }
 
   drain(): void {
     this.dns?.stop();
     this.detector?.stop();
     for (const e of this.endpoints) e.pool.drain();
+    if (this.passthrough) for (const e of this.passthrough.values()) e.pool.drain();
   }
 }

@@ -103,6 +103,8 @@ export class Balancer {
   private rr = 0;
   /** The random source (uniform [0, 1)): tests give a seeded one. */
   random: () => number = Math.random;
+  /** Monotonic ms for slow start and PEAK_EWMA (tests give a fixed one). */
+  now: () => number = () => performance.now();
   readonly warmupMs: number;
   private readonly minRingSize: number;
   private readonly tableSize: number;
@@ -234,7 +236,7 @@ export class Balancer {
         const a = all ? hosts[i] : this.nth(hosts, i, mask, avoid, now)!;
         const b = all ? hosts[j] : this.nth(hosts, j, mask, avoid, now)!;
         if (ewma) {
-          const t = performance.now();
+          const t = this.now();
           return ewmaCost(b, t) < ewmaCost(a, t) ? b : a;
         }
         return b.pool.activeRequests < a.pool.activeRequests ? b : a;
@@ -243,7 +245,7 @@ export class Balancer {
   }
 
   private warming(): boolean {
-    return this.warmingUntil !== 0 && performance.now() < this.warmingUntil;
+    return this.warmingUntil !== 0 && this.now() < this.warmingUntil;
   }
 
   /**
@@ -252,7 +254,7 @@ export class Balancer {
    * divided by (active + 1) for LEAST_REQUEST (Envoy's active_request_bias 1.0).
    */
   private weighted<H extends BalancedHost>(hosts: readonly H[], mask: number, avoid: readonly H[] | null, all: boolean, byActive: boolean): H | undefined {
-    const now = performance.now();
+    const now = this.now();
     let best: H | undefined;
     let total = 0;
     for (let i = 0; i < hosts.length; i++) {

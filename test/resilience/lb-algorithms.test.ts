@@ -5,17 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { Balancer, HostLb, observeRtt, PEAK_EWMA_DEFAULT_RTT_MS, type BalancedHost, type LbPolicy } from '../../proxy/upstream/balancer.ts';
 import { Maglev, Ring, hash32, isPrime, type HashTable } from '../../proxy/upstream/lb/hash.ts';
 import { cookieHash, queryHash, requestHash } from '../../proxy/upstream/lb/key.ts';
+import { seeded } from './lb-lib.ts';
 
-/** mulberry32: a small seeded uniform [0, 1) source. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface H extends BalancedHost { name: string; outlier: { ejected: boolean }; pool: { activeRequests: number; backoffUntil: number } }
 const host = (name: string, opts: { active?: number; weight?: number; addedAt?: number } = {}): H => ({

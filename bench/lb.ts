@@ -30,7 +30,15 @@ export const LB_PLANS: Record<string, LbPlan> = {
   smoke: { seconds: 0.5, warmS: 0.2, qps: 200 },
 };
 
-export interface LbRow { scenario: string; lb: string; p50: number; p99: number; p999: number; calls: number; errors: number; behind: number; vsBaseline?: number }
+export interface LbRow { scenario: string; lb: string; p50: number; p99: number; p999: number; calls: number; errors: number; behind: number; faultyShare: number; vsBaseline?: number }
+
+/** Requests per endpoint port so far, from the proxy's /clusters rq_total. */
+async function shareOf(adminPort: number, _port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`, { signal: AbortSignal.timeout(3000) })).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/::127\.0\.0\.1:(\d+)::rq_total::(\d+)/g)) out.set(m[1], Number(m[2]));
+  return out;
+}
 
 function yaml(ports: number[], lb: string): string {
   return `apiVersion: networking.istio.io/v1
@@ -75,9 +83,16 @@ export async function benchLb(plan: LbPlan, log: (s: string) => void = (s) => pr
           const p = await arm.start({ a: 0, b: 0 }, dir);
           try {
             if (plan.warmS > 0) await openLoop(p.port, plan.qps, plan.warmS);
+            const admin = (JSON.parse(p.readyLine) as { ports: { admin: number } }).ports.admin;
+            const before = await shareOf(admin, ups[0].port);
             const r = await openLoop(p.port, plan.qps, plan.seconds);
-            rows.push({ scenario: sc.name, lb, ...r });
-            log(`${sc.name} ${lb}: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} p99.9 ${r.p999.toFixed(2)} ms, errors ${r.errors}/${r.calls}`);
+            const after = await shareOf(admin, ups[0].port);
+            let total = 0;
+            for (const [k, v] of after) total += v - (before.get(k) ?? 0);
+            const key = String(ups[0].port);
+            const faultyShare = total > 0 ? ((after.get(key) ?? 0) - (before.get(key) ?? 0)) / total : 0;
+            rows.push({ scenario: sc.name, lb, ...r, faultyShare });
+            log(`${sc.name} ${lb}: p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} p99.9 ${r.p999.toFixed(2)} ms, errors ${r.errors}/${r.calls}, endpoint 0 took ${(100 * faultyShare).toFixed(1)} %`);
           } finally { await p.stop(); }
         }
       } finally { for (const u of ups) await u.stop(); }
@@ -93,9 +108,9 @@ export async function benchLb(plan: LbPlan, log: (s: string) => void = (s) => pr
 export function lbTable(rows: LbRow[], plan: LbPlan): string {
   const f = (x: number) => x.toFixed(2);
   let out = `Balancers under faults: 5 endpoints, ${plan.qps} rps open loop for ${plan.seconds} s per row, ${CONNECTIONS} connections, node ${process.version}, ${cpus().length} cores\n\n`;
-  out += '| scenario | balancer | p50 ms | p99 ms | p99.9 ms | errors | p99 / no-fault p99 |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n';
+  out += '| scenario | balancer | p50 ms | p99 ms | p99.9 ms | errors | endpoint 0 share | p99 / no-fault p99 |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n';
   for (const r of rows) {
-    out += `| ${r.scenario} | ${r.lb} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.p999)} | ${(100 * r.errors / Math.max(1, r.calls)).toFixed(2)} % | ${r.vsBaseline === undefined ? '—' : `${r.vsBaseline.toFixed(2)}×`} |\n`;
+    out += `| ${r.scenario} | ${r.lb} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.p999)} | ${(100 * r.errors / Math.max(1, r.calls)).toFixed(2)} % | ${(100 * r.faultyShare).toFixed(1)} % | ${r.vsBaseline === undefined ? '—' : `${r.vsBaseline.toFixed(2)}×`} |\n`;
   }
   return out;
 }

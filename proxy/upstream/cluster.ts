@@ -95,7 +95,7 @@ export class Cluster implements ClusterInfo {
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
   private readonly balancer: Balancer;
-  /** PASSTHROUGH: hosts made on demand for original destinations, by "address:port". */
+  /** PASSTHROUGH: hosts made on demand for original destinations, by the authority that named them. */
   private passthrough: Map<string, Endpoint> | null = null;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
@@ -209,18 +209,18 @@ export class Cluster implements ClusterInfo {
    * PASSTHROUGH_MAX_HOSTS (an idle one is dropped to make room).
    */
   private original(authority: string): Endpoint | undefined {
-    const d = originalDestination(authority, this.spec.port);
-    if (d === null) return undefined;
-    const key = `${d[0]}:${d[1]}`;
+    // Keyed by the authority as written: a repeat destination costs one map lookup, no parsing.
     const map = (this.passthrough ??= new Map());
-    let ep = map.get(key);
+    let ep = map.get(authority);
     if (ep === undefined) {
+      const d = originalDestination(authority, this.spec.port);
+      if (d === null) return undefined;
       if (map.size >= PASSTHROUGH_MAX_HOSTS) {
         for (const [k, e] of map) if (e.pool.activeRequests === 0) { e.pool.drain(); map.delete(k); break; }
         if (map.size >= PASSTHROUGH_MAX_HOSTS) return undefined;
       }
       ep = new Endpoint({ address: d[0], port: d[1], labels: {} }, this.br);
-      map.set(key, ep);
+      map.set(authority, ep);
     }
     return ep;
   }

@@ -121,6 +121,8 @@ function forPort(tp: TrafficPolicy | undefined, port: number): TrafficPolicy | u
 function applyLb(spec: ClusterSpec, tp: TrafficPolicy | undefined, at: string, errors: string[]): void {
   const b = tp?.loadBalancer;
   if (!b) return;
+  const loc = b.localityLbSetting;
+  if (loc) spec.locality = { enabled: loc.enabled ?? true, failover: loc.failover ?? [] };
   if (b.warmupDurationSecs !== undefined) {
     const ms = durationMs(b.warmupDurationSecs);
     if (ms > 0) spec.warmupMs = ms;

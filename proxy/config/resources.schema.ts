@@ -180,6 +180,10 @@ const loadBalancer = closed({
     minimumRingSize: opt(int(1, 8388608, 'deprecated: ringHash.minimumRingSize')),
   }, 'sticky sessions: exactly one key (httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName); not with simple')),
   warmupDurationSecs: opt(duration('slow start: an endpoint that joins ramps from 10 % to full weight over this (ROUND_ROBIN, LEAST_REQUEST)')),
+  localityLbSetting: opt(closed({
+    enabled: opt(bool('unset = true (Istio); takes effect with outlierDetection and a proxy started with --zone/--region')),
+    failover: opt(list(closed({ from: nonEmptyStr('a region'), to: nonEmptyStr('the region to fail over to') }))),
+  }, 'prefer endpoints in this proxy\'s zone, then region, then failover regions (topology.kubernetes.io labels)')),
 });
 
 const trafficPolicyOf = (description?: string) => closed({

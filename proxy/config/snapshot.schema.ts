@@ -154,6 +154,8 @@ export const ClusterSpec = closed({
   }),
   hash: opt(HashSpec),
   warmupMs: opt(num(MS.minimum, MS.maximum)),  // slow start for endpoints that join later; absent = none
+  /** Locality failover (Istio localityLbSetting): absent = enabled without failover targets. */
+  locality: opt(closed({ enabled: Type.Boolean(), failover: Type.Array(closed({ from: Type.String(), to: Type.String() })) })),
   endpoints: Type.Array(EndpointSpec),
   connectionPool: ConnectionPoolSpec,
   outlier: opt(OutlierSpec),    // absent = no outlier detector

@@ -9,6 +9,7 @@ import { DnsDiscovery, type DnsLookup } from './dns.ts';
 import { isIP } from 'node:net';
 import { Balancer, HostLb, observeRtt } from './balancer.ts';
 import { requestHash, type HashRequest } from './lb/key.ts';
+import { rankLoads, rankOf, type Locality } from './locality.ts';
 
 /**
  * A rate budget on retries, held per cluster and fed every request (meshlet's Linkerd-style
@@ -29,6 +30,19 @@ export interface ClusterOptions {
   dnsRefreshMs?: number;
   /** A DNS name failed to resolve (its last good addresses stay in use). */
   onDnsError?: (cluster: string, name: string, err: Error) => void;
+  /** This proxy's locality (--zone/--region): locality-aware balancing when the cluster allows it. */
+  locality?: Locality;
+}
+
+/** Locality ranks of the current endpoints (locality.ts), nearest first, empty ranks dropped. */
+interface Ranks {
+  hosts: Endpoint[][];
+  /** One balancer per rank: each keeps its own rotation and hash table. */
+  balancers: Balancer[];
+  rankOfHost: Uint8Array;
+  healthy: Float64Array;
+  total: Float64Array;
+  load: Float64Array;
 }
 
 export class Endpoint {
@@ -97,6 +111,9 @@ export class Cluster implements ClusterInfo {
   private readonly balancer: Balancer;
   /** PASSTHROUGH: hosts made on demand for original destinations, by the authority that named them. */
   private passthrough: Map<string, Endpoint> | null = null;
+  private readonly locality: Locality | null;
+  private ranks: Ranks | null = null;
+  private rng: () => number = Math.random;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
@@ -107,6 +124,9 @@ export class Cluster implements ClusterInfo {
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.destVersion = destinationVersion(spec);
     this.balancer = new Balancer({ warmupMs: spec.warmupMs, minRingSize: spec.hash?.minimumRingSize, tableSize: spec.hash?.tableSize });
+    // Istio: locality failover needs outlier detection (nothing else marks endpoints unhealthy).
+    this.locality = opts.locality && spec.outlier && spec.locality?.enabled !== false && spec.lb !== 'PASSTHROUGH' ? opts.locality : null;
+    this.rankEndpoints();
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
@@ -163,6 +183,7 @@ export class Cluster implements ClusterInfo {
       gone.pool.drain();
     }
     this.endpoints = next;
+    this.rankEndpoints();
     this.stats.membership_total = next.length;
     this.stats.membership_healthy = next.filter((e) => !e.outlier.ejected).length;
   }
@@ -175,6 +196,7 @@ export class Cluster implements ClusterInfo {
   pick(avoid?: Endpoint[] | null, r?: PickRequest): Endpoint | undefined {
     const lb = this.spec.lb;
     if (lb === 'PASSTHROUGH') return r === undefined || r.s.req.host === undefined ? undefined : this.original(r.s.req.host);
+    if (this.ranks !== null) return this.pickByLocality(this.ranks, avoid ?? null, r);
     const eps = this.endpoints;
     const n = eps.length;
     if (n === 0) return undefined;
@@ -194,8 +216,59 @@ export class Cluster implements ClusterInfo {
     return this.balancer.pick(eps, lb, panic, avoid ?? null, filtered, hash);
   }
 
-  /** The balancer's random source (tests give a seeded one). */
-  set random(f: () => number) { this.balancer.random = f; }
+  /** The balancers' random source (tests give a seeded one). */
+  set random(f: () => number) {
+    this.rng = f;
+    this.balancer.random = f;
+    if (this.ranks) for (const b of this.ranks.balancers) b.random = f;
+  }
+
+  /** Group the endpoints by locality rank; null when locality is off or all are in one rank. */
+  private rankEndpoints(): void {
+    this.ranks = null;
+    const self = this.locality;
+    if (self === null) return;
+    const failover = this.spec.locality?.failover ?? [];
+    const raw = this.endpoints.map((e) => rankOf(e.spec.labels, self, failover));
+    const used = [...new Set(raw)].sort((a, b) => a - b);
+    if (used.length < 2) return;
+    const s = this.spec;
+    const n = used.length;
+    const ranks: Ranks = {
+      hosts: used.map(() => []), balancers: used.map(() => new Balancer({ warmupMs: s.warmupMs, minRingSize: s.hash?.minimumRingSize, tableSize: s.hash?.tableSize })),
+      rankOfHost: new Uint8Array(this.endpoints.length), healthy: new Float64Array(n), total: new Float64Array(n), load: new Float64Array(n),
+    };
+    this.endpoints.forEach((e, i) => { const k = used.indexOf(raw[i]); ranks.rankOfHost[i] = k; ranks.hosts[k].push(e); ranks.total[k]++; });
+    for (const b of ranks.balancers) b.random = this.rng;
+    this.ranks = ranks;
+  }
+
+  /**
+   * Envoy's priority selection: each rank's share from its healthy hosts (locality.ts), one
+   * draw, then the rank's balancer; a rank with no usable host passes to the next ones.
+   */
+  private pickByLocality(ranks: Ranks, avoid: Endpoint[] | null, r?: PickRequest): Endpoint | undefined {
+    const eps = this.endpoints;
+    const n = ranks.hosts.length;
+    ranks.healthy.fill(0);
+    let healthy = 0;
+    for (let i = 0; i < eps.length; i++) if (!eps[i].outlier.ejected) { healthy++; ranks.healthy[ranks.rankOfHost[i]]++; }
+    this.stats.membership_healthy = healthy;
+    const minHealth = this.spec.outlier ? this.spec.outlier.minHealthPercent : 50;
+    const panic = healthy < eps.length && 100 * healthy / eps.length < minHealth;
+    if (healthy === 0 && !panic) return undefined;
+    rankLoads(ranks.healthy, ranks.total, ranks.load);
+    let x = this.rng() * 100;
+    let k = 0;
+    while (k < n - 1 && x >= ranks.load[k]) { x -= ranks.load[k]; k++; }
+    const hash = this.spec.hash !== undefined && r !== undefined ? requestHash(this.spec.hash, r.s, r) : -1;
+    for (let t = 0; t < n; t++) {
+      const i = (k + t) % n;
+      const ep = ranks.balancers[i].pick(ranks.hosts[i], this.spec.lb, panic, avoid, true, hash);
+      if (ep !== undefined && (avoid === null || !avoid.includes(ep) || t === n - 1)) return ep;
+    }
+    return undefined;
+  }
 
   /** Time to the first response byte of a request to `ep` (PEAK_EWMA's sample; others ignore it). */
   observeRtt(ep: Endpoint, ms: number): void {

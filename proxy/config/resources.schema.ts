@@ -96,7 +96,7 @@ export const httpRoute = closed({
     attempts: opt(int(0, 1000, 'retries after the first try; unset or 0 = no retries')),
     perTryTimeout: opt(duration('each try')),
     retryOn: opt(str('Envoy retry_on conditions and HTTP status codes, comma-separated; unset = connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
-    retryRemoteLocalities: opt(bool('accepted; no effect (meshlet has no localities)')),
+    retryRemoteLocalities: opt(bool('accepted; no effect (with locality balancing a retry moves to another locality only when the chosen one has no untried endpoint)')),
   }, 'unset = Istio\'s default: 2 attempts on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
   fault: opt(closed({
     delay: opt(closed({

@@ -139,7 +139,10 @@ export class Maglev implements HashTable {
   readonly size: number;
 
   constructor(keys: readonly string[], weights: readonly number[], tableSize: number) {
-    const m = tableSize;
+    // The fill below terminates only for a prime size (every skip is coprime with it): compile.ts
+    // refuses others, and a snapshot from elsewhere with one gets the next prime, never a hang.
+    let m = Math.max(2, Math.floor(tableSize));
+    while (!isPrime(m)) m++;
     this.size = m;
     const table = new Uint32Array(m).fill(0xffffffff);
     const n = keys.length;

@@ -260,3 +260,10 @@ describe('request keys (lb/key.ts)', () => {
     expect(out4.setCookie).toBeNull();
   });
 });
+
+describe('Maglev with a non-prime size from a snapshot', () => {
+  it('uses the next prime instead of hanging', () => {
+    const t = new Maglev(['a:1', 'b:1', 'c:1'], [1, 1, 1], 1000);
+    expect(t.size).toBe(1009);
+  });
+});

@@ -175,7 +175,8 @@ export class Cluster implements ClusterInfo {
     const next = specs.map((e) => {
       const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
       const kept = old.get(k);
-      if (kept) { old.delete(k); return kept; }
+      // A kept host takes a changed weight in place (the balancer re-reads weights with the new array).
+      if (kept) { old.delete(k); kept.lb.weight = e.weight !== undefined && e.weight > 0 ? e.weight : 1; return kept; }
       return new Endpoint(e, this.br, addedAt);
     });
     for (const gone of old.values()) {

@@ -89,10 +89,16 @@ export async function benchLoadGens(seconds: number, rounds: number): Promise<Lo
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const known = ['--smoke', '--quick', '--arms', '--no-loadgen', '--hop', '--no-hop'];
+  const known = ['--smoke', '--quick', '--arms', '--no-loadgen', '--hop', '--no-hop', '--lb'];
   const bad = argv.filter((a, i) => a.startsWith('--') && !known.includes(a.split('=')[0]) && argv[i - 1] !== '--arms');
   if (bad.length) { console.error(`bench: unknown flag(s) ${bad.join(' ')} (known: ${known.join(' ')})`); process.exit(2); }
   const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
+  if (argv.includes('--lb')) {
+    // The balancer comparison (bench/lb.ts) instead of the proxy arms.
+    const { benchLb, lbTable, LB_PLANS } = await import('./lb.ts');
+    console.log(`\n${lbTable(await benchLb(LB_PLANS[mode]), LB_PLANS[mode])}`);
+    return;
+  }
   const plan = PLANS[mode];
   const ai = argv.findIndex((a) => a === '--arms' || a.startsWith('--arms='));
   const want = ai >= 0 ? (argv[ai].includes('=') ? argv[ai].slice('--arms='.length) : argv[ai + 1] ?? '').split(',').filter(Boolean) : null;

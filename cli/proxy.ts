@@ -45,6 +45,8 @@ const SPECS: FlagSpec[] = [
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, /stats and /stats/prometheus for all workers), each worker\'s admin port is picked by the kernel (listed in /workers)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
+  { name: 'zone', type: 'string', help: "this proxy's zone (topology.kubernetes.io/zone): with an outlierDetection block, same-zone endpoints are preferred (Istio locality failover)" },
+  { name: 'region', type: 'string', help: "this proxy's region (topology.kubernetes.io/region), for locality failover" },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
 
@@ -147,6 +149,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
+      locality: f.zone !== undefined || f.region !== undefined ? { zone: (f.zone as string | undefined) ?? '', region: (f.region as string | undefined) ?? '' } : undefined,
       maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
     });
   } catch (e) {

@@ -68,6 +68,8 @@ export interface ProxyOptions {
   logger?: Logger;
   /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
   dnsRefreshMs?: number;
+  /** This proxy's locality (--zone/--region): locality-aware balancing (proxy/upstream/locality.ts). */
+  locality?: { zone: string; region: string };
   /**
    * Embedding: change a listener's filter chain (e.g. insert a filter before the router). Gets the
    * default chain (listener/chains.ts) and returns the one to run; the last filter must be terminal.
@@ -109,6 +111,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix };
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
+  clusterOpts.locality = opts.locality;
   clusterOpts.onDnsError = (cluster, name, err) => log.warn({ cluster, name, err: err.message }, 'DNS resolution failed; the last good addresses stay in use');
   const metrics = new Metrics({ workload: opts.service ?? 'unknown', version: opts.labels.version ?? 'unknown' });
   let version = 0;

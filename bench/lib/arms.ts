@@ -76,7 +76,7 @@ function meshletPorts(line: string): { outbound: number; admin: number } | null 
 }
 const meshletReady = (line: string) => meshletPorts(line)?.outbound ?? null;
 
-function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = [], root = (): string | null => ROOT): Arm {
+export function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = [], root = (): string | null => ROOT): Arm {
   return {
     name, about, skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
     async start(u, dir) {

@@ -25,6 +25,11 @@ function send(res: ServerResponse, status: number, body: string, type = 'text/pl
   res.end(body);
 }
 
+/** A success rate for /clusters: -1 stays -1, others with at most 3 decimals. */
+function rate(v: number): string {
+  return v < 0 ? '-1' : String(Math.round(v * 1000) / 1000);
+}
+
 export function renderClusters(clusters: Cluster[], nowMs: number): string {
   let out = '';
   for (const c of clusters) {
@@ -32,7 +37,9 @@ export function renderClusters(clusters: Cluster[], nowMs: number): string {
     const l = c.spec.connectionPool;
     out += `${n}::observability_name::${n}\n`;
     if (c.detector) {
-      for (const k of ['success_rate_average', 'success_rate_ejection_threshold', 'local_origin_success_rate_average', 'local_origin_success_rate_ejection_threshold']) out += `${n}::outlier::${k}::-1\n`;
+      // The last interval's success-rate statistics (-1 = too few hosts with enough requests, as Envoy).
+      out += `${n}::outlier::success_rate_average::${rate(c.detector.srAverage)}\n${n}::outlier::success_rate_ejection_threshold::${rate(c.detector.srThreshold)}\n`;
+      for (const k of ['local_origin_success_rate_average', 'local_origin_success_rate_ejection_threshold']) out += `${n}::outlier::${k}::-1\n`;
     }
     out += `${n}::default_priority::max_connections::${l.maxConnections}\n${n}::default_priority::max_pending_requests::${l.maxPendingRequests}\n`;
     out += `${n}::default_priority::max_requests::${l.maxRequests}\n${n}::default_priority::max_retries::${l.maxRetries}\n`;
@@ -44,8 +51,9 @@ export function renderClusters(clusters: Cluster[], nowMs: number): string {
       for (const k of ['cx_active', 'cx_connect_fail', 'cx_total', 'rq_active', 'rq_error', 'rq_success', 'rq_timeout', 'rq_total'] as const) out += `${h}::${k}::${s[k]}\n`;
       out += `${h}::hostname::${e.spec.hostname ?? e.spec.address}\n`; // DNS hosts: the name they resolved from
       out += `${h}::health_flags::${e.outlier.ejected ? '/failed_outlier_check' : 'healthy'}\n`;
-      out += `${h}::weight::1\n${h}::region::\n${h}::zone::\n${h}::sub_zone::\n${h}::canary::false\n${h}::priority::0\n`;
-      out += `${h}::success_rate::-1\n${h}::local_origin_success_rate::-1\n`;
+      const lab = e.spec.labels;
+      out += `${h}::weight::${e.lb.weight}\n${h}::region::${lab['topology.kubernetes.io/region'] ?? ''}\n${h}::zone::${lab['topology.kubernetes.io/zone'] ?? ''}\n${h}::sub_zone::\n${h}::canary::false\n${h}::priority::0\n`;
+      out += `${h}::success_rate::${rate(e.outlier.successRate)}\n${h}::local_origin_success_rate::-1\n`;
       out += `${h}::labels::${Object.entries(e.spec.labels).map(([k, v]) => `${k}=${v}`).join(',')}\n`;
       if (e.outlier.ejected && c.detector) out += `${h}::ejected_until_ms::${Math.max(0, Math.round(c.detector.returnsAt(e.outlier) - nowMs))}\n`;
     }
@@ -59,6 +67,7 @@ function clustersJson(clusters: Cluster[], nowMs: number): unknown {
       name: c.name,
       service: c.spec.service,
       subset: c.spec.subset,
+      ...(c.detector && c.detector.srThreshold >= 0 ? { success_rate_ejection_threshold: { value: c.detector.srThreshold } } : {}),
       circuit_breakers: { thresholds: [{ priority: 'DEFAULT', max_connections: c.spec.connectionPool.maxConnections, max_pending_requests: c.spec.connectionPool.maxPendingRequests, max_requests: c.spec.connectionPool.maxRequests, max_retries: c.spec.connectionPool.maxRetries }] },
       host_statuses: c.endpoints.map((e) => ({
         address: { socket_address: { address: e.spec.address, port_value: e.spec.port } },
@@ -66,6 +75,8 @@ function clustersJson(clusters: Cluster[], nowMs: number): unknown {
         labels: e.spec.labels,
         stats: e.pool.hostStats,
         health_status: { eds_health_status: 'HEALTHY', failed_outlier_check: e.outlier.ejected },
+        ...(e.outlier.successRate >= 0 ? { success_rate: { value: e.outlier.successRate } } : {}),
+        weight: e.lb.weight,
         ejected_for_ms: e.outlier.ejected && c.detector ? Math.max(0, Math.round(c.detector.returnsAt(e.outlier) - nowMs)) : 0,
       })),
     })),

@@ -7,6 +7,7 @@ import { ConfigError } from './resources.ts';
 import { regexProblem } from './regex.ts';
 import { durationMs } from './duration.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
+import { isPrime, MAGLEV_DEFAULT } from '../upstream/lb/hash.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
   type ClusterSpec, type ConnectionPoolSpec, type EndpointSpec, type MatchSpec, type OutlierSpec,
@@ -35,7 +36,7 @@ export function hostAliases(host: string): string[] {
 
 interface ServiceInfo {
   spec: ServiceSpec;
-  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string> }>;
+  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string>; weight?: number }>;
   targetPorts: Record<string, number>;     // port name -> targetPort (Istio: the endpoint port when the endpoint names none)
   resolution?: ClusterSpec['resolution'];  // absent = STATIC
   rule?: Extract<Resource, { kind: 'DestinationRule' }>;
@@ -66,11 +67,11 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   return p;
 }
 
-function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
+function outlier(tp: TrafficPolicy | undefined, at: string, errors: string[]): OutlierSpec | undefined {
   const od = tp?.outlierDetection;
   if (!od) return undefined; // absent block = no outlier detector (spec section 1.2)
   const split = od.splitExternalLocalOriginErrors ?? false;
-  return {
+  const spec: OutlierSpec = {
     consecutive5xx: od.consecutive5xxErrors ?? 5,
     consecutiveGatewayErrors: od.consecutiveGatewayErrors || 5,
     enforceGateway: (od.consecutiveGatewayErrors ?? 0) > 0,
@@ -82,12 +83,81 @@ function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
     maxEjectionPercent: od.maxEjectionPercent && od.maxEjectionPercent > 0 ? od.maxEjectionPercent : 10,
     minHealthPercent: od.minHealthPercent ?? 0,
   };
+  // meshlet's extension block: Envoy's statistical detection with Envoy's defaults per field.
+  const x = od.meshlet;
+  if (x?.successRate) {
+    const v = x.successRate;
+    spec.successRate = { minimumHosts: v.minimumHosts ?? 5, requestVolume: v.requestVolume ?? 100, stdevFactor: v.stdevFactor ?? 1900, enforcing: v.enforcingPercent ?? 100 };
+  }
+  if (x?.failurePercentage) {
+    const v = x.failurePercentage;
+    spec.failurePercentage = { threshold: v.threshold ?? 85, minimumHosts: v.minimumHosts ?? 5, requestVolume: v.requestVolume ?? 50, enforcing: v.enforcingPercent ?? 100 };
+  }
+  if (x?.maxEjectionTime !== undefined) {
+    spec.maxEjectionTimeMs = durationMs(x.maxEjectionTime);
+    // Envoy refuses max_ejection_time below base_ejection_time.
+    if (spec.maxEjectionTimeMs < spec.baseEjectionTimeMs) errors.push(`${at}.meshlet.maxEjectionTime: ${x.maxEjectionTime} is below baseEjectionTime (${spec.baseEjectionTimeMs} ms)`);
+  }
+  if (x?.successRateFloor !== undefined) spec.successRateFloor = x.successRateFloor;
+  return spec;
 }
 
-function lb(tp: TrafficPolicy | undefined): ClusterSpec['lb'] {
-  const s = tp?.loadBalancer?.simple;
-  if (s === 'ROUND_ROBIN' || s === 'RANDOM') return s;
-  return 'LEAST_REQUEST'; // Istio's default (UNSPECIFIED, LEAST_CONN -> LEAST_REQUEST)
+/**
+ * The traffic policy for one port: a portLevelSettings entry for it replaces the policy's
+ * loadBalancer / connectionPool / outlierDetection blocks whole (Istio: port-level settings win).
+ */
+function forPort(tp: TrafficPolicy | undefined, port: number): TrafficPolicy | undefined {
+  const p = tp?.portLevelSettings?.find((x) => x.port.number === port);
+  if (!tp || !p) return tp;
+  return {
+    ...tp,
+    loadBalancer: p.loadBalancer ?? tp.loadBalancer,
+    connectionPool: p.connectionPool ?? tp.connectionPool,
+    outlierDetection: p.outlierDetection ?? tp.outlierDetection,
+  };
+}
+
+/** loadBalancer -> spec.lb (+ hash, warmupMs): simple and consistentHash are Istio's oneof. */
+function applyLb(spec: ClusterSpec, tp: TrafficPolicy | undefined, at: string, errors: string[]): void {
+  const b = tp?.loadBalancer;
+  if (!b) return;
+  const loc = b.localityLbSetting;
+  if (loc) spec.locality = { enabled: loc.enabled ?? true, failover: loc.failover ?? [] };
+  if (b.warmupDurationSecs !== undefined) {
+    const ms = durationMs(b.warmupDurationSecs);
+    if (ms > 0) spec.warmupMs = ms;
+  }
+  const s = b.simple;
+  const ch = b.consistentHash;
+  if (ch) {
+    if (s !== undefined) { errors.push(`${at}: set simple or consistentHash, not both`); return; }
+    const keys = [ch.httpHeaderName !== undefined, ch.httpCookie !== undefined, ch.useSourceIp === true, ch.httpQueryParameterName !== undefined].filter(Boolean).length;
+    if (keys !== 1) { errors.push(`${at}.consistentHash: set exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName (found ${keys})`); return; }
+    if (ch.ringHash && ch.maglev) { errors.push(`${at}.consistentHash: set ringHash or maglev, not both`); return; }
+    const hash: NonNullable<ClusterSpec['hash']> = {};
+    if (ch.httpHeaderName !== undefined) hash.header = ch.httpHeaderName.toLowerCase();
+    if (ch.httpCookie) {
+      hash.cookie = { name: ch.httpCookie.name };
+      if (ch.httpCookie.path !== undefined) hash.cookie.path = ch.httpCookie.path;
+      if (ch.httpCookie.ttl !== undefined) hash.cookie.ttlMs = durationMs(ch.httpCookie.ttl);
+    }
+    if (ch.useSourceIp === true) hash.sourceIp = true;
+    if (ch.httpQueryParameterName !== undefined) hash.queryParameter = ch.httpQueryParameterName;
+    if (ch.maglev) {
+      const size = ch.maglev.tableSize ?? MAGLEV_DEFAULT;
+      if (!isPrime(size)) { errors.push(`${at}.consistentHash.maglev.tableSize: ${size} is not a prime (Maglev needs one; the default is 65537)`); return; }
+      hash.tableSize = size;
+      spec.lb = 'MAGLEV';
+    } else {
+      // Istio: ringHash (or the deprecated top-level minimumRingSize) -> RING_HASH, 1024 by default.
+      hash.minimumRingSize = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize ?? 1024;
+      spec.lb = 'RING_HASH';
+    }
+    spec.hash = hash;
+    return;
+  }
+  if (s === 'ROUND_ROBIN' || s === 'RANDOM' || s === 'PEAK_EWMA' || s === 'PASSTHROUGH') spec.lb = s;
+  // else Istio's default (UNSPECIFIED, LEAST_CONN -> LEAST_REQUEST)
 }
 
 function parseRetryOn(s: string): { retryOn: string; codes: number[] } {
@@ -125,7 +195,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
-          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {}, ...(e.weight !== undefined ? { weight: e.weight } : {}) })),
         targetPorts: Object.fromEntries(spec.ports.flatMap((p) => (p.targetPort !== undefined ? [[p.name, p.targetPort] as const] : []))),
       };
       if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
@@ -169,13 +239,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       for (const s of subsets) {
         const endpoints: EndpointSpec[] = info.endpoints
           .filter((e) => Object.entries(s.labels).every(([k, v]) => e.labels[k] === v))
-          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels }));
+          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels, ...(e.weight !== undefined ? { weight: e.weight } : {}) }));
+        const tp = forPort(s.tp, port.number);
         const spec: ClusterSpec = {
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
-          lb: lb(s.tp), endpoints, connectionPool: pool(s.tp),
+          lb: 'LEAST_REQUEST', endpoints, connectionPool: pool(tp),
         };
+        const at = info.rule ? `${where(info.rule)}: ${s.name ? `subset ${s.name}, ` : ''}port ${port.number}: loadBalancer` : '';
+        applyLb(spec, tp, at, errors);
         if (info.resolution) spec.resolution = info.resolution;
-        const od = outlier(s.tp);
+        const od = outlier(tp, info.rule ? `${where(info.rule)}: outlierDetection` : '', errors);
         if (od) spec.outlier = od;
         clusters.push(spec);
       }
@@ -252,6 +325,8 @@ function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | u
   if (!child) return parent;
   return {
     loadBalancer: child.loadBalancer ?? parent?.loadBalancer,
+    // The subset's port-level settings if it has any, else the parent's (Istio MergeTrafficPolicy).
+    portLevelSettings: child.portLevelSettings ?? parent?.portLevelSettings,
     connectionPool: child.connectionPool ?? parent?.connectionPool,
     outlierDetection: child.outlierDetection ?? parent?.outlierDetection,
     retryBudget: child.retryBudget ?? parent?.retryBudget,

@@ -67,6 +67,7 @@ export const serviceEntrySpec = closed({
     address: nonEmptyStr('an IP address (STATIC) or a host name (DNS)'),
     ports: opt(map(port(), 'service port name -> port of this endpoint')),
     labels: opt(map(str(), 'matched by DestinationRule subsets')),
+    weight: opt(int(1, 4294967295, 'relative share for weighted balancing (Istio WorkloadEntry weight); unset = 1')),
   }))),
 });
 
@@ -95,7 +96,7 @@ export const httpRoute = closed({
     attempts: opt(int(0, 1000, 'retries after the first try; unset or 0 = no retries')),
     perTryTimeout: opt(duration('each try')),
     retryOn: opt(str('Envoy retry_on conditions and HTTP status codes, comma-separated; unset = connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
-    retryRemoteLocalities: opt(bool('accepted; no effect (meshlet has no localities)')),
+    retryRemoteLocalities: opt(bool('accepted; no effect (with locality balancing a retry moves to another locality only when the chosen one has no untried endpoint)')),
   }, 'unset = Istio\'s default: 2 attempts on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes')),
   fault: opt(closed({
     delay: opt(closed({
@@ -143,14 +144,58 @@ const outlierDetection = closed({
   baseEjectionTime: opt(duration('unset = 30s; multiplied by the times an endpoint was ejected')),
   maxEjectionPercent: opt(int(0, 100, 'unset or 0 = 10')),
   minHealthPercent: opt(int(0, 100, 'below this share of healthy endpoints nothing is ejected; unset = 0')),
+  meshlet: opt(closed({
+    successRate: opt(closed({
+      minimumHosts: opt(int(0, undefined, 'hosts with enough requests needed for the check; unset = 5')),
+      requestVolume: opt(int(0, undefined, 'requests in an interval for a host to count; unset = 100')),
+      stdevFactor: opt(int(0, undefined, 'threshold = mean - stdevFactor/1000 x stdev; unset = 1900')),
+      enforcingPercent: opt(int(0, 100, 'chance an outlier is ejected; unset = 100')),
+    }, 'Envoy success-rate ejection; absent = computed for /clusters, not enforced (Istio)')),
+    failurePercentage: opt(closed({
+      threshold: opt(int(0, 100, 'failure percent at or above which a host is ejected; unset = 85')),
+      minimumHosts: opt(int(0, undefined, 'unset = 5')),
+      requestVolume: opt(int(0, undefined, 'unset = 50')),
+      enforcingPercent: opt(int(0, 100, 'unset = 100 when this block is present (Envoy: 0 when absent)')),
+    }, 'Envoy failure-percentage ejection; absent = not enforced')),
+    maxEjectionTime: opt(duration('cap on base x ejections; unset = max(300s, baseEjectionTime)')),
+    successRateFloor: opt(num(0, 100, 'a host at or above this success rate (percent) is never ejected by either statistic')),
+  }, "meshlet's extension: Envoy's success-rate and failure-percentage detection, which Istio does not expose")),
 }, 'absent = no outlier detection');
 
-const trafficPolicyOf = (description?: string) => closed({
-  loadBalancer: opt(closed({
-    simple: opt(Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED'], { description: 'unset, UNSPECIFIED and LEAST_CONN = LEAST_REQUEST (Istio\'s default)' })),
+const loadBalancer = closed({
+  simple: opt(Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'LEAST_CONN', 'RANDOM', 'UNSPECIFIED', 'PASSTHROUGH', 'PEAK_EWMA'], {
+    description: "unset, UNSPECIFIED and LEAST_CONN = LEAST_REQUEST (Istio's default); PASSTHROUGH = the request's authority when it is an IP literal; PEAK_EWMA = meshlet's extension (Linkerd's latency-aware P2C)",
   })),
+  consistentHash: opt(closed({
+    httpHeaderName: opt(nonEmptyStr('hash this request header')),
+    httpCookie: opt(closed({
+      name: nonEmptyStr(),
+      path: opt(str('the generated cookie\'s Path')),
+      ttl: opt(duration('set = generate the cookie when absent, with this Max-Age (0 = a session cookie)')),
+    }, 'hash this cookie')),
+    useSourceIp: opt(bool('hash the client address')),
+    httpQueryParameterName: opt(nonEmptyStr('hash this query parameter')),
+    ringHash: opt(closed({ minimumRingSize: opt(int(1, 8388608, 'unset = 1024')) }, 'Ketama ring (the default)')),
+    maglev: opt(closed({ tableSize: opt(int(2, 5000011, 'a prime; unset = 65537')) }, 'Maglev table')),
+    minimumRingSize: opt(int(1, 8388608, 'deprecated: ringHash.minimumRingSize')),
+  }, 'sticky sessions: exactly one key (httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName); not with simple')),
+  warmupDurationSecs: opt(duration('slow start: an endpoint that joins ramps from 10 % to full weight over this (ROUND_ROBIN, LEAST_REQUEST)')),
+  localityLbSetting: opt(closed({
+    enabled: opt(bool('unset = true (Istio); takes effect with outlierDetection and a proxy started with --zone/--region')),
+    failover: opt(list(closed({ from: nonEmptyStr('a region'), to: nonEmptyStr('the region to fail over to') }))),
+  }, 'prefer endpoints in this proxy\'s zone, then region, then failover regions (topology.kubernetes.io labels)')),
+});
+
+const trafficPolicyOf = (description?: string) => closed({
+  loadBalancer: opt(loadBalancer),
   connectionPool: opt(connectionPool),
   outlierDetection: opt(outlierDetection),
+  portLevelSettings: opt(list(closed({
+    port: closed({ number: port() }),
+    loadBalancer: opt(loadBalancer),
+    connectionPool: opt(connectionPool),
+    outlierDetection: opt(outlierDetection),
+  }), "per service port: each block set here replaces the policy's block for that port")),
   retryBudget: opt(closed({
     percent: opt(num(0, 100, 'concurrent retries as a percent of active + pending requests; unset = 20')),
     minRetryConcurrency: opt(int(0, undefined, 'unset = 3')),

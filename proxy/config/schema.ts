@@ -19,6 +19,7 @@ export type RouteSpec = Static<typeof S.RouteSpec>;
 export type VirtualHostSpec = Static<typeof S.VirtualHostSpec>;
 export type ConnectionPoolSpec = Static<typeof S.ConnectionPoolSpec>;
 export type OutlierSpec = Static<typeof S.OutlierSpec>;
+export type HashSpec = Static<typeof S.HashSpec>;
 export type ClusterSpec = Static<typeof S.ClusterSpec>;
 export type ServiceSpec = Static<typeof S.ServiceSpec>;
 export type Snapshot = Static<typeof S.Snapshot>;

@@ -105,12 +105,43 @@ export const OutlierSpec = closed({
   baseEjectionTimeMs: num(MS.minimum, MS.maximum),
   maxEjectionPercent: num(0, 100),
   minHealthPercent: num(0, 100),
+  /** Envoy max_ejection_time; absent = max(300 s, baseEjectionTimeMs). */
+  maxEjectionTimeMs: opt(num(MS.minimum, MS.maximum)),
+  /**
+   * Envoy success-rate ejection (outlier_detection_impl.cc): absent = computed with Envoy's
+   * defaults (5 hosts, 100 requests, factor 1900) for /clusters but not enforced (Istio sends
+   * enforcing_success_rate 0).
+   */
+  successRate: opt(closed({
+    minimumHosts: int(0, U32), requestVolume: int(0, U32), stdevFactor: int(0, U32), enforcing: num(0, 100),
+  })),
+  /** Envoy failure-percentage ejection: absent = computed, never enforced (Envoy's default enforcing 0). */
+  failurePercentage: opt(closed({
+    threshold: num(0, 100), minimumHosts: int(0, U32), requestVolume: int(0, U32), enforcing: num(0, 100),
+  })),
+  /** meshlet: a host whose success rate (percent) is at or above this is never ejected by either statistic. */
+  successRateFloor: opt(num(0, 100)),
+});
+
+/** The consistent-hash key (exactly one) and the table (RING_HASH minimumRingSize, MAGLEV tableSize). */
+export const HashSpec = closed({
+  header: opt(Type.String({ description: 'lower-case header name' })),
+  cookie: opt(closed({
+    name: Type.String(),
+    path: opt(Type.String()),
+    ttlMs: opt(num(MS.minimum, MS.maximum)),  // set = generate the cookie when absent (0 = a session cookie)
+  })),
+  sourceIp: opt(Type.Boolean()),
+  queryParameter: opt(Type.String()),
+  minimumRingSize: opt(int(1, 8 * 1024 * 1024)),
+  tableSize: opt(int(2, 5_000_011)),  // a prime
 });
 
 export const EndpointSpec = closed({
   address: Type.String({ description: "an IP; in a DNS cluster's spec, the host name (or IP) to resolve" }),
   port: int(1, 65535),
   labels: dict(Type.String()),
+  weight: opt(int(1, U32)),  // absent = 1
 });
 
 export const ClusterSpec = closed({
@@ -118,7 +149,13 @@ export const ClusterSpec = closed({
   service: Type.String(),
   subset: Type.String(),
   port: int(1, 65535),
-  lb: Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM']),
+  lb: Type.Enum(['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'PEAK_EWMA', 'RING_HASH', 'MAGLEV', 'PASSTHROUGH'], {
+    description: 'PEAK_EWMA is a meshlet extension (Linkerd\'s balancer); RING_HASH/MAGLEV need `hash`',
+  }),
+  hash: opt(HashSpec),
+  warmupMs: opt(num(MS.minimum, MS.maximum)),  // slow start for endpoints that join later; absent = none
+  /** Locality failover (Istio localityLbSetting): absent = enabled without failover targets. */
+  locality: opt(closed({ enabled: Type.Boolean(), failover: Type.Array(closed({ from: Type.String(), to: Type.String() })) })),
   endpoints: Type.Array(EndpointSpec),
   connectionPool: ConnectionPoolSpec,
   outlier: opt(OutlierSpec),    // absent = no outlier detector

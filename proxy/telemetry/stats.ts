@@ -19,6 +19,8 @@ const CLUSTER_COUNTERS = [
   'outlier_detection.ejections_consecutive_5xx',
   'outlier_detection.ejections_detected_consecutive_gateway_failure', 'outlier_detection.ejections_enforced_consecutive_gateway_failure',
   'outlier_detection.ejections_detected_consecutive_local_origin_failure', 'outlier_detection.ejections_enforced_consecutive_local_origin_failure',
+  'outlier_detection.ejections_detected_success_rate', 'outlier_detection.ejections_enforced_success_rate', 'outlier_detection.ejections_success_rate',
+  'outlier_detection.ejections_detected_failure_percentage', 'outlier_detection.ejections_enforced_failure_percentage',
 ] as const;
 
 const CLUSTER_GAUGES = [

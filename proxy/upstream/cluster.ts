@@ -6,7 +6,10 @@ import { EndpointPool, type Breakers } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
-import { Balancer } from './balancer.ts';
+import { isIP } from 'node:net';
+import { Balancer, HostLb, observeRtt } from './balancer.ts';
+import { requestHash, type HashRequest } from './lb/key.ts';
+import { rankLoads, rankOf, type Locality } from './locality.ts';
 
 /**
  * A rate budget on retries, held per cluster and fed every request (meshlet's Linkerd-style
@@ -27,17 +30,64 @@ export interface ClusterOptions {
   dnsRefreshMs?: number;
   /** A DNS name failed to resolve (its last good addresses stay in use). */
   onDnsError?: (cluster: string, name: string, err: Error) => void;
+  /** This proxy's locality (--zone/--region): locality-aware balancing when the cluster allows it. */
+  locality?: Locality;
+}
+
+/** Locality ranks of the current endpoints (locality.ts), nearest first, empty ranks dropped. */
+interface Ranks {
+  hosts: Endpoint[][];
+  /** One balancer per rank: each keeps its own rotation and hash table. */
+  balancers: Balancer[];
+  rankOfHost: Uint8Array;
+  healthy: Float64Array;
+  total: Float64Array;
+  load: Float64Array;
 }
 
 export class Endpoint {
   readonly spec: EndpointSpec;
   readonly pool: EndpointPool;
   readonly outlier: HostOutlierState = newHostOutlierState();
-  constructor(spec: EndpointSpec, br: Breakers) {
+  /** Balancing state: weight, slow-start start, smooth-RR credit, PEAK_EWMA estimate. */
+  readonly lb: HostLb;
+  /** "address:port" (made once: the router reads it per attempt, the hash tables place it). */
+  readonly key: string;
+  /** `addedAt`: when it joined a running cluster (monotonic ms; 0 = with the cluster, never slow-started). */
+  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0) {
     this.spec = spec;
     this.pool = new EndpointPool(spec.address, spec.port, br);
+    this.lb = new HostLb(spec.weight ?? 1, addedAt);
+    this.key = `${spec.address}:${spec.port}`;
   }
-  get key(): string { return `${this.spec.address}:${this.spec.port}`; }
+}
+
+/** What a consistent-hash pick reads from the request, and where a generated cookie goes. */
+export interface PickRequest {
+  readonly s: HashRequest & { readonly req: { readonly host: string | undefined } };
+  setCookie: string | null;
+}
+
+/** PASSTHROUGH: at most this many original destinations keep a pool (Envoy ORIGINAL_DST's host map). */
+const PASSTHROUGH_MAX_HOSTS = 256;
+
+/** An IP-literal authority ("10.0.0.1:8080", "[::1]:80"; no port = the cluster's) as [address, port], or null. */
+export function originalDestination(authority: string, defaultPort: number): [string, number] | null {
+  let host = authority, port = defaultPort;
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    if (end < 0) return null;
+    host = authority.slice(1, end);
+    const rest = authority.slice(end + 1);
+    if (rest !== '') { if (!rest.startsWith(':')) return null; port = Number(rest.slice(1)); }
+    if (isIP(host) !== 6) return null;
+  } else {
+    const c = authority.lastIndexOf(':');
+    if (c >= 0) { host = authority.slice(0, c); port = Number(authority.slice(c + 1)); }
+    if (isIP(host) !== 4) return null;
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return [host, port];
 }
 
 /** The destination's version, as Istio's destination_version: the subset, else the version label all endpoints share. */
@@ -58,7 +108,12 @@ export class Cluster implements ClusterInfo {
   private destVersion: string;
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
-  private readonly balancer = new Balancer();
+  private readonly balancer: Balancer;
+  /** PASSTHROUGH: hosts made on demand for original destinations, by the authority that named them. */
+  private passthrough: Map<string, Endpoint> | null = null;
+  private readonly locality: Locality | null;
+  private ranks: Ranks | null = null;
+  private rng: () => number = Math.random;
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
@@ -68,6 +123,10 @@ export class Cluster implements ClusterInfo {
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
     this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
     this.destVersion = destinationVersion(spec);
+    this.balancer = new Balancer({ warmupMs: spec.warmupMs, minRingSize: spec.hash?.minimumRingSize, tableSize: spec.hash?.tableSize });
+    // Istio: locality failover needs outlier detection (nothing else marks endpoints unhealthy).
+    this.locality = opts.locality && spec.outlier && spec.locality?.enabled !== false && spec.lb !== 'PASSTHROUGH' ? opts.locality : null;
+    this.rankEndpoints();
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
     this.detector = spec.outlier ? new OutlierDetector(spec.outlier, this.stats, () => this.endpoints.map((e) => e.outlier)) : null;
@@ -110,18 +169,22 @@ export class Cluster implements ClusterInfo {
   }
 
   private replaceHosts(specs: EndpointSpec[]): void {
+    // Hosts joining a cluster that already has some are new (slow start); the first set is not.
+    const addedAt = this.endpoints.length > 0 ? performance.now() : 0;
     const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
     const next = specs.map((e) => {
       const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
       const kept = old.get(k);
-      if (kept) { old.delete(k); return kept; }
-      return new Endpoint(e, this.br);
+      // A kept host takes a changed weight in place (the balancer re-reads weights with the new array).
+      if (kept) { old.delete(k); kept.lb.weight = e.weight !== undefined && e.weight > 0 ? e.weight : 1; return kept; }
+      return new Endpoint(e, this.br, addedAt);
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;
       gone.pool.drain();
     }
     this.endpoints = next;
+    this.rankEndpoints();
     this.stats.membership_total = next.length;
     this.stats.membership_healthy = next.filter((e) => !e.outlier.ejected).length;
   }
@@ -131,7 +194,10 @@ export class Cluster implements ClusterInfo {
    * `avoid` (the hosts this request already tried) and those whose last connect failed, while
    * others remain. Undefined = no healthy upstream (503 UH).
    */
-  pick(avoid?: Endpoint[] | null): Endpoint | undefined {
+  pick(avoid?: Endpoint[] | null, r?: PickRequest): Endpoint | undefined {
+    const lb = this.spec.lb;
+    if (lb === 'PASSTHROUGH') return r === undefined || r.s.req.host === undefined ? undefined : this.original(r.s.req.host);
+    if (this.ranks !== null) return this.pickByLocality(this.ranks, avoid ?? null, r);
     const eps = this.endpoints;
     const n = eps.length;
     if (n === 0) return undefined;
@@ -147,12 +213,96 @@ export class Cluster implements ClusterInfo {
     if (healthy === 0 && !panic) return undefined;
     // Nothing to exclude (the common case): the balancer indexes the hosts directly.
     const filtered = (healthy < n && !panic) || this.br.hostsInBackoff > 0 || (avoid !== undefined && avoid !== null);
-    return this.balancer.pick(eps, this.spec.lb, panic, avoid ?? null, filtered);
+    const hash = this.spec.hash !== undefined && r !== undefined ? requestHash(this.spec.hash, r.s, r) : -1;
+    return this.balancer.pick(eps, lb, panic, avoid ?? null, filtered, hash);
+  }
+
+  /** The balancers' random source (tests give a seeded one). */
+  set random(f: () => number) {
+    this.rng = f;
+    this.balancer.random = f;
+    if (this.ranks) for (const b of this.ranks.balancers) b.random = f;
+  }
+
+  /** Group the endpoints by locality rank; null when locality is off or all are in one rank. */
+  private rankEndpoints(): void {
+    this.ranks = null;
+    const self = this.locality;
+    if (self === null) return;
+    const failover = this.spec.locality?.failover ?? [];
+    const raw = this.endpoints.map((e) => rankOf(e.spec.labels, self, failover));
+    const used = [...new Set(raw)].sort((a, b) => a - b);
+    if (used.length < 2) return;
+    const s = this.spec;
+    const n = used.length;
+    const ranks: Ranks = {
+      hosts: used.map(() => []), balancers: used.map(() => new Balancer({ warmupMs: s.warmupMs, minRingSize: s.hash?.minimumRingSize, tableSize: s.hash?.tableSize })),
+      rankOfHost: new Uint8Array(this.endpoints.length), healthy: new Float64Array(n), total: new Float64Array(n), load: new Float64Array(n),
+    };
+    this.endpoints.forEach((e, i) => { const k = used.indexOf(raw[i]); ranks.rankOfHost[i] = k; ranks.hosts[k].push(e); ranks.total[k]++; });
+    for (const b of ranks.balancers) b.random = this.rng;
+    this.ranks = ranks;
+  }
+
+  /**
+   * Envoy's priority selection: each rank's share from its healthy hosts (locality.ts), one
+   * draw, then the rank's balancer; a rank with no usable host passes to the next ones.
+   */
+  private pickByLocality(ranks: Ranks, avoid: Endpoint[] | null, r?: PickRequest): Endpoint | undefined {
+    const eps = this.endpoints;
+    const n = ranks.hosts.length;
+    ranks.healthy.fill(0);
+    let healthy = 0;
+    for (let i = 0; i < eps.length; i++) if (!eps[i].outlier.ejected) { healthy++; ranks.healthy[ranks.rankOfHost[i]]++; }
+    this.stats.membership_healthy = healthy;
+    const minHealth = this.spec.outlier ? this.spec.outlier.minHealthPercent : 50;
+    const panic = healthy < eps.length && 100 * healthy / eps.length < minHealth;
+    if (healthy === 0 && !panic) return undefined;
+    rankLoads(ranks.healthy, ranks.total, ranks.load);
+    let x = this.rng() * 100;
+    let k = 0;
+    while (k < n - 1 && x >= ranks.load[k]) { x -= ranks.load[k]; k++; }
+    const hash = this.spec.hash !== undefined && r !== undefined ? requestHash(this.spec.hash, r.s, r) : -1;
+    for (let t = 0; t < n; t++) {
+      const i = (k + t) % n;
+      const ep = ranks.balancers[i].pick(ranks.hosts[i], this.spec.lb, panic, avoid, true, hash);
+      if (ep !== undefined && (avoid === null || !avoid.includes(ep) || t === n - 1)) return ep;
+    }
+    return undefined;
+  }
+
+  /** Time to the first response byte of a request to `ep` (PEAK_EWMA's sample; others ignore it). */
+  observeRtt(ep: Endpoint, ms: number): void {
+    if (this.spec.lb === 'PEAK_EWMA') observeRtt(ep.lb, ms, performance.now());
+  }
+
+  /**
+   * PASSTHROUGH (Istio; Envoy ORIGINAL_DST): meshlet has no transparent capture, so the original
+   * destination is the request's authority when it is an IP literal (port defaulting to the
+   * cluster's). Any other authority has none: 503 UH. Hosts are kept by address, at most
+   * PASSTHROUGH_MAX_HOSTS (an idle one is dropped to make room).
+   */
+  private original(authority: string): Endpoint | undefined {
+    // Keyed by the authority as written: a repeat destination costs one map lookup, no parsing.
+    const map = (this.passthrough ??= new Map());
+    let ep = map.get(authority);
+    if (ep === undefined) {
+      const d = originalDestination(authority, this.spec.port);
+      if (d === null) return undefined;
+      if (map.size >= PASSTHROUGH_MAX_HOSTS) {
+        for (const [k, e] of map) if (e.pool.activeRequests === 0) { e.pool.drain(); map.delete(k); break; }
+        if (map.size >= PASSTHROUGH_MAX_HOSTS) return undefined;
+      }
+      ep = new Endpoint({ address: d[0], port: d[1], labels: {} }, this.br);
+      map.set(authority, ep);
+    }
+    return ep;
   }
 
   drain(): void {
     this.dns?.stop();
     this.detector?.stop();
     for (const e of this.endpoints) e.pool.drain();
+    if (this.passthrough) for (const e of this.passthrough.values()) e.pool.drain();
   }
 }

@@ -2,13 +2,13 @@
 // steer the balancer; no retry budget unless one is configured; Istio's trafficPolicy.retryBudget
 // as Envoy's concurrent-retry budget.
 import { afterAll, describe, expect, it } from 'vitest';
-import { Balancer, type BalancedHost } from '../../proxy/upstream/balancer.ts';
+import { Balancer, HostLb, type BalancedHost } from '../../proxy/upstream/balancer.ts';
 import { retryBudget } from '../../cli/proxy.ts';
 import { snapshotFromYaml, Fixtures, send, deadPort } from '../helpers.ts';
 import { C, drive, ratings, stats } from './lib.ts';
 
 interface H extends BalancedHost { name: string; outlier: { ejected: boolean }; pool: { activeRequests: number; backoffUntil: number } }
-const host = (name: string, active = 0): H => ({ name, outlier: { ejected: false }, pool: { activeRequests: active, backoffUntil: 0 } });
+const host = (name: string, active = 0): H => ({ name, key: name, lb: new HostLb(), outlier: { ejected: false }, pool: { activeRequests: active, backoffUntil: 0 } });
 const names = (hs: Array<H | undefined>) => hs.map((h) => h?.name ?? '-');
 
 describe('Balancer', () => {

@@ -76,6 +76,8 @@ class Forward {
   staleResends = 0;
   /** The next attempt must use a new connection (the last reused one was stale). */
   freshConnection = false;
+  /** A consistent-hash cookie the balancer generated (cluster.pick): set on the response. */
+  setCookie: string | null = null;
 
   constructor(s: HttpStream, cluster: Cluster) {
     this.s = s;
@@ -118,7 +120,7 @@ class Forward {
     const s = this.s;
     if (s.done) return;
     const cluster = this.cluster;
-    const ep = cluster.pick(this.previous);
+    const ep = cluster.pick(this.previous, this);
     if (!ep) {
       cluster.stats.upstream_cx_none_healthy++;
       this.reply(503, BODY.noHealthy, Flag.UH);
@@ -203,6 +205,8 @@ class Attempt implements Waiter, ResponseHandler {
   /** The pool must open a new connection for this attempt (see Waiter.fresh). */
   readonly fresh: boolean;
   private gotHeaders = false;
+  /** When the attempt started (monotonic ms): PEAK_EWMA's RTT runs to the first response byte. */
+  private readonly sentAt = performance.now();
 
   constructor(fw: Forward, ep: Endpoint, fresh: boolean) {
     this.fw = fw;
@@ -330,6 +334,7 @@ class Attempt implements Waiter, ResponseHandler {
     const fw = this.fw;
     const cluster = fw.cluster;
     cluster.detector?.onStatus(this.ep.outlier, statusCode);
+    cluster.observeRtt(this.ep, performance.now() - this.sentAt);
     if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
     // Envoy counts a retry as successful when the next result is one the policy would not retry.
     // Only a status the policy might retry, or one that settles a retry in flight, needs a decision.
@@ -342,6 +347,7 @@ class Attempt implements Waiter, ResponseHandler {
     }
     if (fw.retried && d === 'no') cluster.stats.upstream_rq_retry_success++;
     chargeCode(cluster.stats, statusCode);
+    if (fw.setCookie !== null) rawHeaders.push('set-cookie', fw.setCookie);
     fw.s.sendHeaders(statusCode, statusMessage, rawHeaders);
   }
 

@@ -25,6 +25,7 @@ const SPECS: FlagSpec[] = [
   { name: 'bind', type: 'string', default: D.bind, help: 'address the listeners bind' },
   { name: 'service', type: 'string', help: 'the service this sidecar fronts' },
   { name: 'labels', type: 'string', help: "labels of this sidecar's app, e.g. 'version=v2,team=a'" },
+  { name: 'namespace', type: 'string', help: "this pod's Kubernetes namespace (default: env POD_NAMESPACE): short names like 'reviews' resolve in it" },
   { name: 'log-level', type: 'string', default: D.logLevel, help: 'trace|debug|info|warn|error|silent' },
   { name: 'access-log', type: 'string', default: D.accessLog, help: 'off | errors (status >= 500 or any flag) | all' },
   { name: 'watch', type: 'boolean', default: false, help: 're-read the config when the file or directory changes' },
@@ -148,6 +149,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
       maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
+      namespace: (f.namespace as string | undefined) ?? (process.env.POD_NAMESPACE || undefined),
     });
   } catch (e) {
     let code = 1;

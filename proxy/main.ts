@@ -65,6 +65,8 @@ export interface ProxyOptions {
   traceEndpoint?: string;
   traceProtocol?: string;
   nodeId?: string;
+  /** The pod's Kubernetes namespace (--namespace, POD_NAMESPACE): short host names resolve in it. */
+  namespace?: string;
   logger?: Logger;
   /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
   dnsRefreshMs?: number;
@@ -106,7 +108,7 @@ export interface RunningProxy {
 export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix };
+  const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix, namespace: opts.namespace };
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
   clusterOpts.onDnsError = (cluster, name, err) => log.warn({ cluster, name, err: err.message }, 'DNS resolution failed; the last good addresses stay in use');

@@ -67,6 +67,7 @@ export const serviceEntrySpec = closed({
     address: nonEmptyStr('an IP address (STATIC) or a host name (DNS)'),
     ports: opt(map(port(), 'service port name -> port of this endpoint')),
     labels: opt(map(str(), 'matched by DestinationRule subsets')),
+    serviceAccount: opt(nonEmptyStr("the workload's service account (Istio WorkloadEntry.serviceAccount), in the ServiceEntry's namespace: its mesh identity")),
   }))),
 });
 

@@ -111,6 +111,11 @@ export const EndpointSpec = closed({
   address: Type.String({ description: "an IP; in a DNS cluster's spec, the host name (or IP) to resolve" }),
   port: int(1, 65535),
   labels: dict(Type.String()),
+  // The workload identity behind the endpoint (Kubernetes discovery, or a ServiceEntry endpoint's
+  // serviceAccount): what mTLS and authorization check. Absent = unknown (not a meshed workload).
+  serviceAccount: opt(Type.String()),
+  namespace: opt(Type.String()),
+  tlsMode: opt(Type.Enum(['istio', 'disabled'], { description: "Istio's security.istio.io/tlsMode: 'istio' when the pod runs a meshlet sidecar" })),
 });
 
 export const ClusterSpec = closed({

@@ -10,6 +10,9 @@ const SPECS: FlagSpec[] = [
   { name: 'bind', type: 'string', default: D.bind, help: 'address both ports bind (non-loopback needs --token-file)' },
   { name: 'token-file', type: 'string', help: 'file holding the bearer token every request must carry' },
   { name: 'endpoint-ttl', type: 'number', default: D.endpointTtlMs / 1000, help: 'seconds a registered endpoint lives without a heartbeat' },
+  { name: 'kubernetes', type: 'boolean', default: false, help: 'also discover Services/EndpointSlices/Pods and read Istio/meshlet custom resources from the Kubernetes API server' },
+  { name: 'kubeconfig', type: 'string', help: 'with --kubernetes: kubeconfig file (default: in-cluster service account, else $KUBECONFIG / ~/.kube/config)' },
+  { name: 'cluster-domain', type: 'string', default: 'cluster.local', help: 'with --kubernetes: the cluster DNS domain of Service hosts' },
   { name: 'log-level', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|silent' },
 ];
 
@@ -27,6 +30,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     control = await startControl({
       configDir: f['config-dir'] as string, port: f.port as number, apiPort: f['api-port'] as number, bind: f.bind as string,
       token, endpointTtlMs: ttl * 1000, logLevel: f['log-level'] as string,
+      ...(f.kubernetes ? { kubernetes: { kubeconfig: f.kubeconfig as string | undefined, clusterDomain: f['cluster-domain'] as string } } : {}),
     });
   } catch (e) {
     console.error(`meshlet control: ${(e as Error).message}`);

@@ -13,6 +13,7 @@ import { Discovery } from './discovery/server.ts';
 import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, unauthorized } from './http.ts';
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
 import { ControlState } from './state.ts';
+import type { KubernetesControlOptions } from './kubernetes/control.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -24,6 +25,8 @@ export interface ControlOptions {
   endpointTtlMs?: number;     // registered endpoints expire after this without a heartbeat
   keepaliveMs?: number;       // stream keepalive period
   dir?: Partial<DirSourceOptions>;
+  /** Discovery and config from the Kubernetes API server (`--kubernetes`), besides the directory. */
+  kubernetes?: KubernetesControlOptions;
   logger?: Logger;
   logLevel?: string;
 }
@@ -33,6 +36,7 @@ export interface RunningControl {
   state: ControlState;
   discovery: Discovery;
   log: Logger;
+  kubernetes: import('./kubernetes/control.ts').RunningKubernetes | null;
   close(): Promise<void>;
 }
 
@@ -62,8 +66,12 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     onSnapshot: (s) => discovery?.publish(s),
   });
   discovery = new Discovery({ log, keepaliveMs: opts.keepaliveMs ?? DEFAULT_CONTROL.keepaliveMs, registry: state.registry });
+  // Kubernetes first: the startup build combines the directory with the first full list of every
+  // watched kind (bounded wait: an unreachable API server must not keep the directory unserved).
+  const kube = opts.kubernetes ? await (await import('./kubernetes/control.ts')).startKubernetes(opts.kubernetes, state, log) : null;
   // An invalid directory at start is not fatal: the API shows why, and the first valid edit is served.
   state.fromDir(readDir(dir), 'startup');
+  kube?.started();
   const cur = state.current();
   const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => state.fromDir(files), log);
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
@@ -138,15 +146,16 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       api: await listen(apiServer, opts.apiPort ?? DEFAULT_CONTROL.apiPort, bind),
     };
   } catch (e) {
-    source.close(); state.close(); d.close(); clearInterval(gc);
+    source.close(); state.close(); d.close(); clearInterval(gc); await kube?.close();
     discoveryServer.close(); apiServer.close();
     throw e;
   }
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
-    ports, state, discovery: d, log,
+    ports, state, discovery: d, log, kubernetes: kube,
     async close() {
+      await kube?.close();
       source.close();
       state.close();
       clearInterval(gc);

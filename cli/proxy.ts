@@ -17,12 +17,16 @@ const SPECS: FlagSpec[] = [
   { name: 'node-id', type: 'string', help: 'this proxy\'s id at the control server (default <hostname>-<pid>)' },
   { name: 'control-token-file', type: 'string', help: 'file holding the bearer token for the control server' },
   { name: 'advertise-address', type: 'string', help: "address registered for the app's endpoint (default: --bind, or 127.0.0.1 when binding all addresses)" },
+  { name: 'register', type: 'boolean', default: true, help: "with --control, --service and --app-port: register the app's endpoint (--register=false under Kubernetes discovery: the EndpointSlices are the endpoints)" },
   { name: 'report-interval', type: 'number', default: 5, help: 'seconds between per-edge traffic reports to the control server' },
   { name: 'outbound-port', type: 'number', default: D.outboundPort, help: 'outbound listener port (0 = pick one)' },
   { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
   { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
   { name: 'app-port', type: 'number', help: 'the local app behind the inbound listener (127.0.0.1:<port>)' },
   { name: 'bind', type: 'string', default: D.bind, help: 'address the listeners bind' },
+  { name: 'inbound-bind', type: 'string', help: 'address of the inbound listener only (default: --bind); in a pod 0.0.0.0 while outbound and admin stay on 127.0.0.1' },
+  { name: 'health-port', type: 'number', help: 'serve GET /healthz/ready (only) on this port for kubelet probes (Istio: 15021)' },
+  { name: 'health-bind', type: 'string', default: '0.0.0.0', help: 'address of the health port' },
   { name: 'service', type: 'string', help: 'the service this sidecar fronts' },
   { name: 'labels', type: 'string', help: "labels of this sidecar's app, e.g. 'version=v2,team=a'" },
   { name: 'namespace', type: 'string', help: "this pod's Kubernetes namespace (default: env POD_NAMESPACE): short names like 'reviews' resolve in it" },
@@ -138,6 +142,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
       readyMessage: worker !== null ? `meshlet worker ${worker.index} ready` : undefined,
       appPort: f['app-port'] as number | undefined, bind: f.bind as string,
+      inboundBind: f['inbound-bind'] as string | undefined, healthPort: f['health-port'] as number | undefined, healthBind: f['health-bind'] as string,
       service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
       drainTimeoutMs: (f['drain-timeout'] as number) * 1000, trustEnvoyHeaders: f['trust-envoy-headers'] as boolean,
@@ -178,7 +183,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
         token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
-        register: f.service && f['app-port'] !== undefined
+        register: f.service && f['app-port'] !== undefined && f.register !== false
           ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
           : undefined,
         reportMs: Math.max(0.1, f['report-interval'] as number) * 1000,

@@ -22,6 +22,11 @@ export interface ControlOptions {
   apiPort?: number;           // ops API (default 15014; 0 = pick one)
   bind?: string;              // default 127.0.0.1
   token?: string;             // bearer token required on every request when set
+  /**
+   * Sidecar authentication on the discovery port besides (or instead of) the static token: e.g.
+   * Kubernetes TokenReview of a projected service-account token (control/kubernetes/token-review.ts).
+   */
+  authenticate?: import('./kubernetes/token-review.ts').Authenticator;
   endpointTtlMs?: number;     // registered endpoints expire after this without a heartbeat
   keepaliveMs?: number;       // stream keepalive period
   dir?: Partial<DirSourceOptions>;
@@ -52,7 +57,7 @@ function listen(server: Server, port: number, bind: string): Promise<number> {
 export async function startControl(opts: ControlOptions): Promise<RunningControl> {
   const bind = opts.bind ?? DEFAULT_CONTROL.bind;
   if (!isLoopback(bind) && !opts.token) {
-    throw new Error(`refusing to bind ${bind} without a token: a non-loopback control server must require one (--token-file)`);
+    throw new Error(`refusing to bind ${bind} without a token: a non-loopback control server must require one (--token-file; the ops API needs it even with --kubernetes sidecar authentication)`);
   }
   const dir = resolve(opts.configDir);
   let st;
@@ -72,6 +77,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   // An invalid directory at start is not fatal: the API shows why, and the first valid edit is served.
   state.fromDir(readDir(dir), 'startup');
   kube?.started();
+  const authn = opts.authenticate ?? kube?.authenticate ?? undefined;
   const cur = state.current();
   const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => state.fromDir(files), log);
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
@@ -86,8 +92,18 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       proxies: { version: state.current()?.snapshot.version ?? null, proxies: discovery!.views() }, at: new Date().toISOString(),
     };
   };
+  // The discovery port: a sidecar is let in by the static token or, when configured, by its own
+  // workload token (TokenReview); with neither configured (loopback only) it is open. The ops
+  // API takes the static token only: a workload's token never grants ops changes.
+  const staticOnly = opts.token ? authorized : null;
+  const sidecarAuthorized = async (req: IncomingMessage): Promise<boolean> => {
+    if (!authn) return authorized(req);
+    if (staticOnly?.(req)) return true;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    return m ? (await authn(m[1])) !== null : false;
+  };
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
-    (req: IncomingMessage, res: ServerResponse) => {
+    async (req: IncomingMessage, res: ServerResponse) => {
       // The mesh page loads without a header (a browser has the token only in the URL fragment,
       // which it uses for the API fetches); it carries the current data only for a request that
       // may see it, and otherwise shows "loading…" until the first fetch answers.
@@ -99,7 +115,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
-      const ok = authorized(req);
+      const ok = handler === api ? authorized(req) : await sidecarAuthorized(req);
       // /healthz is liveness (the process answers; restarting would not fix a bad directory);
       // /ready is readiness: 503 while there is no valid snapshot to serve. Both answer without
       // the token (kubelet probes carry none), with the errors only for an authorized caller.

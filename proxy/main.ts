@@ -9,7 +9,7 @@ import { Runtime } from './runtime.ts';
 import { Listener } from './listener/listener.ts';
 import { inboundFilters, outboundFilters, type ChainDeps } from './listener/chains.ts';
 import type { HttpFilter } from './listener/stream.ts';
-import { createAdmin } from './admin/admin.ts';
+import { createAdmin, createHealth } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { retryBudgetFactory } from './filters/retry/index.ts';
 import type { NamingOptions } from './filters/dtab/naming.ts';
@@ -33,6 +33,11 @@ export interface ProxyOptions {
   adminPort: number;
   appPort?: number;
   bind: string;
+  /** The inbound listener's address (default: bind). In a pod: 0.0.0.0, the rest on localhost. */
+  inboundBind?: string;
+  /** The health port (/healthz/ready only, for kubelet probes); absent = none. */
+  healthPort?: number;
+  healthBind?: string;
   service?: string;
   labels: Record<string, string>;
   logLevel: string;
@@ -87,7 +92,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
 };
 
 export interface RunningProxy {
-  ports: { outbound: number; inbound: number; admin: number };
+  ports: { outbound: number; inbound: number; admin: number; health?: number };
   log: Logger;
   runtime(): Runtime | null;
   /** Validate and apply a snapshot atomically; throws with the validation message. */
@@ -182,8 +187,10 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     return out;
   };
   let listening = false;
+  const ready = () => (draining ? { ok: false, state: 'DRAINING' } : listening && runtime ? { ok: true, state: 'LIVE' } : { ok: false, state: 'INITIALIZING' });
+  const health = opts.healthPort !== undefined ? createHealth(ready) : null;
   const admin = createAdmin({
-    ready: () => (draining ? { ok: false, state: 'DRAINING' } : listening && runtime ? { ok: true, state: 'LIVE' } : { ok: false, state: 'INITIALIZING' }),
+    ready,
     runtime: () => runtime,
     statSources,
     metrics,
@@ -199,8 +206,9 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
 
   const ports = {
     outbound: await outbound.listen(opts.outboundPort, opts.bind, opts.reusePort),
-    inbound: await inboundL.listen(opts.inboundPort, opts.bind, opts.reusePort),
+    inbound: await inboundL.listen(opts.inboundPort, opts.inboundBind ?? opts.bind, opts.reusePort),
     admin: await admin.listen(opts.adminPort, opts.bind),
+    ...(health ? { health: await health.listen(opts.healthPort!, opts.healthBind ?? '0.0.0.0') } : {}),
   };
   listening = true;
 
@@ -272,6 +280,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       const adminClosed = admin.close();
       admin.destroyConnections();
       await adminClosed;
+      if (health) { const c = health.close(); health.destroyConnections(); await c; }
       runtime?.retire(null);
       inbound?.drain();
       // Flushing spans is bounded too: an unresponsive collector must not hold the exit (the

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ControlState } from '../state.ts';
 import type { ConfigKind } from './kinds.ts';
 import { KubernetesSource, loadKubeConfig } from './source.ts';
+import { tokenReviewAuthenticator, type Authenticator } from './token-review.ts';
 
 export interface KubernetesControlOptions {
   kubeconfig?: string;            // --kubeconfig FILE; else in-cluster
@@ -13,11 +14,14 @@ export interface KubernetesControlOptions {
   debounceMs?: number;
   configKinds?: ConfigKind[];
   syncTimeoutMs?: number;         // startup wait for the first lists (default 30 s)
+  /** Authenticate sidecars on the discovery port by TokenReview of their projected token (default true). */
+  tokenReview?: boolean;
 }
 
 export interface RunningKubernetes {
   source: KubernetesSource;
   kc: KubeConfig;
+  authenticate: Authenticator | null;
   started(): void;
   close(): Promise<void>;
 }
@@ -37,6 +41,7 @@ export async function startKubernetes(opts: KubernetesControlOptions, state: Con
   else log.info({ server: kc.getCurrentCluster()?.server }, 'Kubernetes API server listed; watching');
   return {
     source, kc,
+    authenticate: opts.tokenReview === false ? null : tokenReviewAuthenticator(kc, { log }),
     started() { started = true; },
     async close() { await source.close(); },
   };

@@ -67,8 +67,8 @@ beforeAll(async () => {
   api.apply(service('default', 'details', [{ port: 9080, name: 'http' }]));
   api.apply(pod('default', 'd1', { app: 'details' }));
   api.apply(slice('default', 'details', 'details-d1', 'http', pods.d1.port, [{ pod: 'd1' }]));
-  pDefault = await proxyIn(control, 'default', 'p-default');
-  pOther = await proxyIn(control, 'other', 'p-other');
+  pDefault = await proxyIn(control, 'default', 'p-default', api);
+  pOther = await proxyIn(control, 'other', 'p-other', api);
   await waitFor('routes', async () => (await send(pDefault.proxy.ports.outbound, { host: 'details:9080' })).status === 200);
 }, 30_000);
 

@@ -74,9 +74,15 @@ export async function controlFor(api: FakeApiServer, files: Record<string, strin
 }
 
 /** A proxy in `namespace` following the control server. */
-export async function proxyIn(control: RunningControl, namespace: string, nodeId: string): Promise<{ proxy: RunningProxy; stop(): Promise<void> }> {
+/**
+ * A proxy in `namespace` following the control server, authenticated by a service-account token
+ * the fake API server's TokenReview accepts (audience meshlet-control), as an injected pod's is.
+ */
+export async function proxyIn(control: RunningControl, namespace: string, nodeId: string, api?: FakeApiServer): Promise<{ proxy: RunningProxy; stop(): Promise<void> }> {
   const log = createLogger('silent');
+  let token: string | undefined;
+  if (api) { token = `sa-token-${nodeId}`; api.addToken(token, { namespace, serviceAccount: 'default', audiences: ['meshlet-control'], podName: nodeId }); }
   const proxy = await startProxy({ outboundPort: 0, inboundPort: 0, adminPort: 0, logger: log, namespace } as never);
-  const client = startControlClient(proxy as never, { url: `http://127.0.0.1:${control.ports.discovery}`, nodeId, labels: {}, log });
+  const client = startControlClient(proxy as never, { url: `http://127.0.0.1:${control.ports.discovery}`, nodeId, labels: {}, log, token });
   return { proxy, async stop() { await client.stop(); await proxy.drain(0); } };
 }

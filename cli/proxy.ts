@@ -64,6 +64,21 @@ function dnsRefreshMs(seconds: number): number {
   return seconds * 1000;
 }
 
+/**
+ * The control token file, re-read when it changes (a projected service-account token is rotated
+ * by the kubelet); the first read fails loudly, a later unreadable moment keeps the last token.
+ */
+function tokenReader(file: string): () => string {
+  let last = readFileSync(file, 'utf8').trim();
+  let checked = Date.now();
+  return () => {
+    if (Date.now() - checked < 10_000) return last;
+    checked = Date.now();
+    try { last = readFileSync(file, 'utf8').trim() || last; } catch { /* keep the last token */ }
+    return last;
+  };
+}
+
 export function parseLabels(s: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!s) return out;
@@ -182,7 +197,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
-        token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
+        token: f['control-token-file'] ? tokenReader(f['control-token-file'] as string) : undefined,
         register: f.service && f['app-port'] !== undefined && f.register !== false
           ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
           : undefined,

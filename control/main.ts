@@ -34,10 +34,12 @@ export interface ControlOptions {
   kubernetes?: KubernetesControlOptions;
   logger?: Logger;
   logLevel?: string;
+  /** The mutating admission webhook (HTTPS: kube-apiserver calls webhooks over TLS only). */
+  webhook?: { port: number; bind?: string; certPem: string; keyPem: string; inject: import('./inject.ts').InjectOptions };
 }
 
 export interface RunningControl {
-  ports: { discovery: number; api: number };
+  ports: { discovery: number; api: number; webhook?: number };
   state: ControlState;
   discovery: Discovery;
   log: Logger;
@@ -155,15 +157,29 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   // ACK/heartbeat connections are kept alive by clients; streams are long-lived by design.
   for (const s of [discoveryServer, apiServer]) { s.keepAliveTimeout = 65_000; s.requestTimeout = 0; }
 
+  // The webhook: POST /inject with an AdmissionReview. It authenticates nothing itself: only the
+  // apiserver can reach it usefully (it answers with a patch for the pod it was sent, no secrets).
+  const webhookServer = opts.webhook ? (await import('node:https')).createServer({ cert: opts.webhook.certPem, key: opts.webhook.keyPem }, (req, res) => {
+    if (req.method !== 'POST' || !(req.url ?? '').startsWith('/inject')) { req.resume(); sendJson(res, 404, { error: 'POST /inject only' }); return; }
+    readJson(req).then(async (review) => {
+      const { admit } = await import('./kubernetes/webhook.ts');
+      const r = admit(review, opts.webhook!.inject);
+      const pr = (review as { request?: { namespace?: string; object?: { metadata?: { name?: string; generateName?: string } } } }).request;
+      log.info({ namespace: pr?.namespace, pod: pr?.object?.metadata?.name ?? pr?.object?.metadata?.generateName, injected: r.injected, ...(r.reason ? { reason: r.reason } : {}) }, 'admission review');
+      sendJson(res, 200, r.review);
+    }).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message)));
+  }) : null;
+
   let ports;
   try {
     ports = {
       discovery: await listen(discoveryServer, opts.port ?? DEFAULT_CONTROL.port, bind),
       api: await listen(apiServer, opts.apiPort ?? DEFAULT_CONTROL.apiPort, bind),
+      ...(webhookServer ? { webhook: await listen(webhookServer as unknown as Server, opts.webhook!.port, opts.webhook!.bind ?? bind) } : {}),
     };
   } catch (e) {
     source.close(); state.close(); d.close(); clearInterval(gc); await kube?.close();
-    discoveryServer.close(); apiServer.close();
+    discoveryServer.close(); apiServer.close(); webhookServer?.close();
     throw e;
   }
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
@@ -176,7 +192,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       state.close();
       clearInterval(gc);
       d.close();
-      await Promise.all([discoveryServer, apiServer].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
+      await Promise.all([discoveryServer, apiServer, ...(webhookServer ? [webhookServer as unknown as Server] : [])].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
     },
   };
 }

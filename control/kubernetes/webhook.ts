@@ -2,8 +2,9 @@
 // for each Pod CREATE in a namespace labelled meshlet-injection=enabled (the webhook
 // configuration's namespaceSelector, `meshlet install`); the answer is the JSONPatch that turns
 // the pod into the one `meshlet inject` makes (the same injectPod). A pod that opts out, a
-// hostNetwork pod, or anything this cannot read is allowed unchanged, with a warning: the
-// webhook never blocks a pod from being created (failurePolicy is Ignore too).
+// hostNetwork pod, or anything this cannot read is allowed unchanged (with a warning when it is
+// unexpected): the handler never refuses a pod. (The configuration's failurePolicy is Fail, as
+// Istio's: while the injector is unreachable, pods of injected namespaces are not created unmeshed.)
 import { injectPod, skipReason, type InjectOptions } from '../inject.ts';
 
 type Obj = Record<string, any>;

@@ -6,6 +6,7 @@ import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type Kube
 import type { Resource } from '../../proxy/config/resources.ts';
 import type { KindSpec } from './informer.ts';
 import { parseCustom, type KObj } from './translate.ts';
+import { httpRouteToResources } from './httproute.ts';
 
 type List = KubernetesListObject<KubernetesObject>;
 
@@ -35,6 +36,7 @@ export const CONFIG_KINDS: ConfigKind[] = [
   { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule', toResources: asResource },
   { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', kind: 'ServiceEntry', toResources: asResource },
   { group: 'meshlet.io', version: 'v1alpha1', plural: 'dtabs', kind: 'Dtab', toResources: asResource },
+  { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', toResources: (o, errors) => httpRouteToResources(o, errors) },
 ];
 
 export function configKindSpec(k: ConfigKind): KindSpec {

@@ -4,6 +4,7 @@ import { DEFAULT_CONTROL as D, startControl } from './main.ts';
 import { readToken } from './http.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 
 const SPECS: FlagSpec[] = [
   { name: 'config-dir', type: 'string', help: 'directory of resource files (Istio-shaped YAML), watched for changes' },
@@ -14,6 +15,7 @@ const SPECS: FlagSpec[] = [
   { name: 'endpoint-ttl', type: 'number', default: D.endpointTtlMs / 1000, help: 'seconds a registered endpoint lives without a heartbeat' },
   { name: 'kubernetes', type: 'boolean', default: false, help: 'also discover Services/EndpointSlices/Pods and read Istio/meshlet custom resources from the Kubernetes API server' },
   { name: 'kubeconfig', type: 'string', help: 'with --kubernetes: kubeconfig file (default: in-cluster service account, else $KUBECONFIG / ~/.kube/config)' },
+  { name: 'lease-namespace', type: 'string', help: 'with --kubernetes: several replicas; ops writes only on the holder of Lease meshlet-control-leader in this namespace' },
   { name: 'cluster-domain', type: 'string', default: 'cluster.local', help: 'with --kubernetes: the cluster DNS domain of Service hosts' },
   { name: 'webhook-port', type: 'number', help: 'serve the sidecar-injection admission webhook (HTTPS, POST /inject) on this port (Istio: 15017)' },
   { name: 'webhook-tls-dir', type: 'string', default: '/etc/meshlet/webhook', help: 'directory with tls.crt and tls.key (a kubernetes.io/tls Secret) for the webhook' },
@@ -41,7 +43,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
         certPem: readFileSync(join(f['webhook-tls-dir'] as string, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(f['webhook-tls-dir'] as string, 'tls.key'), 'utf8'),
         inject: { image: f['sidecar-image'] as string, controlUrl: f['sidecar-control-url'] as string },
       } } : {}),
-      ...(f.kubernetes ? { kubernetes: { kubeconfig: f.kubeconfig as string | undefined, clusterDomain: f['cluster-domain'] as string } } : {}),
+      ...(f.kubernetes ? { kubernetes: {
+        kubeconfig: f.kubeconfig as string | undefined, clusterDomain: f['cluster-domain'] as string,
+        ...(f['lease-namespace'] ? { lease: { namespace: f['lease-namespace'] as string, identity: process.env.POD_NAME || `${hostname()}-${process.pid}` } } : {}),
+      } } : {}),
     });
   } catch (e) {
     console.error(`meshlet control: ${(e as Error).message}`);

@@ -135,8 +135,14 @@ export class ControlState {
     renameSync(tmp, this.opsPath);
   }
 
+  // Several control replicas (Kubernetes): only the Lease holder writes ops changes.
+  private writerGate: (() => { ok: boolean; holder: string | null }) | null = null;
+  setWriterGate(gate: () => { ok: boolean; holder: string | null }): void { this.writerGate = gate; }
+
   /** Run an ops edit: validate the resulting ops file with the full build, then write it. */
   async applyOps(host: string, what: string, edit: (ctx: OpsContext) => Override | null): Promise<unknown> {
+    const g = this.writerGate?.();
+    if (g && !g.ok) throw new HttpError(503, `this replica does not hold the writer Lease (holder: ${g.holder ?? 'none yet'}); ops changes are made by the holder only: retry, or reach that replica`);
     const cur = this.cur;
     if (!cur) throw new HttpError(409, `no valid config yet: ${this.lastError?.errors.join('; ') ?? 'directory not read'}`);
     const ctx: OpsContext = { snapshot: cur.snapshot, resources: cur.resources, overrides: cur.overrides, files: this.files };

@@ -6,6 +6,7 @@ import type { ControlState } from '../state.ts';
 import type { ConfigKind } from './kinds.ts';
 import { KubernetesSource, loadKubeConfig } from './source.ts';
 import { tokenReviewAuthenticator, type Authenticator } from './token-review.ts';
+import { LeaderElector, type LeaseOptions } from './lease.ts';
 
 export interface KubernetesControlOptions {
   kubeconfig?: string;            // --kubeconfig FILE; else in-cluster
@@ -16,12 +17,15 @@ export interface KubernetesControlOptions {
   syncTimeoutMs?: number;         // startup wait for the first lists (default 30 s)
   /** Authenticate sidecars on the discovery port by TokenReview of their projected token (default true). */
   tokenReview?: boolean;
+  /** Single-writer work behind a Lease in this namespace (e.g. meshlet-system); absent = this replica writes. */
+  lease?: Omit<LeaseOptions, 'log'>;
 }
 
 export interface RunningKubernetes {
   source: KubernetesSource;
   kc: KubeConfig;
   authenticate: Authenticator | null;
+  leader: LeaderElector | null;
   started(): void;
   close(): Promise<void>;
 }
@@ -39,10 +43,17 @@ export async function startKubernetes(opts: KubernetesControlOptions, state: Con
   clearTimeout(t);
   if (!ok) log.error({ server: kc.getCurrentCluster()?.server, waitedMs: timeoutMs }, 'Kubernetes API server: no complete first list yet; serving the directory alone until it answers');
   else log.info({ server: kc.getCurrentCluster()?.server }, 'Kubernetes API server listed; watching');
+  let leader: LeaderElector | null = null;
+  if (opts.lease) {
+    leader = new LeaderElector(kc, { ...opts.lease, log });
+    const l = leader;
+    state.setWriterGate(() => ({ ok: l.isLeader(), holder: l.currentHolder() }));
+    leader.start();
+  }
   return {
-    source, kc,
+    source, kc, leader,
     authenticate: opts.tokenReview === false ? null : tokenReviewAuthenticator(kc, { log }),
     started() { started = true; },
-    async close() { await source.close(); },
+    async close() { await leader?.stop(); await source.close(); },
   };
 }

@@ -104,7 +104,7 @@ export function manifests(o: InstallOptions): Obj[] {
               name: 'control', image: o.image,
               args: ['control', '--kubernetes', '--config-dir', '/etc/meshlet/config', '--bind', '0.0.0.0', '--token-file', '/etc/meshlet/ops/token',
                 '--webhook-port', '15017', '--webhook-tls-dir', '/etc/meshlet/webhook', '--sidecar-image', o.image,
-                '--sidecar-control-url', `http://meshlet-control.${ns}:15010`],
+                '--sidecar-control-url', `http://meshlet-control.${ns}:15010`, '--lease-namespace', ns],
               env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
               ports: [{ name: 'discovery', containerPort: 15010 }, { name: 'ops', containerPort: 15014 }, { name: 'webhook', containerPort: 15017 }],
               readinessProbe: { httpGet: { path: '/ready', port: 15014 }, periodSeconds: 5 },

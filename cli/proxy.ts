@@ -46,12 +46,19 @@ const SPECS: FlagSpec[] = [
   { name: 'dst-prefix', type: 'string', default: '/svc', help: 'prefix of the logical names the identifier makes' },
   { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
+  { name: 'inbound-dtab-headers', type: 'string', help: 'trust | strip l5d-dtab headers arriving on the inbound listener (default: as --dtab-headers; injected pods: strip)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, /stats and /stats/prometheus for all workers), each worker\'s admin port is picked by the kernel (listed in /workers)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
+
+function inboundDtab(v: string | undefined): 'trust' | 'strip' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'trust' && v !== 'strip') throw new FlagError('--inbound-dtab-headers must be trust or strip');
+  return v;
+}
 
 function maxActiveFaults(n: number | undefined): number {
   if (n === undefined) return Infinity;
@@ -166,7 +173,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       streamIdleTimeoutMs: (f['stream-idle-timeout'] as number) * 1000, maxRequestBytes: f['max-request-bytes'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
-      dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
+      dtabHeaders, inboundDtabHeaders: inboundDtab(f['inbound-dtab-headers'] as string | undefined), identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
       maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
       namespace: (f.namespace as string | undefined) ?? (process.env.POD_NAMESPACE || undefined),

@@ -37,6 +37,7 @@ export const ANNOTATIONS = {
   excludeOutboundPorts: 'traffic.sidecar.meshlet.io/excludeOutboundPorts',
   excludeInboundPorts: 'traffic.sidecar.meshlet.io/excludeInboundPorts',
   excludeOutboundIPRanges: 'traffic.sidecar.meshlet.io/excludeOutboundIPRanges',
+  trustDtab: 'sidecar.meshlet.io/trustInboundDtabHeaders',            // "true": honour l5d-dtab from other pods
 } as const;
 export const INJECTION_LABEL = 'meshlet-injection';                  // namespace label: "enabled"
 export const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
@@ -93,6 +94,10 @@ export function injectPod(meta: Obj, spec: Obj, opts: InjectOptions): void {
     '--bind', '127.0.0.1', '--inbound-bind', '0.0.0.0', '--health-port', String(PORTS.health),
     // Endpoints come from the EndpointSlices: the sidecar does not register itself.
     '--register=false',
+    // l5d-dtab is honoured from the pod's own app (the outbound listener is on localhost, so only
+    // it can reach it); from other pods it is stripped unless the pod opts in: any pod could
+    // otherwise reroute this one's calls (until mTLS tells a meshed caller from any other).
+    '--inbound-dtab-headers', String(ann[ANNOTATIONS.trustDtab]).toLowerCase() === 'true' ? 'trust' : 'strip',
   ];
   if (version) args.push('--labels', `version=${version}`);
   if (port !== undefined) args.push('--app-port', String(port));

@@ -67,6 +67,8 @@ export interface ProxyOptions {
   dstPrefix?: string;
   /** l5d-* context headers: trusted (sidecar default) or stripped unread (`--edge`). */
   dtabHeaders: 'trust' | 'strip';
+  /** The inbound listener's own setting (default: dtabHeaders). Injected pods strip: other pods are not trusted. */
+  inboundDtabHeaders?: 'trust' | 'strip';
   traceEndpoint?: string;
   traceProtocol?: string;
   nodeId?: string;
@@ -171,7 +173,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
   const outbound = new Listener({ ...common, name: 'outbound' }, (opts.chains?.outbound ?? same)(outboundFilters(deps)), listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound' }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound', dtabHeaders: opts.inboundDtabHeaders ?? opts.dtabHeaders }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {

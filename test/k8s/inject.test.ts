@@ -81,7 +81,7 @@ describe('meshlet inject', () => {
     // Outbound and admin on localhost only; inbound on the pod IP; endpoints from EndpointSlices.
     expect(sc.args).toEqual(['proxy', '--control', opts.controlUrl, '--control-token-file', '/var/run/secrets/meshlet/token',
       '--node-id', '$(POD_NAME).$(POD_NAMESPACE)', '--namespace', '$(POD_NAMESPACE)', '--service', 'reviews',
-      '--bind', '127.0.0.1', '--inbound-bind', '0.0.0.0', '--health-port', '15021', '--register=false', '--labels', 'version=v2', '--app-port', '9080']);
+      '--bind', '127.0.0.1', '--inbound-bind', '0.0.0.0', '--health-port', '15021', '--register=false', '--inbound-dtab-headers', 'strip', '--labels', 'version=v2', '--app-port', '9080']);
     expect(sc.env.map((e: any) => [e.name, e.valueFrom.fieldRef.fieldPath])).toEqual([
       ['POD_NAME', 'metadata.name'], ['POD_NAMESPACE', 'metadata.namespace'], ['POD_IP', 'status.podIP'], ['SERVICE_ACCOUNT', 'spec.serviceAccountName']]);
     // The projected token the control server checks by TokenReview: no hand-made secret.

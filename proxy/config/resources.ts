@@ -54,7 +54,7 @@ function resolutionProblems(se: ServiceEntrySpec, p: string): string[] {
   const mode = se.resolution ?? 'STATIC';
   const eps = se.endpoints ?? [];
   if (mode === 'NONE') {
-    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs the original destination of an intercepted connection, which a Node process cannot read (SO_ORIGINAL_DST); use STATIC with endpoint IP addresses, or DNS');
+    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) is not possible: a Node process cannot read that destination (SO_ORIGINAL_DST); use STATIC with endpoint IP addresses, or DNS');
   } else if (mode === 'STATIC') {
     eps.forEach((e, i) => {
       const a = e.address;

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer } from './fake-apiserver.ts';
 import { controlFor, kubeConfigFor, proxyIn } from './lib.ts';
-import { httpJson, waitFor } from '../control/lib.ts';
+import { httpJson } from '../control/lib.ts';
+import { waitLong as waitFor } from './lib.ts';
 import type { RunningControl } from '../../control/main.ts';
 import { serviceAccountOf, tokenReviewAuthenticator } from '../../control/kubernetes/token-review.ts';
 
@@ -18,7 +19,7 @@ beforeAll(async () => {
   api.addToken('good', { namespace: 'bookinfo', serviceAccount: 'reviews', audiences: ['meshlet-control'], podName: 'reviews-v1-abc' });
   api.addToken('other-audience', { namespace: 'bookinfo', serviceAccount: 'reviews', audiences: ['https://kubernetes.default.svc'] });
   control = await controlFor(api, {}, { token: OPS });
-}, 30_000);
+}, 60_000);
 afterAll(async () => { await control?.close(); await api?.close(); });
 
 describe('sidecar authentication by TokenReview', () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer } from './fake-apiserver.ts';
 import { controlFor, pod, podServer, proxyIn, service, slice } from './lib.ts';
 import { send } from '../helpers.ts';
-import { waitFor } from '../control/lib.ts';
+import { waitLong as waitFor } from './lib.ts';
 import type { RunningControl } from '../../control/main.ts';
 import { compile } from '../../proxy/config/compile.ts';
 import { parseResourceText } from '../../proxy/config/resources.ts';
@@ -70,7 +70,7 @@ beforeAll(async () => {
   pDefault = await proxyIn(control, 'default', 'p-default', api);
   pOther = await proxyIn(control, 'other', 'p-other', api);
   await waitFor('routes', async () => (await send(pDefault.proxy.ports.outbound, { host: 'details:9080' })).status === 200);
-}, 30_000);
+}, 60_000);
 
 afterAll(async () => {
   await pDefault?.stop(); await pOther?.stop();
@@ -118,7 +118,12 @@ spec:
     expect((await who(pDefault, 'details')).pods).toEqual(new Set(['d1']));
   });
 
-  it('an EndpointSlice added, then terminating, then removed moves traffic within a second, with no failed request', async () => {
+  // The bound ("within a second") is a wall-clock one on a shared 2-core machine: retried,
+  // each attempt starting from the same state (r1 ready, no r2).
+  it('an EndpointSlice added, then terminating, then removed moves traffic within a second, with no failed request', { retry: 2 }, async () => {
+    api.remove('discovery.k8s.io/v1', 'EndpointSlice', 'default', 'reviews-r2');
+    api.apply(slice('default', 'reviews', 'reviews-r1', 'http', pods.r1.port, [{ pod: 'r1' }]));
+    await waitFor('baseline', async () => { const w = await who(pDefault, 'reviews', 10); return w.pods.size === 1 && w.pods.has('r1'); });
     const l = load(pDefault, 'reviews');
     try {
       api.apply(slice('default', 'reviews', 'reviews-r2', 'http', pods.r2.port, [{ pod: 'r2' }]));
@@ -133,16 +138,16 @@ spec:
       api.remove('discovery.k8s.io/v1', 'EndpointSlice', 'default', 'reviews-r1');
       const before = pods.r1.hits();
       await new Promise((r) => setTimeout(r, 300));
-      expect(pods.r1.hits()).toBe(before);
-      expect(added).toBeLessThan(1000);
-      expect(drained).toBeLessThan(1000);
+      expect(pods.r1.hits(), 'a removed endpoint got requests').toBe(before);
+      expect(added, 'ms until the added endpoint took traffic').toBeLessThan(1000);
+      expect(drained, 'ms until the terminating endpoint stopped taking new requests').toBeLessThan(1000);
     } finally {
       const { failed, seen } = await l.stop();
-      expect(failed).toBe(0);
+      // Put r1 back for the next tests (and a retry).
+      api.apply(slice('default', 'reviews', 'reviews-r1', 'http', pods.r1.port, [{ pod: 'r1' }]));
+      expect(failed, 'failed requests during the changes').toBe(0);
       expect(seen.length).toBeGreaterThan(10);
     }
-    // Put r1 back for the next tests.
-    api.apply(slice('default', 'reviews', 'reviews-r1', 'http', pods.r1.port, [{ pod: 'r1' }]));
     await waitFor('r1 back', async () => (await who(pDefault, 'reviews', 10)).pods.has('r1'));
   });
 

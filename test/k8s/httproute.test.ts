@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { FakeApiServer } from './fake-apiserver.ts';
 import { controlFor, pod, proxyIn, service, slice } from './lib.ts';
 import { send } from '../helpers.ts';
-import { waitFor } from '../control/lib.ts';
+import { waitLong as waitFor } from './lib.ts';
 import type { RunningControl } from '../../control/main.ts';
 import { httpRouteToResources, percentages } from '../../control/kubernetes/httproute.ts';
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
   control = await controlFor(api);
   proxy = await proxyIn(control, 'default', 'gamma-client', api);
   await waitFor('reviews', async () => (await get('/')).backend === 'reviews');
-}, 30_000);
+}, 60_000);
 
 afterAll(async () => {
   await proxy?.stop();

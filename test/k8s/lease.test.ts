@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { FakeApiServer } from './fake-apiserver.ts';
 import { controlFor, kubeConfigFor } from './lib.ts';
-import { httpJson, waitFor } from '../control/lib.ts';
+import { httpJson } from '../control/lib.ts';
+import { waitLong as waitFor } from './lib.ts';
 import { LeaderElector } from '../../control/kubernetes/lease.ts';
 
 let api: FakeApiServer;

@@ -3,6 +3,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { createServer, type Server } from 'node:http';
 import { startControl, type RunningControl } from '../../control/main.ts';
+import { waitFor } from '../control/lib.ts';
 import { startProxy, type RunningProxy } from '../../proxy/main.ts';
 import { startControlClient } from '../../proxy/xds/client.ts';
 import { createLogger } from '../../proxy/telemetry/log.ts';
@@ -85,4 +86,9 @@ export async function proxyIn(control: RunningControl, namespace: string, nodeId
   const proxy = await startProxy({ outboundPort: 0, inboundPort: 0, adminPort: 0, logger: log, namespace } as never);
   const client = startControlClient(proxy as never, { url: `http://127.0.0.1:${control.ports.discovery}`, nodeId, labels: {}, log, token });
   return { proxy, async stop() { await client.stop(); await proxy.drain(0); } };
+}
+
+/** waitFor with a generous default: these tests share two cores with the rest of the suite. */
+export function waitLong<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  return waitFor(what, fn, timeoutMs);
 }

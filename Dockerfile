@@ -9,6 +9,8 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM node:24-slim
 ENV NODE_ENV=production
+# iptables for the injected init container (`meshlet iptables`, run as root with NET_ADMIN only there).
+RUN apt-get update && apt-get install -y --no-install-recommends iptables && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
@@ -20,7 +22,7 @@ COPY bench ./bench
 RUN ln -s /app/bin/meshlet.js /usr/local/bin/meshlet
 # Non-root, like a sidecar should run.
 USER node
-# 15001 outbound, 15006 inbound, 15000 admin, 15010 discovery, 15014 ops API.
-EXPOSE 15001 15006 15000 15010 15014
+# 15001 outbound, 15006 inbound, 15000 admin, 15021 health, 15010 discovery, 15014 ops API, 15017 webhook.
+EXPOSE 15001 15006 15000 15021 15010 15014 15017
 ENTRYPOINT ["meshlet"]
 CMD ["--help"]

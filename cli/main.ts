@@ -10,7 +10,9 @@ const COMMANDS: Record<string, { about: string; load: () => Promise<{ main: Main
   curl: { about: 'send one request and print status, headers and body', load: () => import('../bench/load/curl.ts') },
   dtab: { about: 'show, resolve and delegate dtabs (Finagle syntax)', load: () => import('../proxy/dtab/cli.ts') },
   ctl: { about: 'operate a running control server (weights, promote, rollback, ...)', load: () => import('../control/ctl.ts') },
-  inject: { about: 'add a meshlet sidecar container to Kubernetes manifests', load: () => import('../control/inject.ts') },
+  inject: { about: 'add the meshlet sidecar (and its iptables init step) to Kubernetes manifests', load: () => import('../control/inject.ts') },
+  iptables: { about: "write a pod's NAT rules sending its TCP through the sidecar (--dry-run prints them)", load: () => import('./iptables.ts') },
+  install: { about: 'print the Kubernetes manifests that install meshlet (meshlet install | kubectl apply -f -)', load: () => import('../control/kubernetes/install.ts') },
 };
 
 export function usage(): string {

@@ -17,14 +17,19 @@ const SPECS: FlagSpec[] = [
   { name: 'node-id', type: 'string', help: 'this proxy\'s id at the control server (default <hostname>-<pid>)' },
   { name: 'control-token-file', type: 'string', help: 'file holding the bearer token for the control server' },
   { name: 'advertise-address', type: 'string', help: "address registered for the app's endpoint (default: --bind, or 127.0.0.1 when binding all addresses)" },
+  { name: 'register', type: 'boolean', default: true, help: "with --control, --service and --app-port: register the app's endpoint (--register=false under Kubernetes discovery: the EndpointSlices are the endpoints)" },
   { name: 'report-interval', type: 'number', default: 5, help: 'seconds between per-edge traffic reports to the control server' },
   { name: 'outbound-port', type: 'number', default: D.outboundPort, help: 'outbound listener port (0 = pick one)' },
   { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
   { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
   { name: 'app-port', type: 'number', help: 'the local app behind the inbound listener (127.0.0.1:<port>)' },
   { name: 'bind', type: 'string', default: D.bind, help: 'address the listeners bind' },
+  { name: 'inbound-bind', type: 'string', help: 'address of the inbound listener only (default: --bind); in a pod 0.0.0.0 while outbound and admin stay on 127.0.0.1' },
+  { name: 'health-port', type: 'number', help: 'serve GET /healthz/ready (only) on this port for kubelet probes (Istio: 15021)' },
+  { name: 'health-bind', type: 'string', default: '0.0.0.0', help: 'address of the health port' },
   { name: 'service', type: 'string', help: 'the service this sidecar fronts' },
   { name: 'labels', type: 'string', help: "labels of this sidecar's app, e.g. 'version=v2,team=a'" },
+  { name: 'namespace', type: 'string', help: "this pod's Kubernetes namespace (default: env POD_NAMESPACE): short names like 'reviews' resolve in it" },
   { name: 'log-level', type: 'string', default: D.logLevel, help: 'trace|debug|info|warn|error|silent' },
   { name: 'access-log', type: 'string', default: D.accessLog, help: 'off | errors (status >= 500 or any flag) | all' },
   { name: 'watch', type: 'boolean', default: false, help: 're-read the config when the file or directory changes' },
@@ -41,6 +46,7 @@ const SPECS: FlagSpec[] = [
   { name: 'dst-prefix', type: 'string', default: '/svc', help: 'prefix of the logical names the identifier makes' },
   { name: 'edge', type: 'boolean', default: false, help: 'this proxy faces clients outside the mesh: l5d-* headers are stripped unread (see --dtab-headers)' },
   { name: 'dtab-headers', type: 'string', help: 'trust | strip the l5d-dtab / l5d-ctx-dtab headers (default: trust; strip with --edge)' },
+  { name: 'inbound-dtab-headers', type: 'string', help: 'trust | strip l5d-dtab headers arriving on the inbound listener (default: as --dtab-headers; injected pods: strip)' },
   { name: 'trace-sampling', type: 'number', default: D.traceSampling, help: 'sampling ratio for requests with no incoming trace (parent-based otherwise)' },
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, /stats and /stats/prometheus for all workers), each worker\'s admin port is picked by the kernel (listed in /workers)' },
@@ -49,6 +55,12 @@ const SPECS: FlagSpec[] = [
   { name: 'region', type: 'string', help: "this proxy's region (topology.kubernetes.io/region), for locality failover" },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
+
+function inboundDtab(v: string | undefined): 'trust' | 'strip' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'trust' && v !== 'strip') throw new FlagError('--inbound-dtab-headers must be trust or strip');
+  return v;
+}
 
 function maxActiveFaults(n: number | undefined): number {
   if (n === undefined) return Infinity;
@@ -59,6 +71,21 @@ function maxActiveFaults(n: number | undefined): number {
 function dnsRefreshMs(seconds: number): number {
   if (!Number.isFinite(seconds) || seconds < 0.01) throw new FlagError(`--dns-refresh-rate: must be a number of seconds >= 0.01, got ${seconds}`);
   return seconds * 1000;
+}
+
+/**
+ * The control token file, re-read when it changes (a projected service-account token is rotated
+ * by the kubelet); the first read fails loudly, a later unreadable moment keeps the last token.
+ */
+function tokenReader(file: string): () => string {
+  let last = readFileSync(file, 'utf8').trim();
+  let checked = Date.now();
+  return () => {
+    if (Date.now() - checked < 10_000) return last;
+    checked = Date.now();
+    try { last = readFileSync(file, 'utf8').trim() || last; } catch { /* keep the last token */ }
+    return last;
+  };
 }
 
 export function parseLabels(s: string | undefined): Record<string, string> {
@@ -139,6 +166,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
       readyMessage: worker !== null ? `meshlet worker ${worker.index} ready` : undefined,
       appPort: f['app-port'] as number | undefined, bind: f.bind as string,
+      inboundBind: f['inbound-bind'] as string | undefined, healthPort: f['health-port'] as number | undefined, healthBind: f['health-bind'] as string,
       service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
       drainTimeoutMs: (f['drain-timeout'] as number) * 1000, trustEnvoyHeaders: f['trust-envoy-headers'] as boolean,
@@ -147,10 +175,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
       maxRequestHeadersKb: f['max-request-headers-kb'] as number,
       streamIdleTimeoutMs: (f['stream-idle-timeout'] as number) * 1000, maxRequestBytes: f['max-request-bytes'] as number,
       traceSampling: f['trace-sampling'] as number, traceEndpoint: f['trace-endpoint'] as string | undefined,
-      dtabHeaders, identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
+      dtabHeaders, inboundDtabHeaders: inboundDtab(f['inbound-dtab-headers'] as string | undefined), identifier: parseIdentifier(f.identifier as string | undefined), dstPrefix: f['dst-prefix'] as string,
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
       locality: f.zone !== undefined || f.region !== undefined ? { zone: (f.zone as string | undefined) ?? '', region: (f.region as string | undefined) ?? '' } : undefined,
       maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
+      namespace: (f.namespace as string | undefined) ?? (process.env.POD_NAMESPACE || undefined),
     });
   } catch (e) {
     let code = 1;
@@ -178,8 +207,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
       control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
-        token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
-        register: f.service && f['app-port'] !== undefined
+        token: f['control-token-file'] ? tokenReader(f['control-token-file'] as string) : undefined,
+        register: f.service && f['app-port'] !== undefined && f.register !== false
           ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
           : undefined,
         reportMs: Math.max(0.1, f['report-interval'] as number) * 1000,

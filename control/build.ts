@@ -126,7 +126,8 @@ function stringifyYaml(v: unknown): string { return yamlStringify(v, { lineWidth
 
 export function resKey(r: { namespace: string; name: string }): string { return `${r.namespace}/${r.name}`; }
 
-export function build(files: DirFiles, endpoints: RegisteredEndpoint[], source: string, now = new Date()): BuildResult {
+/** `external`: resources from another source (Kubernetes), combined with the directory's. */
+export function build(files: DirFiles, endpoints: RegisteredEndpoint[], source: string, now = new Date(), external: Resource[] = []): BuildResult {
   const errors: string[] = [];
   const user: Resource[] = [];
   let opsPath: string | null = null;
@@ -143,6 +144,7 @@ export function build(files: DirFiles, endpoints: RegisteredEndpoint[], source: 
     } else user.push(...parsed.resources);
   }
   if (errors.length > 0) throw new ConfigError(errors);
+  user.push(...external);
 
   // Which host each user VirtualService routes, to find overrides the directory has overtaken.
   const userVs = user.filter((r): r is Extract<Resource, { kind: 'VirtualService' }> => r.kind === 'VirtualService');

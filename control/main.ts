@@ -13,6 +13,7 @@ import { Discovery } from './discovery/server.ts';
 import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, unauthorized } from './http.ts';
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
 import { ControlState } from './state.ts';
+import type { KubernetesControlOptions } from './kubernetes/control.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -21,18 +22,28 @@ export interface ControlOptions {
   apiPort?: number;           // ops API (default 15014; 0 = pick one)
   bind?: string;              // default 127.0.0.1
   token?: string;             // bearer token required on every request when set
+  /**
+   * Sidecar authentication on the discovery port besides (or instead of) the static token: e.g.
+   * Kubernetes TokenReview of a projected service-account token (control/kubernetes/token-review.ts).
+   */
+  authenticate?: import('./kubernetes/token-review.ts').Authenticator;
   endpointTtlMs?: number;     // registered endpoints expire after this without a heartbeat
   keepaliveMs?: number;       // stream keepalive period
   dir?: Partial<DirSourceOptions>;
+  /** Discovery and config from the Kubernetes API server (`--kubernetes`), besides the directory. */
+  kubernetes?: KubernetesControlOptions;
   logger?: Logger;
   logLevel?: string;
+  /** The mutating admission webhook (HTTPS: kube-apiserver calls webhooks over TLS only). */
+  webhook?: { port: number; bind?: string; certPem: string; keyPem: string; inject: import('./inject.ts').InjectOptions };
 }
 
 export interface RunningControl {
-  ports: { discovery: number; api: number };
+  ports: { discovery: number; api: number; webhook?: number };
   state: ControlState;
   discovery: Discovery;
   log: Logger;
+  kubernetes: import('./kubernetes/control.ts').RunningKubernetes | null;
   close(): Promise<void>;
 }
 
@@ -48,7 +59,7 @@ function listen(server: Server, port: number, bind: string): Promise<number> {
 export async function startControl(opts: ControlOptions): Promise<RunningControl> {
   const bind = opts.bind ?? DEFAULT_CONTROL.bind;
   if (!isLoopback(bind) && !opts.token) {
-    throw new Error(`refusing to bind ${bind} without a token: a non-loopback control server must require one (--token-file)`);
+    throw new Error(`refusing to bind ${bind} without a token: a non-loopback control server must require one (--token-file; the ops API needs it even with --kubernetes sidecar authentication)`);
   }
   const dir = resolve(opts.configDir);
   let st;
@@ -62,8 +73,13 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     onSnapshot: (s) => discovery?.publish(s),
   });
   discovery = new Discovery({ log, keepaliveMs: opts.keepaliveMs ?? DEFAULT_CONTROL.keepaliveMs, registry: state.registry });
+  // Kubernetes first: the startup build combines the directory with the first full list of every
+  // watched kind (bounded wait: an unreachable API server must not keep the directory unserved).
+  const kube = opts.kubernetes ? await (await import('./kubernetes/control.ts')).startKubernetes(opts.kubernetes, state, log) : null;
   // An invalid directory at start is not fatal: the API shows why, and the first valid edit is served.
   state.fromDir(readDir(dir), 'startup');
+  kube?.started();
+  const authn = opts.authenticate ?? kube?.authenticate ?? undefined;
   const cur = state.current();
   const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => state.fromDir(files), log);
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
@@ -78,8 +94,18 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       proxies: { version: state.current()?.snapshot.version ?? null, proxies: discovery!.views() }, at: new Date().toISOString(),
     };
   };
+  // The discovery port: a sidecar is let in by the static token or, when configured, by its own
+  // workload token (TokenReview); with neither configured (loopback only) it is open. The ops
+  // API takes the static token only: a workload's token never grants ops changes.
+  const staticOnly = opts.token ? authorized : null;
+  const sidecarAuthorized = async (req: IncomingMessage): Promise<boolean> => {
+    if (!authn) return authorized(req);
+    if (staticOnly?.(req)) return true;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    return m ? (await authn(m[1])) !== null : false;
+  };
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
-    (req: IncomingMessage, res: ServerResponse) => {
+    async (req: IncomingMessage, res: ServerResponse) => {
       // The mesh page loads without a header (a browser has the token only in the URL fragment,
       // which it uses for the API fetches); it carries the current data only for a request that
       // may see it, and otherwise shows "loading…" until the first fetch answers.
@@ -91,7 +117,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       }
       let url: URL;
       try { url = new URL(req.url ?? '/', 'http://control'); } catch { sendJson(res, 400, { error: 'bad request target' }); return; }
-      const ok = authorized(req);
+      const ok = handler === api ? authorized(req) : await sidecarAuthorized(req);
       // /healthz is liveness (the process answers; restarting would not fix a bad directory);
       // /ready is readiness: 503 while there is no valid snapshot to serve. Both answer without
       // the token (kubelet probes carry none), with the errors only for an authorized caller.
@@ -131,27 +157,42 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   // ACK/heartbeat connections are kept alive by clients; streams are long-lived by design.
   for (const s of [discoveryServer, apiServer]) { s.keepAliveTimeout = 65_000; s.requestTimeout = 0; }
 
+  // The webhook: POST /inject with an AdmissionReview. It authenticates nothing itself: only the
+  // apiserver can reach it usefully (it answers with a patch for the pod it was sent, no secrets).
+  const webhookServer = opts.webhook ? (await import('node:https')).createServer({ cert: opts.webhook.certPem, key: opts.webhook.keyPem }, (req, res) => {
+    if (req.method !== 'POST' || !(req.url ?? '').startsWith('/inject')) { req.resume(); sendJson(res, 404, { error: 'POST /inject only' }); return; }
+    readJson(req).then(async (review) => {
+      const { admit } = await import('./kubernetes/webhook.ts');
+      const r = admit(review, opts.webhook!.inject);
+      const pr = (review as { request?: { namespace?: string; object?: { metadata?: { name?: string; generateName?: string } } } }).request;
+      log.info({ namespace: pr?.namespace, pod: pr?.object?.metadata?.name ?? pr?.object?.metadata?.generateName, injected: r.injected, ...(r.reason ? { reason: r.reason } : {}) }, 'admission review');
+      sendJson(res, 200, r.review);
+    }).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message)));
+  }) : null;
+
   let ports;
   try {
     ports = {
       discovery: await listen(discoveryServer, opts.port ?? DEFAULT_CONTROL.port, bind),
       api: await listen(apiServer, opts.apiPort ?? DEFAULT_CONTROL.apiPort, bind),
+      ...(webhookServer ? { webhook: await listen(webhookServer as unknown as Server, opts.webhook!.port, opts.webhook!.bind ?? bind) } : {}),
     };
   } catch (e) {
-    source.close(); state.close(); d.close(); clearInterval(gc);
-    discoveryServer.close(); apiServer.close();
+    source.close(); state.close(); d.close(); clearInterval(gc); await kube?.close();
+    discoveryServer.close(); apiServer.close(); webhookServer?.close();
     throw e;
   }
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
-    ports, state, discovery: d, log,
+    ports, state, discovery: d, log, kubernetes: kube,
     async close() {
+      await kube?.close();
       source.close();
       state.close();
       clearInterval(gc);
       d.close();
-      await Promise.all([discoveryServer, apiServer].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
+      await Promise.all([discoveryServer, apiServer, ...(webhookServer ? [webhookServer as unknown as Server] : [])].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
     },
   };
 }

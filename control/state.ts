@@ -4,7 +4,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError } from '../proxy/config/resources.ts';
+import { ConfigError, type Resource } from '../proxy/config/resources.ts';
 import type { Snapshot } from '../proxy/config/schema.ts';
 import { build, OPS_FILE, renderOpsFile, type BuildResult, type Notice, type Override } from './build.ts';
 import { HttpError } from './http.ts';
@@ -29,6 +29,10 @@ export class ControlState {
   private readonly notices: Notice[] = [];
   private seq = 0;
   private registryTimer: NodeJS.Timeout | null = null;
+  // Resources from the Kubernetes source (control/kubernetes), combined with the directory's.
+  private external: Resource[] = [];
+  private kubernetes = false;
+  private get source(): string { return `dir:${this.dir}${this.kubernetes ? '+kubernetes' : ''}`; }
 
   constructor(opts: { dir: string; log: Logger; endpointTtlMs: number; onSnapshot: (s: Snapshot) => void }) {
     this.dir = opts.dir;
@@ -85,7 +89,7 @@ export class ControlState {
   /** A new read of the config directory. */
   fromDir(files: DirFiles, trigger = 'directory'): void {
     try {
-      const result = build(files, this.registry.list(), `dir:${this.dir}`);
+      const result = build(files, this.registry.list(), this.source, new Date(), this.external);
       if (this.lastError) this.log.info({ trigger, rejected_at: this.lastError.at }, 'config valid again; the rejection is cleared');
       this.lastError = null;
       if (result.opsText !== null) files = new Map(files).set(this.opsPath, result.opsText);
@@ -95,11 +99,29 @@ export class ControlState {
     }
   }
 
+  /**
+   * The Kubernetes source's resources changed (Services/EndpointSlices/Pods, custom resources):
+   * rebuild with the last good directory contents. Built even before the directory is valid, so
+   * endpoints are served whatever state the git directory is in.
+   */
+  /** Set the Kubernetes resources without building (the startup directory read builds them). */
+  useKubernetes(resources: Resource[]): void { this.kubernetes = true; this.external = resources; }
+
+  fromKubernetes(resources: Resource[], trigger = 'kubernetes'): void {
+    this.kubernetes = true;
+    this.external = resources;
+    try {
+      this.commit(build(this.files, this.registry.list(), this.source, new Date(), this.external), this.files, trigger);
+    } catch (e) {
+      this.reject(trigger, e);
+    }
+  }
+
   /** Endpoints changed: rebuild from the last good directory contents. */
   rebuild(trigger: string): void {
     if (!this.cur) return;
     try {
-      this.commit(build(this.files, this.registry.list(), `dir:${this.dir}`), this.files, trigger);
+      this.commit(build(this.files, this.registry.list(), this.source, new Date(), this.external), this.files, trigger);
     } catch (e) {
       this.reject(trigger, e);
     }
@@ -113,8 +135,14 @@ export class ControlState {
     renameSync(tmp, this.opsPath);
   }
 
+  // Several control replicas (Kubernetes): only the Lease holder writes ops changes.
+  private writerGate: (() => { ok: boolean; holder: string | null }) | null = null;
+  setWriterGate(gate: () => { ok: boolean; holder: string | null }): void { this.writerGate = gate; }
+
   /** Run an ops edit: validate the resulting ops file with the full build, then write it. */
   async applyOps(host: string, what: string, edit: (ctx: OpsContext) => Override | null): Promise<unknown> {
+    const g = this.writerGate?.();
+    if (g && !g.ok) throw new HttpError(503, `this replica does not hold the writer Lease (holder: ${g.holder ?? 'none yet'}); ops changes are made by the holder only: retry, or reach that replica`);
     const cur = this.cur;
     if (!cur) throw new HttpError(409, `no valid config yet: ${this.lastError?.errors.join('; ') ?? 'directory not read'}`);
     const ctx: OpsContext = { snapshot: cur.snapshot, resources: cur.resources, overrides: cur.overrides, files: this.files };
@@ -126,7 +154,7 @@ export class ControlState {
     const files = new Map(this.files).set(this.opsPath, text);
     let result: BuildResult;
     try {
-      result = build(files, this.registry.list(), `dir:${this.dir}`);
+      result = build(files, this.registry.list(), this.source, new Date(), this.external);
     } catch (e) {
       const r = this.reject(`api: ${what}`, e);
       throw Object.assign(new HttpError(400, `rejected: ${r.errors.join('; ')}`), { errors: r.errors });

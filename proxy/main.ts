@@ -9,7 +9,7 @@ import { Runtime } from './runtime.ts';
 import { Listener } from './listener/listener.ts';
 import { inboundFilters, outboundFilters, type ChainDeps } from './listener/chains.ts';
 import type { HttpFilter } from './listener/stream.ts';
-import { createAdmin } from './admin/admin.ts';
+import { createAdmin, createHealth } from './admin/admin.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { retryBudgetFactory } from './filters/retry/index.ts';
 import type { NamingOptions } from './filters/dtab/naming.ts';
@@ -33,6 +33,11 @@ export interface ProxyOptions {
   adminPort: number;
   appPort?: number;
   bind: string;
+  /** The inbound listener's address (default: bind). In a pod: 0.0.0.0, the rest on localhost. */
+  inboundBind?: string;
+  /** The health port (/healthz/ready only, for kubelet probes); absent = none. */
+  healthPort?: number;
+  healthBind?: string;
   service?: string;
   labels: Record<string, string>;
   logLevel: string;
@@ -62,9 +67,13 @@ export interface ProxyOptions {
   dstPrefix?: string;
   /** l5d-* context headers: trusted (sidecar default) or stripped unread (`--edge`). */
   dtabHeaders: 'trust' | 'strip';
+  /** The inbound listener's own setting (default: dtabHeaders). Injected pods strip: other pods are not trusted. */
+  inboundDtabHeaders?: 'trust' | 'strip';
   traceEndpoint?: string;
   traceProtocol?: string;
   nodeId?: string;
+  /** The pod's Kubernetes namespace (--namespace, POD_NAMESPACE): short host names resolve in it. */
+  namespace?: string;
   logger?: Logger;
   /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
   dnsRefreshMs?: number;
@@ -87,7 +96,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
 };
 
 export interface RunningProxy {
-  ports: { outbound: number; inbound: number; admin: number };
+  ports: { outbound: number; inbound: number; admin: number; health?: number };
   log: Logger;
   runtime(): Runtime | null;
   /** Validate and apply a snapshot atomically; throws with the validation message. */
@@ -108,7 +117,7 @@ export interface RunningProxy {
 export async function startProxy(partial: Partial<ProxyOptions>): Promise<RunningProxy> {
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix };
+  const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix, namespace: opts.namespace };
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
   clusterOpts.locality = opts.locality;
@@ -167,7 +176,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
   const outbound = new Listener({ ...common, name: 'outbound' }, (opts.chains?.outbound ?? same)(outboundFilters(deps)), listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound' }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound', dtabHeaders: opts.inboundDtabHeaders ?? opts.dtabHeaders }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {
@@ -183,8 +192,10 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     return out;
   };
   let listening = false;
+  const ready = () => (draining ? { ok: false, state: 'DRAINING' } : listening && runtime ? { ok: true, state: 'LIVE' } : { ok: false, state: 'INITIALIZING' });
+  const health = opts.healthPort !== undefined ? createHealth(ready) : null;
   const admin = createAdmin({
-    ready: () => (draining ? { ok: false, state: 'DRAINING' } : listening && runtime ? { ok: true, state: 'LIVE' } : { ok: false, state: 'INITIALIZING' }),
+    ready,
     runtime: () => runtime,
     statSources,
     metrics,
@@ -200,8 +211,9 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
 
   const ports = {
     outbound: await outbound.listen(opts.outboundPort, opts.bind, opts.reusePort),
-    inbound: await inboundL.listen(opts.inboundPort, opts.bind, opts.reusePort),
+    inbound: await inboundL.listen(opts.inboundPort, opts.inboundBind ?? opts.bind, opts.reusePort),
     admin: await admin.listen(opts.adminPort, opts.bind),
+    ...(health ? { health: await health.listen(opts.healthPort!, opts.healthBind ?? '0.0.0.0') } : {}),
   };
   listening = true;
 
@@ -273,6 +285,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       const adminClosed = admin.close();
       admin.destroyConnections();
       await adminClosed;
+      if (health) { const c = health.close(); health.destroyConnections(); await c; }
       runtime?.retire(null);
       inbound?.drain();
       // Flushing spans is bounded too: an unresponsive collector must not hold the exit (the

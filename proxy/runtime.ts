@@ -76,7 +76,7 @@ export class Runtime {
     let routes: RouteTable;
     let naming: Naming;
     try {
-      routes = new RouteTable(snapshot, clusters);
+      routes = new RouteTable(snapshot, clusters, opts.namespace);
       naming = new Naming(snapshot, routes, clusters, opts);
     } catch (e) {
       for (const [name, c] of clusters) if (prev?.clusters.get(name) !== c) c.drain();

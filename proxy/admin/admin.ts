@@ -92,6 +92,22 @@ export function createAdmin(ctx: AdminContext): HttpServer {
   });
 }
 
+/**
+ * The health port (Istio's 15021): only `/healthz/ready`, so kubelet can probe the sidecar on the
+ * pod IP while the admin port (stats, config dump) stays on localhost.
+ */
+export function createHealth(ready: AdminContext['ready']): HttpServer {
+  const noop = () => {};
+  return new HttpServer({ maxHeaderBytes: 8 * 1024, idleTimeoutMs: 10_000, headersTimeoutMs: 5_000 }, {
+    onRequest: (req, res) => {
+      if (req.method !== 'GET' || (req.url !== '/healthz/ready' && req.url !== '/ready')) return send(res, 404, 'not found\n');
+      const r = ready();
+      return send(res, r.ok ? 200 : 503, `${r.state}\n`);
+    },
+    onAbort: noop, onConnection: noop,
+  });
+}
+
 async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse): Promise<void> {
   {
     let url: URL;

@@ -36,10 +36,35 @@ export function hostAliases(host: string): string[] {
 
 interface ServiceInfo {
   spec: ServiceSpec;
-  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string>; weight?: number }>;
+  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string>; weight?: number; identity?: Identity }>;
   targetPorts: Record<string, number>;     // port name -> targetPort (Istio: the endpoint port when the endpoint names none)
   resolution?: ClusterSpec['resolution'];  // absent = STATIC
   rule?: Extract<Resource, { kind: 'DestinationRule' }>;
+}
+
+/** A workload identity on an endpoint (snapshot EndpointSpec's optional fields). */
+type Identity = Pick<EndpointSpec, 'serviceAccount' | 'namespace' | 'tlsMode'>;
+
+/** Istio's endpoint label saying whether the workload's sidecar takes mTLS. */
+export const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
+
+function identity(e: { serviceAccount?: string; labels?: Record<string, string> }, namespace: string): Identity | undefined {
+  const out: Identity = {};
+  if (e.serviceAccount) { out.serviceAccount = e.serviceAccount; out.namespace = namespace; }
+  const t = e.labels?.[TLS_MODE_LABEL];
+  if (t === 'istio' || t === 'disabled') out.tlsMode = t;
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * A host as written in a resource of `namespace`, resolved as Istio does: a bare short name
+ * (`reviews`) means the service of that name in the resource's own namespace first; any other
+ * name is looked up as written (FQDN, `reviews.ns`, `reviews.ns.svc`, or a unique bare alias).
+ */
+function lookupHost<T>(byAlias: Map<string, T>, host: string, namespace: string): T | undefined {
+  const h = host.toLowerCase();
+  if (!h.includes('.')) { const own = byAlias.get(`${h}.${namespace}.svc.cluster.local`); if (own) return own; }
+  return byAlias.get(h);
 }
 
 function where(r: Resource): string {
@@ -178,6 +203,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   const errors: string[] = [];
   const services = new Map<string, ServiceInfo>();   // canonical host -> info
   const byAlias = new Map<string, ServiceInfo>();
+  const ambiguous = new Set<string>();                // bare short names two namespaces share
 
   for (const r of resources) {
     if (r.kind !== 'ServiceEntry') continue;
@@ -195,12 +221,23 @@ export function compile(resources: Resource[], opts: { version: string; source: 
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
-          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {}, ...(e.weight !== undefined ? { weight: e.weight } : {}) })),
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {}, ...(e.weight !== undefined ? { weight: e.weight } : {}), identity: identity(e, r.namespace) })),
         targetPorts: Object.fromEntries(spec.ports.flatMap((p) => (p.targetPort !== undefined ? [[p.name, p.targetPort] as const] : []))),
       };
       if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
       for (const a of hostAliases(host)) {
+        // Two namespaces may each have `reviews`: the bare short name of a Kubernetes FQDN then
+        // belongs to neither globally; a proxy resolves it in its own namespace (--namespace),
+        // a resource in its own (lookupHost). Every other name must be unique.
+        const short = a !== host.toLowerCase() && !a.includes('.');
+        if (short && ambiguous.has(a)) continue;
         const prev = byAlias.get(a);
+        if (prev && short && prev.spec.host !== a) {
+          ambiguous.add(a);
+          byAlias.delete(a);
+          prev.spec.aliases = prev.spec.aliases.filter((x) => x !== a);
+          continue;
+        }
         if (prev) { errors.push(`${where(r)}: spec.hosts[${hi}]: host "${a}" is already defined by another ServiceEntry`); continue; }
         byAlias.set(a, info);
         info.spec.aliases.push(a);
@@ -211,7 +248,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
 
   for (const r of resources) {
     if (r.kind !== 'DestinationRule') continue;
-    const info = byAlias.get(r.spec.host.toLowerCase());
+    const info = lookupHost(byAlias, r.spec.host, r.namespace);
     if (!info) { errors.push(`${where(r)}: spec.host: no ServiceEntry defines host "${r.spec.host}"`); continue; }
     if (info.rule) { errors.push(`${where(r)}: spec.host: host "${r.spec.host}" already has DestinationRule/${info.rule.name}`); continue; }
     info.rule = r;
@@ -239,7 +276,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       for (const s of subsets) {
         const endpoints: EndpointSpec[] = info.endpoints
           .filter((e) => Object.entries(s.labels).every(([k, v]) => e.labels[k] === v))
-          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels, ...(e.weight !== undefined ? { weight: e.weight } : {}) }));
+          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels, ...(e.weight !== undefined ? { weight: e.weight } : {}), ...e.identity }));
         const tp = forPort(s.tp, port.number);
         const spec: ClusterSpec = {
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
@@ -256,7 +293,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   }
 
   const resolveDest = (r: Resource, path: string, d: Destination): { cluster: string; host: string; subset: string } | undefined => {
-    const info = byAlias.get(d.host.toLowerCase());
+    const info = lookupHost(byAlias, d.host, r.namespace);
     if (!info) { errors.push(`${where(r)}: ${path}.host: no ServiceEntry defines host "${d.host}"`); return undefined; }
     const subset = d.subset ?? '';
     if (subset && !info.spec.subsets.includes(subset)) {
@@ -281,7 +318,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     const domains: string[] = [];
     let service = '';
     r.spec.hosts.forEach((h, i) => {
-      const info = byAlias.get(h.toLowerCase());
+      const info = lookupHost(byAlias, h, r.namespace);
       const names = info ? info.spec.aliases : [h.toLowerCase()];
       if (info && !service) service = info.spec.host;
       for (const n of names) {

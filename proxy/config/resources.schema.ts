@@ -68,6 +68,7 @@ export const serviceEntrySpec = closed({
     ports: opt(map(port(), 'service port name -> port of this endpoint')),
     labels: opt(map(str(), 'matched by DestinationRule subsets')),
     weight: opt(int(1, 4294967295, 'relative share for weighted balancing (Istio WorkloadEntry weight); unset = 1')),
+    serviceAccount: opt(nonEmptyStr("the workload's service account (Istio WorkloadEntry.serviceAccount), in the ServiceEntry's namespace: its mesh identity")),
   }))),
 });
 

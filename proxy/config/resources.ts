@@ -44,7 +44,7 @@ function isFqdn(s: string): boolean {
  * are IP addresses (a host name would fail per request, ENOTFOUND); DNS endpoints are IPs or
  * FQDNs, and without endpoints the hosts themselves are resolved, so they must be FQDNs;
  * DNS_ROUND_ROBIN takes 0 or 1 endpoint. NONE forwards to the original destination of an
- * intercepted connection: meshlet has no transparent capture, so there is none to forward to.
+ * intercepted connection, which Node cannot read (no SO_ORIGINAL_DST): there is none to forward to.
  * Unset is STATIC here (Istio's unset is NONE, which meshlet cannot do). Runs on a spec the
  * schema accepted; returns its errors (field path: message).
  */
@@ -54,7 +54,7 @@ function resolutionProblems(se: ServiceEntrySpec, p: string): string[] {
   const mode = se.resolution ?? 'STATIC';
   const eps = se.endpoints ?? [];
   if (mode === 'NONE') {
-    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS');
+    fail(`${p}.resolution`, 'NONE (pass-through to the original destination of an intercepted connection) is not possible: a Node process cannot read that destination (SO_ORIGINAL_DST); use STATIC with endpoint IP addresses, or DNS');
   } else if (mode === 'STATIC') {
     eps.forEach((e, i) => {
       const a = e.address;

@@ -142,6 +142,11 @@ export const EndpointSpec = closed({
   port: int(1, 65535),
   labels: dict(Type.String()),
   weight: opt(int(1, U32)),  // absent = 1
+  // The workload identity behind the endpoint (Kubernetes discovery, or a ServiceEntry endpoint's
+  // serviceAccount): what mTLS and authorization check. Absent = unknown (not a meshed workload).
+  serviceAccount: opt(Type.String()),
+  namespace: opt(Type.String()),
+  tlsMode: opt(Type.Enum(['istio', 'disabled'], { description: "Istio's security.istio.io/tlsMode: 'istio' when the pod runs a meshlet sidecar" })),
 });
 
 export const ClusterSpec = closed({

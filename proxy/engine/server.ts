@@ -34,6 +34,8 @@ export interface ServerHooks<S = unknown> {
    * returns, the server replies `status` itself (or resets the stream if a response started).
    */
   onStreamError?(res: ServerResponse<S>, status: 408 | 413): void;
+  /** A connection's bytes were refused before any request (not HTTP, or malformed): for a log line. */
+  onReject?(status: number, code: string, remote: string | undefined): void;
   onConnection(open: boolean): void;
 }
 
@@ -471,6 +473,9 @@ export class ServerConn {
         const max = this.server.opts.maxHeaderBytes;
         if (end < 0) {
           if (data.length - off > max) { this.reject(new HttpParseError(431, 'HPE_HEADER_OVERFLOW', 'request head too large')); return; }
+          // Not HTTP at all (a TLS ClientHello, a binary protocol on a captured port): refused now,
+          // not after the headers timeout: the method must be a token (RFC 9110 section 9.1).
+          if (!methodPrefixOk(data, off)) { this.reject(new HttpParseError(400, 'HPE_INVALID_METHOD', 'not an HTTP/1 request')); return; }
           this.buf = off === 0 ? data : data.subarray(off);
           if (this.headStart === 0) this.headStart = this.lastActive;
           return;
@@ -564,6 +569,7 @@ export class ServerConn {
     const status = e.status;
     const body = status === 400 ? `malformed request: ${e.code}: ${e.message}` : STATUS_CODES[status] ?? 'error';
     this.server.stats.rejected++;
+    this.server.hooks.onReject?.(status, e.code, this.socket.remoteAddress);
     this.socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`);
     this.buf = null;
     this.dead = true;
@@ -773,4 +779,16 @@ export class HttpServer<S = unknown> {
   }
 
   destroyConnections(): void { for (const c of this.conns) c.socket.destroy(); }
+}
+
+/** The bytes before the first space of a request line so far are all tchars (at most 32 looked at). */
+function methodPrefixOk(b: Buffer, off: number): boolean {
+  for (let i = off, n = Math.min(b.length, off + 32); i < n; i++) {
+    const c = b[i];
+    if (c === 0x20) return i > off;
+    // tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~"
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || (c !== 0x22 && c !== 0x28 && c !== 0x29 && c !== 0x2c && c !== 0x2f
+      && c >= 0x21 && c <= 0x7e && !(c >= 0x3a && c <= 0x40) && !(c >= 0x5b && c <= 0x5d) && c !== 0x7b && c !== 0x7d))) return false;
+  }
+  return true;
 }

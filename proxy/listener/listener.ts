@@ -54,6 +54,7 @@ export class Listener implements StreamOwner {
   readonly trustEnvoyHeaders: boolean;
   private readonly ctx: ListenerContext;
   private readonly logged = new Set<string>();
+  private lastRejectLog = 0;
 
   constructor(opts: ListenerOptions, filters: HttpFilter[], ctx: ListenerContext) {
     this.opts = opts;
@@ -76,6 +77,16 @@ export class Listener implements StreamOwner {
       onStreamError: (res, status) => {
         if (status === 408) this.stats.downstream_rq_idle_timeout++; else this.stats.downstream_rq_too_large++;
         res.stream?.streamError(status);
+      },
+      // Bytes that are not HTTP/1 (TLS, a database protocol) on a captured port: refused with a
+      // 400 and closed at once, never held. Node cannot read SO_ORIGINAL_DST, so the original
+      // destination is unknown and the bytes cannot be passed through (docs/kubernetes.md): the
+      // log line says which port to exclude from capture. At most one line a second.
+      onReject: (status, code, remote) => {
+        const now = Date.now();
+        if (now - this.lastRejectLog < 1000) return;
+        this.lastRejectLog = now;
+        this.ctx.log.warn({ listener: this.opts.name, status, code, remote }, 'refused a connection that is not HTTP/1 (or a malformed request); non-HTTP traffic on a captured port cannot be passed through: exclude its port (meshlet iptables --exclude-outbound-ports / --exclude-inbound-ports)');
       },
       onConnection: (open) => {
         if (open) { this.stats.downstream_cx_total++; this.stats.downstream_cx_active++; } else this.stats.downstream_cx_active--;

@@ -29,7 +29,7 @@ export interface ControlledProxy {
   edgeReports(): EdgeReport[];
 }
 
-export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string; register?: { address: string; port: number }; log: import('pino').Logger; reportMs?: number }
+export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string | (() => string | undefined); register?: { address: string; port: number }; log: import('pino').Logger; reportMs?: number }
 
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
@@ -54,7 +54,13 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   if (base.protocol !== 'http:') throw new Error(`--control ${opts.url}: only http:// URLs are supported`);
   const log: Logger = opts.log.child({ component: 'xds' });
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  // A function token is read again for every request: a projected service-account token is
+  // rotated by the kubelet (a file read once would expire under a long-lived sidecar).
+  const auth = (): void => {
+    const t = typeof opts.token === 'function' ? opts.token() : opts.token;
+    if (t) headers.authorization = `Bearer ${t}`; else delete headers.authorization;
+  };
+  auth();
   const node = { id: opts.nodeId, ...(opts.service ? { service: opts.service } : {}), labels: opts.labels };
   // One socket for ACKs keeps them in order; registrations get their own.
   const ackAgent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -75,6 +81,7 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   const post = (path: string, body: unknown, agent: Agent, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {
       const text = body === undefined ? '' : JSON.stringify(body);
+      auth();
       const r = request(new URL(path, base), { method, agent, headers: { ...headers, 'content-length': Buffer.byteLength(text) }, timeout: timeoutMs }, (res) => {
         let b = '';
         res.setEncoding('utf8');
@@ -189,6 +196,7 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
 
   const connect = (): void => {
     if (stopped) return;
+    auth();
     const r = request(new URL('/v1/discovery', base), { method: 'POST', agent: false, headers });
     req = r;
     r.on('response', (res) => {

@@ -37,7 +37,7 @@ describe('validation', () => {
     ['STATIC with a unix socket', '  resolution: STATIC\n  endpoints: [{ address: "unix:///var/run/db.sock" }]\n',
       ['se.yaml: ServiceEntry/db: spec.endpoints[0].address: unix domain socket endpoints are not supported ("unix:///var/run/db.sock")']],
     ['NONE', '  resolution: NONE\n',
-      ['se.yaml: ServiceEntry/db: spec.resolution: NONE (pass-through to the original destination of an intercepted connection) needs transparent traffic capture, which meshlet does not do; use STATIC with endpoint IP addresses, or DNS']],
+      ['se.yaml: ServiceEntry/db: spec.resolution: NONE (pass-through to the original destination of an intercepted connection) is not possible: a Node process cannot read that destination (SO_ORIGINAL_DST); use STATIC with endpoint IP addresses, or DNS']],
     ['DNS with an address that is neither FQDN nor IP', '  resolution: DNS\n  endpoints: [{ address: "db_1..x" }]\n',
       ['se.yaml: ServiceEntry/db: spec.endpoints[0].address: endpoint address "db_1..x" is not a valid FQDN or an IP address']],
     ['DNS_ROUND_ROBIN with two endpoints', '  resolution: DNS_ROUND_ROBIN\n  endpoints: [{ address: a.example.internal }, { address: b.example.internal }]\n',

@@ -19,6 +19,8 @@ export type Target =
 
 /** How a listener names requests (Linkerd's identifiers); default: the Host token under /svc. */
 export interface NamingOptions {
+  /** The proxy's Kubernetes namespace: short host names resolve in it (RouteTable.forHost). */
+  namespace?: string;
   identifier?: IdentifierConfig;
   dstPrefix?: string;
 }

@@ -104,7 +104,13 @@ export class RouteTable {
   private byDomain = new Map<string, CompiledVHost>();
   private byService = new Map<string, CompiledVHost>();
 
-  constructor(snapshot: Snapshot, clusters: Map<string, Cluster>) {
+  // The proxy's Kubernetes namespace (--namespace): short names resolve in it first, as a pod's
+  // DNS search path does (`reviews` -> reviews.<ns>.svc.cluster.local, `reviews.other` ->
+  // reviews.other.svc.cluster.local), so two namespaces may each have `reviews`.
+  private readonly nsSuffix: string | null;
+
+  constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, namespace?: string) {
+    this.nsSuffix = namespace ? `.${namespace.toLowerCase()}.svc.cluster.local` : null;
     for (const vh of snapshot.virtualHosts) {
       const c = compileVHost(vh, clusters);
       for (const d of vh.domains) this.byDomain.set(d, c);
@@ -118,6 +124,13 @@ export class RouteTable {
     let h = host;
     const colon = h.lastIndexOf(':');
     if (colon > 0 && h.indexOf(']') < colon) h = h.slice(0, colon);
+    if (this.nsSuffix !== null) {
+      const l = h.toLowerCase();
+      const dot = l.indexOf('.');
+      const expanded = dot < 0 ? this.byDomain.get(l + this.nsSuffix)
+        : l.indexOf('.', dot + 1) < 0 ? this.byDomain.get(`${l}.svc.cluster.local`) : undefined;
+      if (expanded) return expanded;
+    }
     return this.byDomain.get(h) ?? this.byDomain.get(h.toLowerCase());
   }
 

@@ -5,7 +5,8 @@
 // CONNECT to a mesh name is terminated here (Envoy's connect_config): a fresh TCP connection to the
 // chosen endpoint, a 200 to the client, then the relay. What is allowed:
 //
-//   listener defaults (Envoy's HCM upgrade_configs): outbound websocket + CONNECT, inbound websocket
+//   listener defaults (Envoy's HCM upgrade_configs): outbound websocket + CONNECT, inbound any
+//   upgrade but no CONNECT
 //   per route: upgradeConfigs [{ upgradeType, enabled }] override the default for that type
 //
 // An upgrade that is not allowed is refused with Envoy's answer, 403 (details upgrade_failed,
@@ -33,9 +34,12 @@ export function compileUpgrades(r: RouteSpec): RouteUpgrades {
   return { types: r.upgrades ? new Map(r.upgrades.map((u) => [u.type, u.enabled])) : null, idleTimeoutMs: r.idleTimeoutMs ?? 0 };
 }
 
-const LISTENER_DEFAULTS: Record<string, ReadonlySet<string>> = {
-  outbound: new Set(['websocket', 'connect']),
-  inbound: new Set(['websocket']),
+// The outbound listener allows websocket and CONNECT unless a route says otherwise. The inbound
+// listener (no routes: the app's own door) forwards any upgrade the caller's sidecar let through,
+// its route policy having been applied there, and terminates no CONNECT (no open proxy).
+const LISTENER_DEFAULTS: Record<string, (type: string) => boolean> = {
+  outbound: (t) => t === 'websocket' || t === 'connect',
+  inbound: (t) => t !== 'connect',
 };
 
 /** The router filter's upgrade stats, shown as `http.<listener>.<key>` (Envoy's HCM names). */
@@ -63,7 +67,7 @@ export function upgradeAllowed(s: HttpStream, asked: string[] | 'connect'): bool
   const types = asked === 'connect' ? ['connect'] : asked;
   for (const t of types) {
     const r = route?.get(t);
-    if (!(r ?? (defaults?.has(t) ?? false))) return false;
+    if (!(r ?? (defaults?.(t) ?? false))) return false;
   }
   return true;
 }

@@ -1,0 +1,441 @@
+// Upgrade tunnels (WebSocket, any Upgrade a route allows) and CONNECT through meshlet, on real
+// sockets: `ws` is the real WebSocket client and server; the path is client -> outbound sidecar ->
+// inbound sidecar -> app unless said otherwise.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import pino from 'pino';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { ProxyAgent, EnvHttpProxyAgent, fetch as undiciFetch } from 'undici';
+import { Fixtures, send, serviceYaml, stat } from '../helpers.ts';
+import type { RunningProxy } from '../../proxy/main.ts';
+
+const fx = new Fixtures();
+
+interface App { server: Server; wss: WebSocketServer; port: number; upgrades: number; raw: Socket[] }
+
+/**
+ * The app: an HTTP server that answers plain requests with its name, echoes WebSocket messages,
+ * adds a header to its 101, refuses upgrades to /refuse (401 with a body), closes from its side on
+ * the message "server-close", and speaks a toy "echo-raw" upgrade (bytes echoed, FIN answered with
+ * "bye" then FIN) for the half-close tests.
+ */
+async function startApp(name: string): Promise<App> {
+  const server = createServer((req, res) => { res.setHeader('x-app', name); res.end(`${name} ${req.method} ${req.url}`); });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 8 * 1024 * 1024 });
+  const app: App = { server, wss, port: 0, upgrades: 0, raw: [] };
+  wss.on('headers', (headers) => { headers.push(`X-App: ${name}`, 'X-Custom-101: kept'); });
+  wss.on('connection', (ws) => {
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary && data.toString() === 'server-close') { ws.close(4001, 'bye from server'); return; }
+      ws.send(data, { binary: isBinary });
+    });
+    ws.on('error', () => {});
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    socket.on('error', () => {});
+    if (req.url === '/refuse') {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nx-why: no token\r\ncontent-length: 8\r\nconnection: close\r\n\r\nno token');
+      return;
+    }
+    if ((req.headers.upgrade ?? '').toLowerCase() === 'echo-raw') {
+      app.upgrades++;
+      app.raw.push(socket);
+      socket.allowHalfOpen = true;
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\n');
+      if (head.length > 0) socket.write(head);
+      socket.on('data', (c) => socket.write(c));
+      socket.on('end', () => socket.end('bye'));
+      return;
+    }
+    app.upgrades++;
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  // allowHalfOpen on the app's sockets: the half-close tests need the app to answer after a FIN.
+  (server as unknown as { allowHalfOpen: boolean }).allowHalfOpen = true;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  app.port = (server.address() as { port: number }).port;
+  fx.add(async () => {
+    for (const c of wss.clients) c.terminate();
+    for (const s of app.raw) s.destroy();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return app;
+}
+
+function capture(): { lines: Array<Record<string, unknown>>; stream: Writable } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+  return { lines, stream };
+}
+
+async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function open(port: number, path = '/', host = 'chat', opts: ConstructorParameters<typeof WebSocket>[2] = {}): WebSocket {
+  return new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host }, maxPayload: 8 * 1024 * 1024, ...opts });
+}
+
+function opened(ws: WebSocket): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    ws.once('upgrade', resolve);
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`unexpected ${res.statusCode}`)));
+  });
+}
+
+function nextMessage(ws: WebSocket): Promise<{ data: Buffer; binary: boolean }> {
+  return new Promise((resolve) => ws.once('message', (data: RawData, binary: boolean) => resolve({ data: Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer), binary })));
+}
+
+/** The answer to an upgrade the proxy or the app did not switch: status, headers, body. */
+function refused(ws: WebSocket): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  return new Promise((resolve, reject) => {
+    ws.once('upgrade', () => reject(new Error('switched')));
+    ws.once('error', () => {});
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+  });
+}
+
+/** A raw socket connection; `text()` is everything read so far. */
+class Raw {
+  readonly sock: Socket;
+  private buf = '';
+  ended = false;
+  closed = false;
+  error: NodeJS.ErrnoException | null = null;
+  private constructor(sock: Socket) {
+    this.sock = sock;
+    sock.on('data', (c: Buffer) => { this.buf += c.toString('latin1'); });
+    sock.on('end', () => { this.ended = true; });
+    sock.on('error', (e) => { this.error = e; });
+    sock.on('close', () => { this.closed = true; });
+  }
+  static open(port: number): Promise<Raw> {
+    return new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => resolve(new Raw(s)));
+      s.once('error', reject);
+    });
+  }
+  text(): string { return this.buf; }
+  async until(what: string, ms = 10_000): Promise<string> {
+    return waitFor(JSON.stringify(what), () => (this.buf.includes(what) ? this.buf : undefined), ms);
+  }
+}
+
+let appA: App, appB: App, chat: App;
+let inbound: RunningProxy;
+let outbound: RunningProxy;
+const cap = capture();
+
+const VS = `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: chat }
+spec:
+  hosts: [chat]
+  http:
+    - match: [{ uri: { prefix: /no-ws } }]
+      upgradeConfigs: [{ upgradeType: websocket, enabled: false }]
+      route: [{ destination: { host: chat } }]
+    - match: [{ uri: { prefix: /raw } }]
+      upgradeConfigs: [{ upgradeType: echo-raw }]
+      route: [{ destination: { host: chat } }]
+    - match: [{ uri: { prefix: /idle } }]
+      idleTimeout: 300ms
+      upgradeConfigs: [{ upgradeType: echo-raw }]
+      route: [{ destination: { host: chat } }]
+    - route: [{ destination: { host: chat } }]
+      timeout: 2s
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: split }
+spec:
+  hosts: [split]
+  ports: [{ number: 80, name: http }]
+  endpoints: [PLACEHOLDER]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: split }
+spec:
+  host: split
+  subsets: [{ name: a, labels: { app: a } }, { name: b, labels: { app: b } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: split }
+spec:
+  hosts: [split]
+  http:
+    - route:
+        - { destination: { host: split, subset: a }, weight: 75 }
+        - { destination: { host: split, subset: b }, weight: 25 }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: noconnect }
+spec:
+  hosts: [noconnect]
+  ports: [{ number: 80, name: http }]
+  endpoints: [PLACEHOLDER2]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: noconnect }
+spec:
+  hosts: [noconnect]
+  http:
+    - upgradeConfigs: [{ upgradeType: CONNECT, enabled: false }]
+      route: [{ destination: { host: noconnect } }]
+`;
+
+beforeAll(async () => {
+  chat = await startApp('chat');
+  appA = await startApp('a');
+  appB = await startApp('b');
+  inbound = await fx.proxy(serviceYaml('unused', [1]), { appPort: chat.port, service: 'chat' });
+  const yaml = serviceYaml('chat', [inbound.ports.inbound], VS)
+    .replace('PLACEHOLDER2', `{ address: 127.0.0.1, ports: { http: ${chat.port} } }`)
+    .replace('PLACEHOLDER', `{ address: 127.0.0.1, ports: { http: ${appA.port} }, labels: { app: a } }, { address: 127.0.0.1, ports: { http: ${appB.port} }, labels: { app: b } }`);
+  outbound = await fx.proxy(yaml, { accessLog: 'all', logger: pino({ level: 'info' }, cap.stream) });
+});
+afterAll(() => fx.closeAll());
+
+describe('WebSocket through outbound -> inbound', () => {
+  it('echoes text, binary and a 1 MB message; ping/pong; the 101 headers arrive verbatim', async () => {
+    const ws = open(outbound.ports.outbound);
+    const res = await opened(ws);
+    expect(res.statusCode).toBe(101);
+    expect(res.headers['x-custom-101']).toBe('kept');
+    expect(res.headers['x-app']).toBe('chat');
+    expect(res.headers['sec-websocket-accept']).toBeTruthy();
+    let m = nextMessage(ws);
+    ws.send('hello');
+    expect((await m).data.toString()).toBe('hello');
+    m = nextMessage(ws);
+    const bin = Buffer.from([0, 1, 2, 255, 254]);
+    ws.send(bin);
+    const got = await m;
+    expect(got.binary).toBe(true);
+    expect(got.data.equals(bin)).toBe(true);
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    m = nextMessage(ws);
+    ws.send(big);
+    expect((await m).data.equals(big)).toBe(true);
+    const pong = new Promise<Buffer>((r) => ws.once('pong', r));
+    ws.ping('are-you-there');
+    expect((await pong).toString()).toBe('are-you-there');
+    const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
+    ws.close(4000, 'bye from client');
+    expect(await closed).toEqual([4000, 'bye from client']);
+  });
+
+  it('a close from the server side reaches the client with its code and reason', async () => {
+    const ws = open(outbound.ports.outbound);
+    await opened(ws);
+    const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
+    ws.send('server-close');
+    expect(await closed).toEqual([4001, 'bye from server']);
+  });
+
+  it('counts upgrades (stats, Prometheus), and the access log has the 101 with its duration and bytes', async () => {
+    const ws = open(outbound.ports.outbound, '/logged');
+    await opened(ws);
+    const active = await waitFor('active', async () => ((await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_active')) ?? 0) >= 1 || undefined);
+    expect(active).toBe(true);
+    const m = nextMessage(ws);
+    ws.send('x'.repeat(1000));
+    await m;
+    await new Promise((r) => setTimeout(r, 150));
+    const closed = new Promise((r) => ws.once('close', r));
+    ws.close();
+    await closed;
+    const line = await waitFor('access log line', () => cap.lines.find((l) => l.log === 'access' && l.path === '/logged'));
+    expect(line.response_code).toBe(101);
+    expect(line.duration_ms as number).toBeGreaterThanOrEqual(100);
+    expect(line.bytes_received as number).toBeGreaterThan(1000);
+    expect(line.bytes_sent as number).toBeGreaterThan(1000);
+    await waitFor('upgrades inactive', async () => (await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_active')) === 0 || undefined);
+    expect(await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_total')).toBeGreaterThanOrEqual(1);
+    expect(await stat(inbound.ports.admin, 'http.inbound.downstream_cx_upgrades_total')).toBeGreaterThanOrEqual(1);
+    expect(await stat(outbound.ports.admin, 'cluster.outbound|80||chat;.upstream_cx_upgrades_total')).toBeGreaterThanOrEqual(1);
+    expect(await stat(outbound.ports.admin, 'cluster.outbound|80||chat;.upstream_rq_101')).toBeGreaterThanOrEqual(1);
+    const prom = (await send(outbound.ports.admin, { path: '/stats/prometheus' })).body;
+    expect(prom).toMatch(/istio_requests_total\{[^}]*response_code="101"[^}]*\} [1-9]/);
+  });
+
+  it('an upstream that refuses the upgrade gets its answer relayed (status, headers, body), and the connection closes', async () => {
+    const r = await refused(open(outbound.ports.outbound, '/refuse'));
+    expect(r.status).toBe(401);
+    expect(r.headers['x-why']).toBe('no token');
+    expect(r.body).toBe('no token');
+  });
+
+  it('an upgrade the route does not allow is refused with Envoy\'s 403, nothing forwarded; so is an upgrade type nobody enabled', async () => {
+    const before = chat.upgrades;
+    const r = await refused(open(outbound.ports.outbound, '/no-ws/x'));
+    expect(r.status).toBe(403);
+    expect(r.body).toBe('');
+    const c = await Raw.open(outbound.ports.outbound);
+    c.sock.write('GET /other HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: chat\r\n\r\n');
+    await waitFor('closed', () => c.ended || c.closed);
+    expect(c.text()).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(c.text()).toMatch(/connection: close\r\n/);
+    expect(c.text().match(/HTTP\/1\.1/g)!.length).toBe(1); // the bytes after it were never parsed
+    expect(chat.upgrades).toBe(before);
+    expect(await stat(outbound.ports.admin, 'http.outbound.downstream_rq_ws_on_non_ws_route')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a weighted route sends upgrades per its weights (75/25)', async () => {
+    const a0 = appA.upgrades, b0 = appB.upgrades;
+    const N = 200;
+    for (let i = 0; i < N; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, async () => {
+        const ws = open(outbound.ports.outbound, '/', 'split');
+        const res = await opened(ws);
+        expect(res.statusCode).toBe(101);
+        const closed = new Promise((r) => ws.once('close', r));
+        ws.close();
+        await closed;
+      }));
+    }
+    const a = appA.upgrades - a0, b = appB.upgrades - b0;
+    expect(a + b).toBe(N);
+    // 75% of 200 = 150; binomial sd ~6.1: 110..190 is more than 6 sd either way.
+    expect(a).toBeGreaterThan(110);
+    expect(a).toBeLessThan(190);
+  });
+});
+
+describe('any Upgrade the route allows: half-close, resets, idle timeout', () => {
+  async function rawTunnel(path = '/raw'): Promise<Raw> {
+    const c = await Raw.open(outbound.ports.outbound);
+    c.sock.write(`GET ${path} HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\nearly`);
+    await c.until('\r\n\r\n');
+    return c;
+  }
+
+  it('bytes sent with the upgrade request and after it are relayed; a FIN from the client is passed on and the app can still answer', async () => {
+    const c = await rawTunnel();
+    expect(c.text()).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/i);
+    await c.until('early');
+    c.sock.write('ping1');
+    await c.until('ping1');
+    c.sock.end(); // half-close: our FIN travels to the app, which answers "bye" then closes
+    await c.until('bye');
+    await waitFor('closed', () => c.closed);
+    expect(c.ended).toBe(true);
+    expect(c.error).toBeNull();
+  });
+
+  it('an RST from the app resets the client; an RST from the client resets the app side; the proxy keeps serving', async () => {
+    const c = await rawTunnel();
+    await c.until('early');
+    const n = chat.raw.length;
+    chat.raw[n - 1].resetAndDestroy();
+    await waitFor('client closed', () => c.closed);
+    expect(c.error?.code).toBe('ECONNRESET');
+
+    const d = await rawTunnel();
+    await d.until('early');
+    const appSide = chat.raw[chat.raw.length - 1];
+    const appClosed = new Promise<NodeJS.ErrnoException | undefined>((r) => { appSide.once('error', (e) => r(e)); appSide.once('close', () => r(undefined)); });
+    d.sock.resetAndDestroy();
+    const err = await appClosed;
+    expect(err === undefined || err.code === 'ECONNRESET').toBe(true);
+    expect(appSide.destroyed).toBe(true);
+    expect((await send(outbound.ports.outbound, { host: 'chat', path: '/still-up' })).body).toBe('chat GET /still-up');
+  });
+
+  it('the route\'s idle timeout closes a quiet tunnel; traffic keeps it open', async () => {
+    const c = await rawTunnel('/idle');
+    expect(c.text()).toMatch(/^HTTP\/1\.1 101 /);
+    // Traffic every 100 ms keeps a 300 ms idle timeout from firing.
+    for (let i = 0; i < 6; i++) {
+      c.sock.write(`k${i}`);
+      await c.until(`k${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(c.closed).toBe(false);
+    await waitFor('idle close', () => c.closed, 5000);
+    expect(await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrade_idle_timeout')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('CONNECT to a mesh name', () => {
+  it('works with undici ProxyAgent (fetch) and EnvHttpProxyAgent (HTTP_PROXY)', async () => {
+    const proxy = `http://127.0.0.1:${outbound.ports.outbound}`;
+    const agent = new ProxyAgent(proxy);
+    const r = await undiciFetch('http://chat/hello', { dispatcher: agent });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('chat GET /hello');
+    await agent.close();
+    const saved = process.env.HTTP_PROXY;
+    process.env.HTTP_PROXY = proxy;
+    let env: EnvHttpProxyAgent;
+    try { env = new EnvHttpProxyAgent(); } finally { if (saved === undefined) delete process.env.HTTP_PROXY; else process.env.HTTP_PROXY = saved; }
+    const r2 = await undiciFetch('http://chat:80/env', { dispatcher: env });
+    expect(await r2.text()).toBe('chat GET /env');
+    await env.close();
+    expect(await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_total')).toBeGreaterThanOrEqual(2);
+  });
+
+  it.skipIf(!existsSync('/usr/bin/curl'))('works with curl -p', async () => {
+    const out = await new Promise<string>((resolve, reject) => execFile('curl', ['-sS', '-p', '-x', `http://127.0.0.1:${outbound.ports.outbound}`, 'http://chat/curl'],
+      { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout))));
+    expect(out).toBe('chat GET /curl');
+  });
+
+  it('the tunnel is raw bytes both ways: 200, then the payload, then FIN', async () => {
+    const c = await Raw.open(outbound.ports.outbound);
+    c.sock.write('CONNECT chat:80 HTTP/1.1\r\nHost: chat:80\r\n\r\n');
+    await c.until('\r\n\r\n');
+    expect(c.text()).toMatch(/^HTTP\/1\.1 200 /);
+    c.sock.write('GET /inside HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n');
+    await c.until('chat GET /inside');
+    // The app closed after its response: its FIN reaches us; ours closes the tunnel.
+    await waitFor('FIN', () => c.ended);
+    c.sock.end();
+    await waitFor('closed', () => c.closed);
+    await waitFor('tunnel gone', async () => (await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_active')) === 0 || undefined);
+  });
+
+  it('to a name the mesh does not know, or to an address, is refused (404 NR): no open proxy; a route can turn CONNECT off (403)', async () => {
+    for (const target of ['nowhere.example:443', `127.0.0.1:${outbound.ports.admin}`, `localhost:${chat.port}`]) {
+      const c = await Raw.open(outbound.ports.outbound);
+      c.sock.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\nGET /stats HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await waitFor('closed', () => c.ended || c.closed);
+      expect(c.text(), target).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
+      expect(c.text().match(/HTTP\/1\.1/g)!.length, target).toBe(1);
+    }
+    const c = await Raw.open(outbound.ports.outbound);
+    c.sock.write('CONNECT noconnect:80 HTTP/1.1\r\nHost: noconnect:80\r\n\r\n');
+    await waitFor('closed', () => c.ended || c.closed);
+    expect(c.text()).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    // The inbound listener terminates no CONNECT at all (its default allows websocket only).
+    const d = await Raw.open(inbound.ports.inbound);
+    d.sock.write('CONNECT chat:80 HTTP/1.1\r\nHost: chat:80\r\n\r\n');
+    await waitFor('closed', () => d.ended || d.closed);
+    expect(d.text()).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+  });
+});

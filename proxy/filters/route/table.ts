@@ -10,7 +10,7 @@ import type { Cluster } from '../../upstream/cluster.ts';
 import { compileRetry, type RouteRetry } from '../retry/policy.ts';
 import { compileFault, type FaultConfig } from '../fault/config.ts';
 import { compileMirrors, type MirrorTarget } from '../mirror/config.ts';
-import { compileUpgrades, type RouteUpgrades } from '../router/upgrade.ts';
+import { compileUpgrades, type RouteUpgrades } from '../router/upgrade-config.ts';
 
 type Test = (v: string) => boolean;
 

@@ -15,24 +15,13 @@
 // the client connection after it: bytes behind a refused upgrade may be tunnel payload, never a
 // request to parse.
 import type { Socket } from 'node:net';
-import type { RouteSpec } from '../../config/schema.ts';
 import type { HttpStream } from '../../listener/stream.ts';
 import type { Cluster } from '../../upstream/cluster.ts';
 import { Tunnel, type TunnelEnd } from '../../engine/tunnel.ts';
 import { Flag } from '../../core/stream-info.ts';
+import { GAUGES } from '../../telemetry/stats.ts';
 
-/** A route's compiled upgrade switches: lower-case type ("connect" for CONNECT) -> enabled. */
-export interface RouteUpgrades {
-  types: Map<string, boolean> | null;
-  idleTimeoutMs: number;
-}
-
-export const NO_ROUTE_UPGRADES: RouteUpgrades = { types: null, idleTimeoutMs: 0 };
-
-export function compileUpgrades(r: RouteSpec): RouteUpgrades {
-  if (r.upgrades === undefined && r.idleTimeoutMs === undefined) return NO_ROUTE_UPGRADES;
-  return { types: r.upgrades ? new Map(r.upgrades.map((u) => [u.type, u.enabled])) : null, idleTimeoutMs: r.idleTimeoutMs ?? 0 };
-}
+GAUGES.add('downstream_cx_upgrades_active');
 
 // The outbound listener allows websocket and CONNECT unless a route says otherwise. The inbound
 // listener (no routes: the app's own door) forwards any upgrade the caller's sidecar let through,

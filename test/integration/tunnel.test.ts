@@ -37,6 +37,7 @@ async function startApp(name: string): Promise<App> {
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
+    if (req.url === '/hang') { app.raw.push(socket); return; } // never answers
     if (req.url === '/refuse') {
       socket.end('HTTP/1.1 401 Unauthorized\r\nx-why: no token\r\ncontent-length: 8\r\nconnection: close\r\n\r\nno token');
       return;
@@ -382,6 +383,53 @@ describe('any Upgrade the route allows: half-close, resets, idle timeout', () =>
   });
 });
 
+describe('socket errors mid-tunnel never hurt the proxy', () => {
+  it('60 tunnels with data flowing, each ended by an RST or a FIN from a random side at a random moment: 0 tunnels after, the proxy serves on', async () => {
+    const before = await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_total') ?? 0;
+    let seed = 12345;
+    const rnd = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+    await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+      const c = await Raw.open(outbound.ports.outbound);
+      c.sock.write(`GET /raw/${i} HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\n`);
+      await c.until('\r\n\r\n');
+      const appSide = await waitFor('app side', () => chat.raw.find((s) => !s.destroyed && !(s as Socket & { taken?: boolean }).taken && (((s as Socket & { taken?: boolean }).taken = true))));
+      const chunk = Buffer.alloc(16 * 1024, i);
+      const writes = Math.floor(rnd() * 20);
+      for (let k = 0; k < writes && !c.closed; k++) { c.sock.write(chunk); if (k % 5 === 0) await new Promise((r) => setImmediate(r)); }
+      const how = Math.floor(rnd() * 4);
+      if (how === 0) c.sock.resetAndDestroy();
+      else if (how === 1) appSide.resetAndDestroy();
+      else if (how === 2) c.sock.end();
+      else appSide.end();
+      await waitFor(`tunnel ${i} gone`, () => c.closed || c.ended || undefined).catch(() => undefined);
+      if (!c.closed) c.sock.destroy();
+    }));
+    await waitFor('0 tunnels', async () => (await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_active')) === 0 || undefined, 20_000);
+    await waitFor('0 inbound tunnels', async () => (await stat(inbound.ports.admin, 'http.inbound.downstream_cx_upgrades_active')) === 0 || undefined, 20_000);
+    expect((await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_total'))! - before).toBe(60);
+    expect((await send(outbound.ports.outbound, { host: 'chat', path: '/after-fuzz' })).body).toBe('chat GET /after-fuzz');
+    // The flags say who ended each one: DC (client reset), UC (upstream reset), none (FIN both ways).
+    const lines = cap.lines.filter((l) => l.log === 'access' && String(l.path).startsWith('/raw/'));
+    expect(lines.length).toBeGreaterThanOrEqual(60);
+    expect(lines.every((l) => l.response_code === 101)).toBe(true);
+  });
+
+  it('a client that leaves while its upgrade is still waiting for the upstream: no tunnel, nothing left', async () => {
+    const c = await Raw.open(outbound.ports.outbound);
+    const n = chat.raw.length;
+    c.sock.write('GET /hang HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    const appSide = await waitFor('upgrade at the app', () => chat.raw[n]);
+    c.sock.resetAndDestroy();
+    // The reset travels: both sidecars give up the request, and the app's connection is closed.
+    await waitFor('app side closed', () => appSide.destroyed || appSide.readableEnded || undefined);
+    await waitFor('rq done', async () => (await stat(outbound.ports.admin, 'http.outbound.downstream_rq_active')) === 0
+      && (await stat(inbound.ports.admin, 'http.inbound.downstream_rq_active')) === 0 || undefined);
+    expect(await stat(outbound.ports.admin, 'cluster.outbound|80||chat;.upstream_rq_active')).toBe(0);
+    const line = await waitFor('access log', () => cap.lines.find((l) => l.log === 'access' && l.path === '/hang'));
+    expect(line.response_flags).toBe('DC');
+  });
+});
+
 describe('CONNECT to a mesh name', () => {
   it('works with undici ProxyAgent (fetch) and EnvHttpProxyAgent (HTTP_PROXY)', async () => {
     const proxy = `http://127.0.0.1:${outbound.ports.outbound}`;
@@ -398,6 +446,14 @@ describe('CONNECT to a mesh name', () => {
     expect(await r2.text()).toBe('chat GET /env');
     await env.close();
     expect(await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrades_total')).toBeGreaterThanOrEqual(2);
+  });
+
+  it("works with Node's own fetch and HTTP_PROXY (NODE_USE_ENV_PROXY=1), in a child process", async () => {
+    const code = "fetch('http://chat/node-fetch').then(async (r) => { console.log(r.status, await r.text()); }).catch((e) => { console.log('error', e.cause?.code ?? e.message); process.exitCode = 1; })";
+    const env = { ...process.env, NODE_USE_ENV_PROXY: '1', HTTP_PROXY: `http://127.0.0.1:${outbound.ports.outbound}`, NO_PROXY: '' };
+    const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['-e', code], { env, timeout: 20_000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stdout} ${stderr}`)) : resolve(stdout.trim()))));
+    expect(out).toBe('200 chat GET /node-fetch');
   });
 
   it.skipIf(!existsSync('/usr/bin/curl'))('works with curl -p', async () => {

@@ -15,7 +15,7 @@ import type { RunningProxy } from '../../proxy/main.ts';
 
 const fx = new Fixtures();
 
-interface App { server: Server; wss: WebSocketServer; port: number; upgrades: number; raw: Socket[] }
+interface App { server: Server; wss: WebSocketServer; port: number; upgrades: number; raw: Socket[]; failNext: number }
 
 /**
  * The app: an HTTP server that answers plain requests with its name, echoes WebSocket messages,
@@ -26,7 +26,7 @@ interface App { server: Server; wss: WebSocketServer; port: number; upgrades: nu
 async function startApp(name: string): Promise<App> {
   const server = createServer((req, res) => { res.setHeader('x-app', name); res.end(`${name} ${req.method} ${req.url}`); });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 8 * 1024 * 1024 });
-  const app: App = { server, wss, port: 0, upgrades: 0, raw: [] };
+  const app: App = { server, wss, port: 0, upgrades: 0, raw: [], failNext: 0 };
   wss.on('headers', (headers) => { headers.push(`X-App: ${name}`, 'X-Custom-101: kept'); });
   wss.on('connection', (ws) => {
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -38,6 +38,11 @@ async function startApp(name: string): Promise<App> {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
     if (req.url === '/hang') { app.raw.push(socket); return; } // never answers
+    if (req.url === '/flaky-ws' && app.failNext > 0) {
+      app.failNext--;
+      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy');
+      return;
+    }
     if (req.url === '/refuse') {
       socket.end('HTTP/1.1 401 Unauthorized\r\nx-why: no token\r\ncontent-length: 8\r\nconnection: close\r\n\r\nno token');
       return;
@@ -158,6 +163,12 @@ spec:
       route: [{ destination: { host: chat } }]
     - match: [{ uri: { prefix: /raw } }]
       upgradeConfigs: [{ upgradeType: echo-raw }]
+      route: [{ destination: { host: chat } }]
+    - match: [{ uri: { prefix: /flaky-ws } }]
+      retries: { attempts: 2, retryOn: 5xx }
+      route: [{ destination: { host: chat } }]
+    - match: [{ uri: { prefix: /short } }]
+      timeout: 300ms
       route: [{ destination: { host: chat } }]
     - match: [{ uri: { prefix: /idle } }]
       idleTimeout: 300ms
@@ -305,6 +316,31 @@ describe('WebSocket through outbound -> inbound', () => {
     expect(c.text().match(/HTTP\/1\.1/g)!.length).toBe(1); // the bytes after it were never parsed
     expect(chat.upgrades).toBe(before);
     expect(await stat(outbound.ports.admin, 'http.outbound.downstream_rq_ws_on_non_ws_route')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('retries happen only before the 101: a 503 to the upgrade is retried, then the tunnel is up', async () => {
+    chat.failNext = 1;
+    const ws = open(outbound.ports.outbound, '/flaky-ws');
+    const res = await opened(ws);
+    expect(res.statusCode).toBe(101);
+    expect(chat.failNext).toBe(0);
+    const m = nextMessage(ws);
+    ws.send('after retry');
+    expect((await m).data.toString()).toBe('after retry');
+    ws.close();
+    expect(await stat(outbound.ports.admin, 'cluster.outbound|80||chat;.upstream_rq_retry')).toBeGreaterThanOrEqual(1);
+  });
+
+  it("the route timeout covers the way to the 101 only: a tunnel outlives it", async () => {
+    const ws = open(outbound.ports.outbound, '/short');
+    await opened(ws);
+    await new Promise((r) => setTimeout(r, 700)); // > the route's 300 ms
+    const m = nextMessage(ws);
+    ws.send('still here');
+    expect((await m).data.toString()).toBe('still here');
+    const closed = new Promise((r) => ws.once('close', r));
+    ws.close();
+    await closed;
   });
 
   it('a weighted route sends upgrades per its weights (75/25)', async () => {

@@ -385,6 +385,22 @@ describe('any Upgrade the route allows: half-close, resets, idle timeout', () =>
     expect(c.error).toBeNull();
   });
 
+  it('a FIN from the app is passed on, and the client can still send to it afterwards', async () => {
+    const c = await rawTunnel();
+    await c.until('early');
+    const appSide = chat.raw[chat.raw.length - 1];
+    let got = '';
+    appSide.on('data', (b: Buffer) => { got += b.toString(); });
+    appSide.end('server-done');
+    await c.until('server-done');
+    await waitFor('FIN at the client', () => c.ended);
+    c.sock.write('after-your-fin');
+    await waitFor('app got bytes after its FIN', () => got.includes('after-your-fin'));
+    c.sock.end();
+    await waitFor('closed', () => c.closed);
+    expect(c.error).toBeNull();
+  });
+
   it('an RST from the app resets the client; an RST from the client resets the app side; the proxy keeps serving', async () => {
     const c = await rawTunnel();
     await c.until('early');

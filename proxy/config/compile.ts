@@ -335,8 +335,7 @@ function compileRoute(
   if (fault) out.fault = fault;
   if (mirrors.length) out.mirrors = mirrors;
   if (route.upgradeConfigs) out.upgrades = route.upgradeConfigs.map((u) => ({ type: u.upgradeType.toLowerCase(), enabled: u.enabled ?? true }));
-  const idleMs = route.idleTimeout !== undefined ? durationMs(route.idleTimeout) : 0;
-  if (idleMs > 0) out.idleTimeoutMs = idleMs;
+  if (route.idleTimeout !== undefined) out.idleTimeoutMs = durationMs(route.idleTimeout); // 0 = never
   return out;
 }
 

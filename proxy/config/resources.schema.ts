@@ -118,7 +118,7 @@ export const httpRoute = closed({
     upgradeType: nonEmptyStr('the Upgrade protocol (any case), e.g. "websocket", or "CONNECT"'),
     enabled: opt(bool('unset = true')),
   }), "Envoy's per-route upgrade_configs: enable or disable upgrades on this route; unset = the listener's defaults (outbound: websocket and CONNECT, inbound: websocket)")),
-  idleTimeout: opt(duration("Envoy's route idle_timeout, for tunnels: an upgraded connection or CONNECT tunnel on this route with no bytes either way for this long is closed; unset = never")),
+  idleTimeout: opt(duration("Envoy's route idle_timeout, for tunnels: an upgraded connection or CONNECT tunnel on this route with no bytes either way for this long is closed; 0 = never; unset = the listener's stream idle timeout")),
 });
 
 export const virtualServiceSpec = closed({

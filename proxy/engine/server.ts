@@ -330,7 +330,7 @@ export class ServerResponse<S = unknown> {
    * Sec-WebSocket-*), no framing added, and hand the socket over: the caller relays raw bytes on
    * it from now on. Returns the socket and the bytes the client sent after its head.
    */
-  upgrade(status: number, reason: string | undefined, headers: string[]): { socket: Socket; head: Buffer } {
+  upgrade(status: number, reason: string | undefined, headers: string[]): { socket: Socket; head: Buffer; streamIdleTimeoutMs: number } {
     if (this.headersSent || this.ended || this.destroyed) throw new Error('upgrade after the response started');
     this.headersSent = true;
     this.statusCode = status;
@@ -338,7 +338,7 @@ export class ServerResponse<S = unknown> {
     for (let i = 0; i < headers.length; i += 2) h += `${headers[i]}: ${headers[i + 1]}\r\n`;
     this.conn.socket.write(`${h}\r\n`, 'latin1');
     this.ended = true;
-    return { socket: this.conn.socket, head: this.conn.takeover() };
+    return { socket: this.conn.socket, head: this.conn.takeover(), streamIdleTimeoutMs: this.conn.streamIdleTimeoutMs };
   }
 
   /** Abort: the client sees the connection reset, never a truncated body as complete. */
@@ -431,6 +431,9 @@ export class ServerConn {
   }
 
   get idle(): boolean { return this.req === null && this.res === null && this.buf === null && !this.tunneled; }
+
+  /** The server's stream idle timeout: a tunnel's default idle timeout. */
+  get streamIdleTimeoutMs(): number { return this.server.opts.streamIdleTimeoutMs ?? 0; }
 
   /** The socket was handed over to a tunnel (`ServerResponse.upgrade`): no HTTP on it any more. */
   tunneled = false;

@@ -168,14 +168,13 @@ spec:
       retries: { attempts: 2, retryOn: 5xx }
       route: [{ destination: { host: chat } }]
     - match: [{ uri: { prefix: /short } }]
-      timeout: 300ms
+      timeout: 2s
       route: [{ destination: { host: chat } }]
     - match: [{ uri: { prefix: /idle } }]
       idleTimeout: 300ms
       upgradeConfigs: [{ upgradeType: echo-raw }]
       route: [{ destination: { host: chat } }]
     - route: [{ destination: { host: chat } }]
-      timeout: 2s
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -334,7 +333,7 @@ describe('WebSocket through outbound -> inbound', () => {
   it("the route timeout covers the way to the 101 only: a tunnel outlives it", async () => {
     const ws = open(outbound.ports.outbound, '/short');
     await opened(ws);
-    await new Promise((r) => setTimeout(r, 700)); // > the route's 300 ms
+    await new Promise((r) => setTimeout(r, 2600)); // > the route's 2 s
     const m = nextMessage(ws);
     ws.send('still here');
     expect((await m).data.toString()).toBe('still here');
@@ -432,6 +431,40 @@ describe('any Upgrade the route allows: half-close, resets, idle timeout', () =>
     expect(c.closed).toBe(false);
     await waitFor('idle close', () => c.ended || c.closed, 5000);
     expect(await stat(outbound.ports.admin, 'http.outbound.downstream_cx_upgrade_idle_timeout')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the listener\'s stream idle timeout bounds tunnels unless the route sets its own', () => {
+  it('300 ms stream idle timeout: a quiet tunnel closes; a route with idleTimeout: 0s keeps it', async () => {
+    const p = await fx.proxy(serviceYaml('chat', [chat.port], `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: chat }
+spec:
+  hosts: [chat]
+  http:
+    - match: [{ uri: { prefix: /forever } }]
+      idleTimeout: 0s
+      upgradeConfigs: [{ upgradeType: echo-raw }]
+      route: [{ destination: { host: chat } }]
+    - upgradeConfigs: [{ upgradeType: echo-raw }]
+      route: [{ destination: { host: chat } }]
+`), { streamIdleTimeoutMs: 300 });
+    const tunnel = async (path: string): Promise<Raw> => {
+      const c = await Raw.open(p.ports.outbound);
+      c.sock.write(`GET ${path} HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\n`);
+      await c.until('\r\n\r\n');
+      expect(c.text()).toMatch(/^HTTP\/1\.1 101 /);
+      return c;
+    };
+    const quiet = await tunnel('/quiet');
+    const forever = await tunnel('/forever');
+    await waitFor('quiet one closed', () => quiet.ended || quiet.closed, 5000);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(forever.ended || forever.closed).toBe(false);
+    forever.sock.write('still');
+    await forever.until('still');
+    forever.sock.destroy();
   });
 });
 

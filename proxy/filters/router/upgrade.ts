@@ -78,17 +78,20 @@ export interface TunnelOwner {
 export function startTunnel(o: TunnelOwner, status: number, reason: string | undefined, headers: string[], up: Socket, upHead: Buffer): Tunnel | null {
   const s = o.s;
   if (s.done || s.res.destroyed) { up.destroy(); return null; }
-  const { socket, head } = s.res.upgrade(status, reason, headers);
+  const { socket, head, streamIdleTimeoutMs } = s.res.upgrade(status, reason, headers);
   s.committed = true;
   s.info.status = status;
   const st = o.stats;
   const cs = o.cluster.stats;
+  const routeIdle = s.route?.upgrades?.idleTimeoutMs ?? -1;
   st.downstream_cx_upgrades_total++;
   st.downstream_cx_upgrades_active++;
   cs.upstream_cx_upgrades_total++;
   cs.upstream_cx_upgrades_active++;
   return new Tunnel(socket, head, up, upHead, {
-    idleTimeoutMs: s.route?.upgrades?.idleTimeoutMs ?? 0,
+    // The route's idle timeout (0 = never) wins over the listener's stream idle timeout, as Envoy's
+    // route idle_timeout overrides the HCM's stream_idle_timeout.
+    idleTimeoutMs: routeIdle >= 0 ? routeIdle : streamIdleTimeoutMs,
     onClose: (t: Tunnel, how: TunnelEnd) => {
       st.downstream_cx_upgrades_active--;
       cs.upstream_cx_upgrades_active--;

@@ -293,6 +293,10 @@ describe('WebSocket through outbound -> inbound', () => {
     expect(await stat(outbound.ports.admin, 'cluster.outbound|80||chat;.upstream_rq_101')).toBeGreaterThanOrEqual(1);
     const prom = (await send(outbound.ports.admin, { path: '/stats/prometheus' })).body;
     expect(prom).toMatch(/istio_requests_total\{[^}]*response_code="101"[^}]*\} [1-9]/);
+    expect(prom).toMatch(/envoy_http_downstream_cx_upgrades_total\{[^}]*\} [1-9]/);
+    expect(prom).toMatch(/envoy_http_downstream_cx_upgrades_active\{[^}]*\} 0/);
+    expect(prom).toMatch(/# TYPE envoy_http_downstream_cx_upgrades_active gauge/);
+    expect(prom).toMatch(/envoy_cluster_upstream_cx_upgrades_total\{[^}]*cluster_name="outbound\|80\|\|chat;?"[^}]*\} [1-9]/);
   });
 
   it('an upstream that refuses the upgrade gets its answer relayed (status, headers, body), and the connection closes', async () => {

@@ -15,6 +15,8 @@ import type { RunningProxy } from '../../proxy/main.ts';
 
 const fx = new Fixtures();
 
+const FLOOD = 96 * 1024 * 1024;
+
 interface App { server: Server; wss: WebSocketServer; port: number; upgrades: number; raw: Socket[]; failNext: number }
 
 /**
@@ -38,6 +40,22 @@ async function startApp(name: string): Promise<App> {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {});
     if (req.url === '/hang') { app.raw.push(socket); return; } // never answers
+    if (req.url === '/raw/flood') {
+      // Writes FLOOD bytes as fast as the socket drains: how far it gets shows the backpressure.
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\n');
+      app.raw.push(socket);
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      let left = FLOOD;
+      const pump = (): void => {
+        while (left > 0) {
+          left -= chunk.length;
+          if (!socket.write(chunk)) { socket.once('drain', pump); return; }
+        }
+        socket.end();
+      };
+      pump();
+      return;
+    }
     if (req.url === '/flaky-ws' && app.failNext > 0) {
       app.failNext--;
       socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy');
@@ -422,6 +440,39 @@ describe('any Upgrade the route allows: half-close, resets, idle timeout', () =>
     expect(appSide.destroyed).toBe(true);
     expect((await send(outbound.ports.outbound, { host: 'chat', path: '/still-up' })).body).toBe('chat GET /still-up');
   });
+
+  it('backpressure: a client that stops reading stops the app\'s writes (nothing piles up in the proxy); all bytes arrive when it reads again', async () => {
+    const c = await Raw.open(outbound.ports.outbound);
+    let got = 0;
+    let headDone = false;
+    c.sock.removeAllListeners('data');
+    c.sock.on('data', (b: Buffer) => {
+      if (!headDone) {
+        const i = b.indexOf('\r\n\r\n');
+        if (i < 0) return;
+        headDone = true;
+        got += b.length - i - 4;
+        c.sock.pause(); // stop reading: the kernel buffers fill, then the proxy's, then the app must wait
+        return;
+      }
+      got += b.length;
+    });
+    c.sock.write('GET /raw/flood HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: echo-raw\r\n\r\n');
+    const appSide = await waitFor('flood started', () => chat.raw.find((s) => s.bytesWritten > 0 && !s.destroyed && s.writableLength > 0));
+    await new Promise((r) => setTimeout(r, 1500));
+    // Loopback socket buffers (a few MB per connection, two connections) plus the proxy's small
+    // stream buffers: far below the 96 MB the app wanted to write.
+    const stalledAt = appSide.bytesWritten;
+    expect(stalledAt).toBeLessThan(48 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(appSide.bytesWritten - stalledAt).toBeLessThan(1024 * 1024); // still stalled
+    c.sock.resume();
+    await waitFor('all bytes', () => got >= FLOOD || undefined, 60_000);
+    expect(got).toBe(FLOOD);
+    await waitFor('FIN', () => c.ended, 10_000);
+    c.sock.end();
+    await waitFor('app side closed', () => appSide.destroyed || undefined);
+  }, 90_000);
 
   it('the route\'s idle timeout closes a quiet tunnel; traffic keeps it open', async () => {
     const c = await rawTunnel('/idle');

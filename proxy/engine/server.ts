@@ -547,6 +547,13 @@ export class ServerConn {
             if (this.dead) return;
           }
         }
+        // Bytes after the head of an upgrade or CONNECT request are the tunnel's, never a next
+        // request: held (unparsed) before the handler runs, so a tunnel taken over at once still
+        // gets them; a refusal closes the connection without reading them.
+        if (!r.hasBody && off < data.length && (h.method === 'CONNECT' || (h.upgrade !== null && !(h.upgrade.length === 1 && h.upgrade[0] === 'h2c')))) {
+          this.buf = data.subarray(off);
+          bodyEnd = data.length;
+        }
         // The handler may answer at once (a local reply): then this loop goes on to the next request.
         this.server.hooks.onRequest(r, res);
         if (bodyEnd < 0) return;

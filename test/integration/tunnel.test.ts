@@ -339,6 +339,19 @@ describe('WebSocket through outbound -> inbound', () => {
     expect(await stat(outbound.ports.admin, 'http.outbound.downstream_rq_ws_on_non_ws_route')).toBeGreaterThanOrEqual(2);
   });
 
+  it('an l5d-dtab override routes upgrades too: /svc/split => /srv/split/b pins every one to b', async () => {
+    const a0 = appA.upgrades, b0 = appB.upgrades;
+    for (let i = 0; i < 10; i++) {
+      const ws = open(outbound.ports.outbound, '/', 'split', { headers: { host: 'split', 'l5d-dtab': '/svc/split => /srv/split/b' } });
+      await opened(ws);
+      const closed = new Promise((r) => ws.once('close', r));
+      ws.close();
+      await closed;
+    }
+    expect(appA.upgrades - a0).toBe(0);
+    expect(appB.upgrades - b0).toBe(10);
+  });
+
   it('retries happen only before the 101: a 503 to the upgrade is retried, then the tunnel is up', async () => {
     chat.failNext = 1;
     const ws = open(outbound.ports.outbound, '/flaky-ws');

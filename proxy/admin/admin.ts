@@ -138,8 +138,16 @@ async function handle(ctx: AdminContext, req: ServerRequest, res: ServerResponse
           if (url.searchParams.get('format') === 'json') return send(res, 200, `${JSON.stringify(clustersJson(ctx.clusters(), now), null, 2)}\n`, 'application/json');
           return send(res, 200, renderClusters(ctx.clusters(), now));
         }
+        case '/memory': {
+          // Envoy's /memory, plus what a leak check needs: RSS and the open handles by kind
+          // (sockets of finished tunnels or requests must be gone: TCPSocketWrap).
+          const m = process.memoryUsage();
+          const handles: Record<string, number> = {};
+          for (const k of process.getActiveResourcesInfo()) handles[k] = (handles[k] ?? 0) + 1;
+          return send(res, 200, `${JSON.stringify({ allocated: String(m.heapUsed), heap_size: String(m.heapTotal), rss: String(m.rss), external: String(m.external), active_resources: handles }, null, 2)}\n`, 'application/json');
+        }
         case '/':
-          return send(res, 200, ['meshlet admin', '/ready', '/stats', '/stats?format=prometheus', '/stats/prometheus', '/config_dump', '/clusters', '/clusters?format=json', '/delegator', '/delegator.json'].join('\n') + '\n');
+          return send(res, 200, ['meshlet admin', '/ready', '/stats', '/memory', '/stats?format=prometheus', '/stats/prometheus', '/config_dump', '/clusters', '/clusters?format=json', '/delegator', '/delegator.json'].join('\n') + '\n');
         default:
           if (ctx.extra && ctx.extra(req, res, url)) return;
           return send(res, 404, 'not found\n');

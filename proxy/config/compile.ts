@@ -446,6 +446,8 @@ function compileRoute(
   if (retries) out.retries = retries;
   if (fault) out.fault = fault;
   if (mirrors.length) out.mirrors = mirrors;
+  if (route.upgradeConfigs) out.upgrades = route.upgradeConfigs.map((u) => ({ type: u.upgradeType.toLowerCase(), enabled: u.enabled ?? true }));
+  if (route.idleTimeout !== undefined) out.idleTimeoutMs = durationMs(route.idleTimeout); // 0 = never
   return out;
 }
 

@@ -115,6 +115,12 @@ export const httpRoute = closed({
   mirrorPercentage: opt(percentage('share of requests mirrored; unset = 100')),
   mirrors: opt(list(closed({ destination, percentage: opt(percentage('share of requests mirrored; unset = 100')) }), 'several mirrors; not with mirror')),
   headers: opt(headersBlock),
+  // meshlet extensions (Envoy's RouteAction fields; Istio has no VirtualService field for them).
+  upgradeConfigs: opt(list(closed({
+    upgradeType: nonEmptyStr('the Upgrade protocol (any case), e.g. "websocket", or "CONNECT"'),
+    enabled: opt(bool('unset = true')),
+  }), "Envoy's per-route upgrade_configs: enable or disable upgrades on this route; unset = the listener's defaults (outbound: websocket and CONNECT, inbound: websocket)")),
+  idleTimeout: opt(duration("Envoy's route idle_timeout, for tunnels: an upgraded connection or CONNECT tunnel on this route with no bytes either way for this long is closed; 0 = never; unset = the listener's stream idle timeout")),
 });
 
 export const virtualServiceSpec = closed({

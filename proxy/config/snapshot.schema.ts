@@ -70,6 +70,9 @@ export const RouteSpec = closed({
   retries: opt(RetrySpec),                      // absent = no retries (attempts: 0)
   fault: opt(FaultSpec),
   mirrors: opt(Type.Array(MirrorSpec)),
+  /** Per-route upgrade switches (Envoy's RouteAction.upgrade_configs); type lower-case ("connect" for CONNECT). */
+  upgrades: opt(Type.Array(closed({ type: Type.String(), enabled: Type.Boolean() }))),
+  idleTimeoutMs: opt(num(MS.minimum, MS.maximum)),  // tunnels on this route: closed after this long idle
 });
 
 export const VirtualHostSpec = closed({

@@ -21,6 +21,12 @@ export interface RequestOptions {
    * for retries or mirroring): the body then goes chunked so they can follow it.
    */
   trailers?: string[] | null;
+  /**
+   * An upgrade request: the Upgrade header value to send (with `Connection: upgrade`; both are
+   * hop-by-hop, so the caller's headers never carry them). A 101 answer then hands the socket to
+   * `handler.onUpgrade`; any other answer is an ordinary response, after which the connection closes.
+   */
+  upgrade?: string;
 }
 
 /** Callbacks for one exchange; `conn` doubles as the controller (pause, resume, abort). */
@@ -29,6 +35,12 @@ export interface ResponseHandler {
   onResponseData(conn: ClientConnection, chunk: Buffer): void;
   onResponseEnd(conn: ClientConnection): void;
   onResponseError(conn: ClientConnection, err: Error): void;
+  /**
+   * The upstream switched protocols (101) for an upgrade request: the connection is detached
+   * (`detach()` was done; it carries no HTTP any more) and `head` holds the bytes that came after
+   * the 101 head, the first of the new protocol.
+   */
+  onUpgrade?(conn: ClientConnection, status: number, rawHeaders: string[], reason: string, head: Buffer): void;
 }
 
 /**
@@ -76,6 +88,7 @@ export class ClientConnection implements BodySink {
   private reqDone = true;
   private lastError: Error | null = null;
   private paused = false;
+  private upgrading = false;
   private readonly deliver = (c: Buffer): void => { if (this.handler !== null) this.handler.onResponseData(this, c); };
 
   constructor(socket: Socket, defaultHost: string) {
@@ -92,7 +105,8 @@ export class ClientConnection implements BodySink {
     this.handler = handler;
     this.state = HEAD;
     this.method = opts.method;
-    this.keepAlive = opts.reset !== true;
+    this.keepAlive = opts.reset !== true && opts.upgrade === undefined;
+    this.upgrading = opts.upgrade !== undefined;
     this.gotBytes = false;
     this.trailers = null;
     this.buf = null;
@@ -106,7 +120,8 @@ export class ClientConnection implements BodySink {
       h += `${n}: ${hs[i + 1]}\r\n`;
     }
     if (!host) h += `host: ${this.defaultHost}\r\n`;
-    if (opts.reset === true) h += 'connection: close\r\n';
+    if (opts.upgrade !== undefined) h += `connection: upgrade\r\nupgrade: ${opts.upgrade}\r\n`;
+    else if (opts.reset === true) h += 'connection: close\r\n';
     const body = opts.body;
     const s = this.socket;
     if (body === null) {
@@ -149,6 +164,23 @@ export class ClientConnection implements BodySink {
   /** Stop reading the response (the downstream is backed up). */
   pause(): void { if (!this.paused) { this.paused = true; this.socket.pause(); } }
   resume(): void { if (this.paused) { this.paused = false; this.socket.resume(); } }
+
+  /**
+   * Take the socket out of HTTP: this connection stops reading it and takes no more requests, and
+   * the caller relays raw bytes on it (an upgrade, or a CONNECT terminated here). The socket keeps
+   * this connection's 'error' and 'close' listeners (harmless: nothing is handled any more).
+   */
+  detach(): Socket {
+    this.handler = null;
+    this.detachSource();
+    this.closed = true;
+    this.state = IDLE;
+    const s = this.socket;
+    s.removeAllListeners('data');
+    s.removeAllListeners('drain');
+    if (this.paused) { this.paused = false; s.resume(); }
+    return s;
+  }
 
   /** Give up on the current exchange: the connection is closed (it may be mid-message). */
   abort(): void {
@@ -221,6 +253,13 @@ export class ClientConnection implements BodySink {
           off = end;
           const st = head.status;
           if (st < 200) {
+            if (st === 101 && this.upgrading && h0.onUpgrade !== undefined && this.reqDone) {
+              // Switched: the rest of this read is the new protocol's first bytes.
+              const rest = off < data.length ? data.subarray(off) : Buffer.alloc(0);
+              this.detach();
+              h0.onUpgrade(this, st, head.raw, head.reason, rest);
+              return;
+            }
             // Interim responses are not forwarded (the proxy answered Expect itself); 101 was never asked for.
             if (st === 101) { this.protocolError(new Error('unexpected 101 Switching Protocols')); return; }
             continue;

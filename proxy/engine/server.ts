@@ -326,6 +326,23 @@ export class ServerResponse<S = unknown> {
     this.conn.responseDone(this);
   }
 
+  /**
+   * Answer the request with `status` (101 for an upgrade, 200 for CONNECT) and the given headers
+   * written as they are (the upstream's 101 head is copied verbatim: Connection, Upgrade,
+   * Sec-WebSocket-*), no framing added, and hand the socket over: the caller relays raw bytes on
+   * it from now on. Returns the socket and the bytes the client sent after its head.
+   */
+  upgrade(status: number, reason: string | undefined, headers: string[]): { socket: Socket; head: Buffer; streamIdleTimeoutMs: number } {
+    if (this.headersSent || this.ended || this.destroyed) throw new Error('upgrade after the response started');
+    this.headersSent = true;
+    this.statusCode = status;
+    let h = `HTTP/1.1 ${status} ${reason ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) h += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.conn.socket.write(`${h}\r\n`, 'latin1');
+    this.ended = true;
+    return { socket: this.conn.socket, head: this.conn.takeover(), streamIdleTimeoutMs: this.conn.streamIdleTimeoutMs };
+  }
+
   /** Abort: the client sees the connection reset, never a truncated body as complete. */
   destroy(): void {
     if (this.destroyed) return;
@@ -415,7 +432,34 @@ export class ServerConn {
     socket.on('close', () => this.onClose());
   }
 
-  get idle(): boolean { return this.req === null && this.res === null && this.buf === null; }
+  get idle(): boolean { return this.req === null && this.res === null && this.buf === null && !this.tunneled; }
+
+  /** The server's stream idle timeout: a tunnel's default idle timeout. */
+  get streamIdleTimeoutMs(): number { return this.server.opts.streamIdleTimeoutMs ?? 0; }
+
+  /** The socket was handed over to a tunnel (`ServerResponse.upgrade`): no HTTP on it any more. */
+  tunneled = false;
+
+  /**
+   * Hand the socket over (after a 101 or a CONNECT's 200): this connection stops reading HTTP and
+   * keeps only its 'close' bookkeeping (the server's connection count). Returns the bytes the client
+   * sent after its request head, held unparsed while the answer was awaited: the tunnel's first bytes.
+   */
+  takeover(): Buffer {
+    const head = this.buf ?? EMPTY;
+    this.buf = null;
+    this.dead = true;
+    this.tunneled = true;
+    this.req = null;
+    this.res = null;
+    const s = this.socket;
+    s.removeAllListeners('data');
+    s.removeAllListeners('end');
+    s.removeAllListeners('drain');
+    this.paused = false;
+    this.yielded = false;
+    return head;
+  }
 
   keepAlive(req: ServerRequest): boolean {
     return !this.server.closing && req.wantsKeepAlive;
@@ -426,6 +470,7 @@ export class ServerConn {
 
   /** From the server's setImmediate after a yield: read on unless backpressure holds the socket. */
   unyield(): void {
+    if (this.tunneled) return;
     this.yielded = false;
     if (!this.paused && !this.socket.destroyed) this.socket.resume();
   }
@@ -487,7 +532,9 @@ export class ServerConn {
         } catch (e) { this.reject(e as HttpParseError); return; }
         this.headStart = 0;
         off = end;
-        if (h.method === 'CONNECT') { this.reject(new HttpParseError(405, 'CONNECT', 'CONNECT is not supported')); return; }
+        // CONNECT (RFC 9110 section 9.3.6) has no content: framing on it is refused, and bytes after
+        // its head are tunnel payload, held unparsed (as after an upgrade request) until answered.
+        if (h.method === 'CONNECT' && (h.chunked || h.contentLength >= 0)) { this.reject(new HttpParseError(400, 'CONNECT', 'CONNECT with a body')); return; }
         const r = new ServerRequest(this, h);
         const res = new ServerResponse(this, r);
         this.req = r;
@@ -504,6 +551,13 @@ export class ServerConn {
             bodyEnd = this.feedBody(data, off);
             if (this.dead) return;
           }
+        }
+        // Bytes after the head of an upgrade or CONNECT request are the tunnel's, never a next
+        // request: held (unparsed) before the handler runs, so a tunnel taken over at once still
+        // gets them; a refusal closes the connection without reading them.
+        if (!r.hasBody && off < data.length && (h.method === 'CONNECT' || (h.upgrade !== null && !(h.upgrade.length === 1 && h.upgrade[0] === 'h2c')))) {
+          this.buf = data.subarray(off);
+          bodyEnd = data.length;
         }
         // The handler may answer at once (a local reply): then this loop goes on to the next request.
         this.server.hooks.onRequest(r, res);
@@ -675,6 +729,7 @@ export class ServerConn {
 
   /** Called by the server's timer: head, idle and stream idle timeouts, lingering, liveness. */
   tick(now: number): void {
+    if (this.tunneled) return; // the tunnel keeps its own idle timeout
     const o = this.server.opts;
     if (this.lingerUntil > 0) { if (now > this.lingerUntil) this.socket.destroy(); return; }
     if (this.wrote) { this.wrote = false; this.lastActive = now; }

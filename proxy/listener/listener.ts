@@ -199,16 +199,10 @@ export class Listener implements StreamOwner {
       return null;
     }
     info.requestId = requestId;
-    if (req.upgrade !== null && !isH2cOnly(req.upgrade)) {
-      // No route has upgrades configured (tunnels are not built yet): Envoy's answer for an
-      // upgrade on a route without upgrade_configs is 403 (details upgrade_failed), never a
-      // plain request with the upgrade silently dropped. Like Envoy, the connection then closes:
-      // bytes after a refused upgrade may be upgrade payload hiding a smuggled request.
-      st.downstream_rq_ws_on_non_ws_route++;
-      res.shouldKeepAlive = false;
-      s.sendLocalReply(403, '', 0);
-      return null;
-    }
+    // An upgrade or CONNECT is routed like any request; the router allows or refuses it
+    // (filters/router/upgrade.ts). Any answer but a switch closes the connection after it: bytes
+    // behind a refused upgrade may be upgrade payload hiding a smuggled request.
+    if (req.method === 'CONNECT' || (req.upgrade !== null && !isH2cOnly(req.upgrade))) res.shouldKeepAlive = false;
     s.stripL5dResponse = strip;
     s.dtabCtx = ctxDtab;
     s.dtabUser = userDtab;

@@ -13,6 +13,8 @@ const CLUSTER_COUNTERS = [
   'upstream_rq_timeout', 'upstream_rq_per_try_timeout', 'upstream_rq_rx_reset', 'upstream_rq_tx_reset',
   'upstream_rq_retry', 'upstream_rq_retry_success', 'upstream_rq_retry_overflow', 'upstream_rq_retry_limit_exceeded',
   'upstream_rq_retry_backoff_exponential', 'retry_or_shadow_abandoned',
+  // Tunnels (upgrades, CONNECT) to this cluster: Envoy's HCM downstream_cx_upgrades_* names, upstream side.
+  'upstream_cx_upgrades_total',
   'update_attempt', 'update_success', 'update_failure', 'membership_change',
   'outlier_detection.ejections_enforced_total', 'outlier_detection.ejections_overflow', 'outlier_detection.ejections_total',
   'outlier_detection.ejections_detected_consecutive_5xx', 'outlier_detection.ejections_enforced_consecutive_5xx',
@@ -24,7 +26,7 @@ const CLUSTER_COUNTERS = [
 ] as const;
 
 const CLUSTER_GAUGES = [
-  'upstream_rq_active', 'upstream_cx_active', 'upstream_rq_pending_active', 'membership_total', 'membership_healthy',
+  'upstream_rq_active', 'upstream_cx_active', 'upstream_rq_pending_active', 'upstream_cx_upgrades_active', 'membership_total', 'membership_healthy',
   'outlier_detection.ejections_active',
   'circuit_breakers.default.cx_open', 'circuit_breakers.default.cx_pool_open', 'circuit_breakers.default.rq_pending_open',
   'circuit_breakers.default.rq_open', 'circuit_breakers.default.rq_retry_open',
@@ -57,7 +59,7 @@ export function chargeCode(s: ClusterStats, code: number): void {
 const HTTP_COUNTERS = [
   'downstream_rq_total', 'downstream_rq_2xx', 'downstream_rq_3xx', 'downstream_rq_4xx', 'downstream_rq_5xx',
   'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'downstream_rq_idle_timeout', 'downstream_rq_too_large', 'rq_direct_response',
-  'downstream_rq_ws_on_non_ws_route',
+  // (Upgrade stats, downstream_cx_upgrades_* and downstream_rq_ws_on_non_ws_route, are the router filter's.)
   // A filter threw: its request was failed (500, or reset after the response started).
   'downstream_rq_filter_error',
 ] as const;

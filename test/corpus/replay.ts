@@ -6,7 +6,8 @@
 //
 // `replayRequest`/`replayResponse` run the engine's own parser (proxy/engine/http1.ts) the way
 // the server and client connections drive it (one buffer, heads then bodies, pipelining, close
-// semantics, the 64 KiB limits, CONNECT 405, upgrade 403), in-process; the socket-level test
+// semantics, the 64 KiB limits, CONNECT to names the corpus mesh does not route 404 (with a body
+// 400), websocket upgrades forwarded and other upgrades 403), in-process; the socket-level test
 // checks that the running proxy does exactly what this model says on a share of the cases.
 // `classify` compares an outcome with the case: agree, disagree (a stricter or looser answer the
 // RFC does not make unsafe) or security (forwarding what must be refused, a body framed differently
@@ -87,9 +88,14 @@ export interface RequestOutcome {
   pendingStatus: number | null;
 }
 
-/** Envoy's answer to an upgrade no route is configured for; `Upgrade: h2c` alone is served as plain HTTP. */
+/** An upgrade other than websocket (the outbound listener's default) is refused, 403; `Upgrade: h2c` alone is served as plain HTTP. */
 function refusesUpgrade(h: RequestHead): boolean {
-  return h.upgrade !== null && !(h.upgrade.length === 1 && h.upgrade[0] === 'h2c');
+  return h.upgrade !== null && !(h.upgrade.length === 1 && h.upgrade[0] === 'h2c') && !h.upgrade.every((t) => t === 'websocket');
+}
+
+/** A websocket upgrade is forwarded; what follows its head is never parsed as HTTP. */
+function tunnels(h: RequestHead): boolean {
+  return h.upgrade !== null && h.upgrade.every((t) => t === 'websocket');
 }
 
 export function replayRequest(data: Buffer): RequestOutcome {
@@ -111,7 +117,11 @@ export function replayRequest(data: Buffer): RequestOutcome {
       if (end - off > MAX_REQUEST_HEAD) throw new HttpParseError(431, 'HPE_HEADER_OVERFLOW', 'request head too large');
       const h = parseRequestHead(data.toString('latin1', off, end - 2));
       off = end;
-      if (h.method === 'CONNECT') throw new HttpParseError(405, 'CONNECT', 'CONNECT is not supported');
+      if (h.method === 'CONNECT') {
+        // No content on a CONNECT; the corpus mesh routes no CONNECT target (no open proxy): 404 NR.
+        if (h.chunked || h.contentLength >= 0) throw new HttpParseError(400, 'CONNECT', 'CONNECT with a body');
+        throw new HttpParseError(404, 'NR', 'no route for the CONNECT target');
+      }
       const hasBody = h.chunked || h.contentLength > 0;
       const fr: ForwardedRequest = { method: h.method, url: h.url, host: h.host, raw: h.raw, body: Buffer.alloc(0), complete: !hasBody, trailers: null };
       const parts: Buffer[] = [];
@@ -137,6 +147,7 @@ export function replayRequest(data: Buffer): RequestOutcome {
       }
       out.forwarded.push(fr);
       if (!fr.complete) return out;
+      if (tunnels(h)) { out.unread = off < data.length; return out; }
       const keepAlive = h.minor === 1 ? !h.connClose : h.connKeepAlive;
       if (!keepAlive) { out.unread = off < data.length; return out; }
     }

@@ -153,14 +153,14 @@ describe('resource checks', () => {
   it('YAML `field:` with no value is unset; an unknown field is an error whatever its value; a null list item or map value is not "unset"', () => {
     expect(errorsOf(vs('    - route: [{ destination: { host: reviews, subset: } }]\n      timeout:\n      retries:\n'))).toEqual([]);
     expect(errorsOf(vs('    - route: [{ destination: { host: reviews } }]\n      retires:\n'))).toEqual([
-      'm.yaml (document 2): VirtualService/reviews: spec.http[0].retires: unknown field (known: name, match, route, rewrite, timeout, retries, fault, mirror, mirrorPercentage, mirrors, headers)',
+      'm.yaml (document 2): VirtualService/reviews: spec.http[0].retires: unknown field (known: name, match, route, rewrite, timeout, retries, fault, mirror, mirrorPercentage, mirrors, headers, upgradeConfigs, idleTimeout)',
     ]);
     expect(errorsOf(vs('    - route: [{ destination: { host: } }]\n      headers: { request: { set: { x-a: } } }\n'))).toEqual([
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].route[0].destination.host: is required',
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].headers.request.set.x-a: must be a string, got null',
     ]);
     expect(errorsOf(vs('    - route: [{ destination: { host: reviews } }]\n      constructor:\n'))).toEqual([
-      'm.yaml (document 2): VirtualService/reviews: spec.http[0].constructor: unknown field (known: name, match, route, rewrite, timeout, retries, fault, mirror, mirrorPercentage, mirrors, headers)',
+      'm.yaml (document 2): VirtualService/reviews: spec.http[0].constructor: unknown field (known: name, match, route, rewrite, timeout, retries, fault, mirror, mirrorPercentage, mirrors, headers, upgradeConfigs, idleTimeout)',
     ]);
     expect(errorsOf(vs('    - route: [{ destination: { host: reviews } }]\n      match: [~]\n'))).toEqual([
       'm.yaml (document 2): VirtualService/reviews: spec.http[0].match[0]: must be an object, got null',

@@ -41,7 +41,8 @@ export class MirrorFilter implements HttpFilter {
 
   onRequest(s: HttpStream): boolean {
     const targets = s.route?.mirrors;
-    if (!targets) return true;
+    // A tunnel (upgrade, CONNECT) is never shadowed: a copy could not carry its bytes.
+    if (!targets || s.method === 'CONNECT' || s.req.upgrade !== null) return true;
     let chosen: MirrorTarget[] | null = null;
     for (const m of targets) {
       if (m.percent < 100 && Math.random() * 100 >= m.percent) continue;

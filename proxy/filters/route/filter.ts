@@ -19,15 +19,19 @@ export class RouteFilter implements HttpFilter {
   constructor(runtime: () => Runtime | null) { this.runtime = runtime; }
 
   onRequest(s: HttpStream): boolean {
-    const url = s.path;
+    // CONNECT (authority-form) is routed by its target, as Envoy matches the CONNECT target, not
+    // Host; its route is the one a request for `/` on that host would take.
+    const connect = s.method === 'CONNECT';
+    const url = connect ? '/' : s.path;
+    const authority = connect ? s.req.url : s.req.host ?? '';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
     let route = s.route; // a dtab binding may have chosen one directly (a subset, an address)
     if (route === null) {
-      const vh = s.vhost ?? this.runtime()?.routes.forHost(s.req.host ?? '');
+      const vh = s.vhost ?? this.runtime()?.routes.forHost(authority);
       if (vh) {
-        const view: RequestView = { method: s.method, path, query, authority: s.req.host ?? '', req: s.req };
+        const view: RequestView = { method: s.method, path, query, authority, req: s.req };
         route = matchRoute(vh, view) ?? null;
       }
       if (route === null) { this.stats.no_route++; s.sendLocalReply(404, '', Flag.NR); return false; }
@@ -40,7 +44,7 @@ export class RouteFilter implements HttpFilter {
     s.cluster = dest.cluster;
     s.info.upstreamCluster = dest.cluster; // telemetry's destination, also for a fault that never reaches the router
     const rw = route.rewrite;
-    if (rw) {
+    if (rw && !connect) {
       if (rw.uri !== undefined) {
         // Istio: with a prefix match the matched prefix is replaced, otherwise the whole path.
         const p = route.prefixMatch !== undefined && path.startsWith(route.prefixMatch)

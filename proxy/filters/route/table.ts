@@ -10,6 +10,7 @@ import type { Cluster } from '../../upstream/cluster.ts';
 import { compileRetry, type RouteRetry } from '../retry/policy.ts';
 import { compileFault, type FaultConfig } from '../fault/config.ts';
 import { compileMirrors, type MirrorTarget } from '../mirror/config.ts';
+import { compileUpgrades, type RouteUpgrades } from '../router/upgrade-config.ts';
 
 type Test = (v: string) => boolean;
 
@@ -91,6 +92,7 @@ export interface CompiledRoute {
   retry: RouteRetry;            // the retry filter's config: spec + compiled policy
   fault: FaultConfig | null;    // the fault filter's config
   mirrors: MirrorTarget[] | null; // the mirror filter's config
+  upgrades?: RouteUpgrades;     // the router's upgrade switches and tunnel idle timeout (unset = listener defaults)
 }
 
 export interface CompiledVHost {
@@ -153,6 +155,7 @@ function compileVHost(vh: VirtualHostSpec, clusters: Map<string, Cluster>): Comp
       destinations, totalWeight: destinations.reduce((s, d) => s + d.weight, 0),
       rewrite: r.rewrite, prefixMatch, headers: r.headers,
       timeoutMs: r.timeoutMs ?? 0, retry: compileRetry(r.retries), fault: compileFault(r.fault), mirrors: compileMirrors(r.mirrors, clusters, r.name),
+      upgrades: compileUpgrades(r),
     };
   });
   return { name: vh.name, service: vh.service, routes, needsQuery };

@@ -14,6 +14,8 @@ import { chargeCode } from '../../telemetry/stats.ts';
 import { injectHeaders, type ActiveSpan } from '../../telemetry/tracing.ts';
 import { NO_RETRY, RetryState, requestPolicy, type Decision, type FailureKind, type RetryPolicy } from '../retry/index.ts';
 import { perTryArmed, routeTimeoutMs } from './timeouts.ts';
+import { newUpgradeStats, requestedUpgrade, startTunnel, upgradeAllowed, type TunnelOwner } from './upgrade.ts';
+import type { Socket } from 'node:net';
 
 /** Resends of an idempotent request after reused keep-alive connections died under it. */
 const MAX_STALE_RESENDS = 3;
@@ -22,11 +24,22 @@ const OVERLOADED = { 'x-envoy-overloaded': 'true' };
 
 export class RouterFilter implements HttpFilter {
   readonly name = 'router';
+  /** Upgrades and CONNECT tunnels (upgrade.ts): `http.<listener>.downstream_cx_upgrades_*`. */
+  readonly stats = newUpgradeStats();
 
   onRequest(s: HttpStream): boolean {
     const cluster = s.cluster;
     if (cluster === null) { s.sendLocalReply(503, '', Flag.NC); return false; }
-    const fw = new Forward(s, cluster);
+    const up = requestedUpgrade(s);
+    if (up !== null && !upgradeAllowed(s, up)) {
+      // Envoy's answer for an upgrade the route does not allow (details upgrade_failed).
+      this.stats.downstream_rq_ws_on_non_ws_route++;
+      s.sendLocalReply(403, '', 0);
+      return false;
+    }
+    const fw = new Forward(s, cluster, this.stats);
+    if (up === 'connect') fw.connect = true;
+    else if (up !== null) fw.upgrade = s.req.header('upgrade') ?? null;
     s.setState(this, fw);
     s.info.upstreamCluster = cluster;
     fw.globalTimeoutMs = routeTimeoutMs(s);
@@ -66,6 +79,10 @@ class Forward {
   /** When the global timeout started (monotonic ms); set only when there is one. */
   timeoutStart = 0;
   current: Attempt | null = null;
+  /** Tunnels: the Upgrade header value to send (an upgrade request), or a CONNECT to terminate. */
+  upgrade: string | null = null;
+  connect = false;
+  readonly upgradeStats: ReturnType<typeof newUpgradeStats>;
   /** Hosts this request already tried (the balancer avoids them while others remain). */
   previous: Endpoint[] | null = null;
   globalTimer: NodeJS.Timeout | null = null;
@@ -79,9 +96,15 @@ class Forward {
   /** A consistent-hash cookie the balancer generated (cluster.pick): set on the response. */
   setCookie: string | null = null;
 
-  constructor(s: HttpStream, cluster: Cluster) {
+  constructor(s: HttpStream, cluster: Cluster, upgradeStats: ReturnType<typeof newUpgradeStats>) {
     this.s = s;
     this.cluster = cluster;
+    this.upgradeStats = upgradeStats;
+  }
+
+  /** The tunnel is up: the route's and the try's timeouts covered only the way there (Envoy >= 1.36). */
+  clearTimers(): void {
+    if (this.globalTimer) { clearTimeout(this.globalTimer); this.globalTimer = null; }
   }
 
   get retried(): boolean { return this.retry !== null && this.retry.retried; }
@@ -129,7 +152,8 @@ class Forward {
     const info = s.info;
     info.attempts++;
     info.upstreamHost = ep.key;
-    const a = new Attempt(this, ep, this.freshConnection);
+    // A CONNECT tunnel needs a connection of its own: never one that carried HTTP.
+    const a = new Attempt(this, ep, this.freshConnection || this.connect);
     this.freshConnection = false;
     this.current = a;
     if (s.tracing !== null) {
@@ -193,8 +217,8 @@ function onPerTryTimeout(a: Attempt): void {
   } catch (e) { fw.s.fail('router', e); }
 }
 
-/** One try: the pool's waiter, then the engine's handler for the upstream exchange. */
-class Attempt implements Waiter, ResponseHandler {
+/** One try: the pool's waiter, then the engine's handler for the upstream exchange (and a tunnel's owner). */
+class Attempt implements Waiter, ResponseHandler, TunnelOwner {
   readonly fw: Forward;
   readonly ep: Endpoint;
   conn: Conn | null = null;
@@ -280,12 +304,47 @@ class Attempt implements Waiter, ResponseHandler {
     try { this.responseError(err); } catch (e) { this.fw.s.fail('router', e); }
   }
 
+  onUpgrade(conn: ClientConnection, status: number, rawHeaders: string[], reason: string, head: Buffer): void {
+    try { this.switched(conn.socket, status, rawHeaders, reason, head); } catch (e) { conn.socket.destroy(); this.fw.s.fail('router', e); }
+  }
+
+  // --- tunnel owner ---
+  get s(): HttpStream { return this.fw.s; }
+  get cluster(): Cluster { return this.fw.cluster; }
+  get stats() { return this.fw.upgradeStats; }
+
+  onTunnelClosed(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.span !== null) this.endSpan(this.fw.s.info.status, false);
+    const c = this.conn;
+    this.conn = null;
+    if (this.fw.current === this) this.fw.current = null;
+    if (c) c.pool.release(c, false);
+  }
+
+  /** The upstream switched (101), or a CONNECT's connection is up: the tunnel starts. */
+  private switched(up: Socket, status: number, rawHeaders: string[], reason: string | undefined, head: Buffer): void {
+    if (this.finished) { up.destroy(); return; }
+    const fw = this.fw;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    fw.clearTimers();
+    this.gotHeaders = true;
+    fw.cluster.detector?.onStatus(this.ep.outlier, status);
+    this.ep.pool.hostStats.rq_success++;
+    if (fw.retried) fw.cluster.stats.upstream_rq_retry_success++;
+    chargeCode(fw.cluster.stats, status);
+    if (startTunnel(this, status, reason, rawHeaders, up, head) === null) this.onTunnelClosed();
+  }
+
   private attached(conn: Conn): void {
     if (this.finished) { conn.pool.release(conn, true); return; }
     const fw = this.fw;
     const s = fw.s;
     this.conn = conn;
     fw.cluster.detector?.onConnectSuccess(this.ep.outlier);
+    // CONNECT terminated here (Envoy's connect_config): the new connection carries the payload raw.
+    if (fw.connect) { this.switched(conn.h1!.detach(), 200, [], undefined, Buffer.alloc(0)); return; }
     const headers = s.headers.slice();
     headers.push('x-envoy-attempt-count', String(s.info.attempts));
     // Per-try if armed, else what is left of the global timeout (less on a retry).
@@ -305,6 +364,7 @@ class Attempt implements Waiter, ResponseHandler {
       reset: max > 0 && conn.requests >= max,
       // A buffered (replayable) chunked body keeps its trailers; a streamed one carries them itself.
       trailers: body !== null && Buffer.isBuffer(body) ? s.req.trailers : null,
+      upgrade: fw.upgrade ?? undefined,
     }, this);
   }
 

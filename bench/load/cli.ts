@@ -102,6 +102,11 @@ export function clientOptions(v: V, url: URL, stdinPayload?: Buffer): Omit<LoadO
   };
 }
 
+/** json.MarshalIndent(v, "", "  "): Go escapes <, >, & (and U+2028/9) inside strings. */
+export function goJson(v: unknown): string {
+  return JSON.stringify(v, null, 2).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function loggerOf(v: V, level: number): Logger {
   return makeLogger({
     level, json: bool(v, 'logger-json'), timestamp: bool(v, 'logger-timestamp'), goroutine: bool(v, 'logger-goroutine'),
@@ -168,7 +173,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     process.stderr.write(report({ r, j, level, coNote: true }));
     const jsonPath = str(v, 'json');
     if (jsonPath || bool(v, 'a')) {
-      const text = JSON.stringify(j, null, 2);
+      const text = goJson(j);
       const bytes = Buffer.byteLength(text);
       if (jsonPath === '-') { process.stdout.write(`${text}\n`); process.stderr.write(`Successfully wrote ${bytes} bytes of Json data to stdout\n`); }
       else {

@@ -103,7 +103,8 @@ export class Histogram {
       data[data.length - 1].End = c.max;
       res.Data = data;
     }
-    if (ps.length) res.Percentiles = ps.map((p) => ({ Percentile: p, Value: calcPercentile(res, p) }));
+    // fortio: CalcPercentiles on an empty histogram returns it as is (no Percentiles: omitempty).
+    if (ps.length && c.count > 0) res.Percentiles = ps.map((p) => ({ Percentile: p, Value: calcPercentile(res, p) }));
     return res;
   }
 }

@@ -37,7 +37,7 @@ beforeAll(async () => {
   const server = { key: c.serverKey, cert: c.serverCert };
   tlsSrv = createServer({ key: server.key, cert: server.cert }, (_q, r) => r.end('tls'));
   mtlsSrv = createServer({ key: server.key, cert: server.cert, ca: c.ca, requestCert: true, rejectUnauthorized: true }, (q, r) => {
-    clientNames.push((q.socket as TLSSocket).getPeerCertificate().subject.CN);
+    clientNames.push(String((q.socket as TLSSocket).getPeerCertificate().subject.CN));
     r.end('mtls');
   });
   await new Promise<void>((r) => tlsSrv.listen(0, '127.0.0.1', r));

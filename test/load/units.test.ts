@@ -7,6 +7,7 @@ import { dueMs, plan, uniformOffsetMs } from '../../bench/load/pacing.ts';
 import { BUCKET_VALUES, Histogram } from '../../bench/load/histogram.ts';
 import { fortioId } from '../../bench/load/json.ts';
 import { FORTIO_FLAGS } from '../../bench/load/fortio-flags.ts';
+import { readFileSync } from 'node:fs';
 
 const F: GoFlag[] = [
   { name: 'c', kind: 'int', def: 4, help: '' },
@@ -141,5 +142,9 @@ describe("fortio's result ID and flag table", () => {
     const def = (n: string) => FORTIO_FLAGS.find((f) => f.name === n)!.def;
     expect([def('c'), def('qps'), def('t'), def('timeout'), def('p'), def('keepalive'), def('log-errors'), def('r'), def('httpbufferkb')])
       .toEqual([4, 8, 5000, 3000, '50,75,90,99,99.9', true, true, 0.001, 128]);
+  });
+  it('docs/load.md has a row for every flag of the table', () => {
+    const doc = readFileSync(new URL('../../docs/load.md', import.meta.url), 'utf8');
+    for (const f of FORTIO_FLAGS) expect(doc, f.name).toMatch(new RegExp(`^\\| \`-${f.name.replace('.', '\\.')}\` \\| ${f.kind} \\|`, 'm'));
   });
 });

@@ -150,11 +150,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
     const labels = v.has('labels') && str(v, 'labels') ? str(v, 'labels') : `${url.href.replace(/^https?:\/\//, '')} , ${hostname().split('.')[0]}`;
     if (str(v, 'access-log-file')) access = new AccessLogger(str(v, 'access-log-file'), str(v, 'access-log-format') as AccessFormat);
     const gomax = num(v, 'gomaxprocs') >= 1 ? num(v, 'gomaxprocs') : availableParallelism();
-    process.stderr.write(banner({ version: VERSION, qps: num(v, 'qps'), procs: gomax, exactly: n, durationMs, url: url.href }));
-    // -t 0: until ^C (then the report), as fortio.
+    process.stderr.write(banner({ version: VERSION, qps: bool(v, 'calc-qps') ? qps : num(v, 'qps'), procs: gomax, exactly: n, durationMs, url: url.href }));
+    // ^C stops the run and prints the report (with -t 0 it is the only end), as fortio.
     const ac = new AbortController();
     const onSig = () => ac.abort();
-    if (n === 0 && durationMs === 0) { process.once('SIGINT', onSig); process.once('SIGTERM', onSig); }
+    process.once('SIGINT', onSig); process.once('SIGTERM', onSig);
     const opts: LoadOptions = {
       ...base, connections: c, qps, calls: n, durationMs, allowInitialErrors: bool(v, 'allow-initial-errors'),
       abortOn: num(v, 'abort-on'), jitter: bool(v, 'jitter'), uniform: bool(v, 'uniform'), noCatchUp: bool(v, 'nocatchup'),

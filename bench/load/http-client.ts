@@ -90,7 +90,7 @@ export class Conn {
   request: Buffer;
   private readonly noBody: boolean;
   socket: Socket | null = null;
-  /** Sockets this connection opened. */
+  /** Sockets this connection opened (connected). */
   sockets = 0;
   /** "ip:port" of the current socket. */
   addr = '';
@@ -147,10 +147,10 @@ export class Conn {
       }
       s.setNoDelay(true);
       this.socket = s;
-      this.sockets++;
       this.addr = t.unixSocket ? t.unixSocket : `${host!.includes(':') ? `[${host}]` : host}:${t.port}`;
       this.usesLeft = o.reuse ? o.reuse[0] + Math.floor(Math.random() * (o.reuse[1] - o.reuse[0] + 1)) : Infinity;
       s.once(t.tls ? 'secureConnect' : 'connect', () => {
+        this.sockets++; // counted once connected, as fortio's socketCount
         o.onSocket?.((performance.now() - t0) / 1000, this.addr);
         if (this.socket === s) this.send();
       });

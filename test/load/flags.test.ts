@@ -128,12 +128,12 @@ describe('run control', () => {
   });
   it('-calc-qps takes qps = n / t; -uniform, -jitter, -nocatchup are echoed in the report and JSON', async () => {
     const r = await run(['load', '-calc-qps', '-n', '10', '-t', '1s', '-c', '2', '-uniform', '-jitter', '-nocatchup', '-json', '-', url()]);
-    expect(r.err).toContain('running at 8 queries per second'); // the banner shows the -qps flag, as fortio
+    expect(r.err).toContain('running at 10 queries per second');
     expect(r.err).toContain('Starting at 10 qps with 2 thread(s)');
     expect(r.err).toContain('Uniform: true, Jitter: true, Catchup allowed: false');
     const j = JSON.parse(r.out);
     expect([j.Uniform, j.Jitter, j.NoCatchUp, j.RequestedQPS, j.Exactly, j.RequestedDuration]).toEqual([true, true, true, '10', 10, 'exactly 10 calls']);
-    expect(j.ActualDuration).toBeGreaterThan(0.8e9); // 10 calls at 10 qps: ~0.9 s, not max speed
+    expect(j.ActualDuration).toBeGreaterThan(0.7e9); // 5 calls per thread at 5 qps: the last at 0.8 s, not max speed
   });
   it('-nocatchup skips the calls whose time passed instead of bursting them', async () => {
     let n = 0;
@@ -145,8 +145,8 @@ describe('run control', () => {
       const catchup = JSON.parse((await run(['load', '-qps', '20', '-t', '1s', '-c', '1', '-json', '-', `http://127.0.0.1:${port}/`])).out);
       n = 0;
       const skip = JSON.parse((await run(['load', '-qps', '20', '-t', '1s', '-c', '1', '-nocatchup', '-json', '-', `http://127.0.0.1:${port}/`])).out);
-      expect(catchup.DurationHistogram.Count).toBe(20);
-      expect(skip.DurationHistogram.Count).toBeLessThan(19); // ~7 calls fell in the 400 ms stall
+      expect(catchup.DurationHistogram.Count).toBeGreaterThanOrEqual(19); // the late calls burst out after the stall
+      expect(skip.DurationHistogram.Count).toBeLessThan(17); // ~7 calls fell in the 400 ms stall and were skipped
     } finally { await new Promise((res) => s.close(res)); }
   });
   it('-sequential-warmup and -log-errors=false', async () => {

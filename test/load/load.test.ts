@@ -48,9 +48,17 @@ describe('the text report, line for line (fortio-golden.txt)', () => {
     expect(r.code).toBe(0);
     const lines = reportLines(r.err);
     expect(lines[1]).toBe('Starting at 40 qps with 2 thread(s) [gomax ' + /\[gomax (\d+)\]/.exec(lines[1])![1] + '] for 1s : 20 calls each (total 40)');
-    expect(lines[2]).toMatch(/^Ended after \d+(\.\d+)?(ms|s) : 40 calls\. qps=[\d.]+$/);
-    expect(lines[3]).toMatch(/^(Sleep times : count 38 avg \S+ \+\/- \S+ min \S+ max \S+ sum \S+|Aggregated Sleep Time : count 38 .*)$/);
-    const max = Number(/^Aggregated Function Time : count 40 avg \S+ \+\/- \S+ min \S+ max (\S+) sum/m.exec(r.err)![1]);
+    // 40 calls unless a stall of this shared machine pushed a thread's last call past -t (then fortio's warning)
+    const ended = /^Ended after \d+(\.\d+)?(ms|s) : (\d+) calls\. qps=[\d.]+$/.exec(lines.find((l) => l.startsWith('Ended')) ?? '');
+    expect(ended, r.err).not.toBeNull();
+    const calls = Number(ended![3]);
+    expect(calls).toBeGreaterThanOrEqual(36);
+    expect(calls).toBeLessThanOrEqual(40);
+    if (calls < 40) expect(r.err).toMatch(/warning only did \d+ out of 20 calls before reaching 1s/);
+    expect(lines[2]).toBe(ended![0]);
+    // one sleep per call after each thread's first
+    expect(lines[3]).toMatch(new RegExp(`^(Sleep times : count ${calls - 2} avg \\S+ \\+/- \\S+ min \\S+ max \\S+ sum \\S+|Aggregated Sleep Time : count ${calls - 2} .*)$`));
+    const max = Number(new RegExp(`^Aggregated Function Time : count ${calls} avg \\S+ \\+/- \\S+ min \\S+ max (\\S+) sum`, 'm').exec(r.err)![1]);
     const targets = [...r.err.matchAll(/^# target [\d.]+% (\S+)$/gm)].map((m) => Number(m[1]));
     expect(targets.length).toBeGreaterThanOrEqual(5);
     for (const t of targets.slice(0, 5)) expect(t).toBeLessThanOrEqual(max);
@@ -165,5 +173,24 @@ describe('-t is a hard bound, -timeout fires at its value', () => {
     expect(r.err).toContain('Starting at 50 qps with 1 thread(s)');
     expect(r.err).toContain('until interrupted');
     expect(r.err).toMatch(/All done \d+ calls \(plus 1 warmup\)/);
+  });
+});
+
+describe('coordinated-omission correction (the one deliberate difference from fortio)', () => {
+  it('open loop measures late calls from their intended start: a 200 ms stall shows in p90/p99; coCorrection=false is fortio\'s', async () => {
+    let n = 0;
+    const stall = await startUpstream((_q, r) => { n++; if (n === 50) setTimeout(() => r.end('late'), 200); else r.end('ok'); });
+    try {
+      const base = { url: `http://127.0.0.1:${stall.port}/`, connections: 1, headers: [], payload: null, timeoutMs: 3000, allowInitialErrors: false, qps: 200, calls: 200, durationMs: 0 };
+      const p = (r: Awaited<ReturnType<typeof runLoad>>, q: number) => r.duration.export([q]).Percentiles![0].Value;
+      n = 0;
+      const corrected = await runLoad(base);
+      n = 0;
+      const asFortio = await runLoad({ ...base, coCorrection: false });
+      expect(corrected.behind).toBeGreaterThan(20); // the calls due during the stall went out late
+      expect(p(corrected, 90)).toBeGreaterThan(0.05);
+      expect(p(corrected, 99)).toBeGreaterThan(0.15);
+      expect(p(asFortio, 90)).toBeLessThan(0.05); // fortio: one slow call, the rest look fast
+    } finally { await stall.close(); }
   });
 });

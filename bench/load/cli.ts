@@ -62,7 +62,7 @@ export function urlOf(arg: string): URL {
   const s = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(arg) ? arg : `http://${arg}`;
   let u: URL;
   try { u = new URL(s); } catch { throw new UsageError(`invalid url '${arg}'`); }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`unsupported scheme in '${arg}' (http:// or https://; grpc arrives with the Protocols work)`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`unsupported scheme in '${arg}': meshlet load runs http:// and https:// (fortio's tcp:// and udp:// runners are not implemented; gRPC arrives with the Protocols work)`);
   return u;
 }
 
@@ -78,7 +78,8 @@ export function clientOptions(v: V, url: URL, stdinPayload?: Buffer): Omit<LoadO
     return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
   });
   let payload: Buffer | null = null;
-  const size = v.has('payload-size') ? num(v, 'payload-size') : 0;
+  // -payload-size is capped at -maxpayloadsizekb, as fortio's random payload generator does.
+  const size = Math.min(v.has('payload-size') ? num(v, 'payload-size') : 0, num(v, 'maxpayloadsizekb') * 1024);
   if (size > 0) payload = randomBytes(size);
   else if (stdinPayload) payload = stdinPayload;
   else if (v.has('payload-file') && str(v, 'payload-file')) payload = readFile(str(v, 'payload-file'), 'cannot read -payload-file');
@@ -125,11 +126,11 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return curlWith(parsed, log, level);
   }
   let access: AccessLogger | null = null;
-  const stopProfile = str(v, 'profile') ? startProfile(str(v, 'profile')) : null;
+  let stopProfile = str(v, 'profile') ? startProfile(str(v, 'profile')) : null;
   try {
     if (parsed.args.length !== 1) {
-      throw new UsageError(parsed.args.length === 0 ? 'Error: fortio load needs a url or destination'
-        : `Error: fortio load needs exactly one url, got ${parsed.args.length} arguments (${parsed.args.join(' ')}); flags go before the url`);
+      // fortio's cli.ErrUsage text; meshlet adds why when there were extra arguments.
+      throw new UsageError(`Error: fortio load/curl needs a URL or destination${parsed.args.length > 1 ? `\n(got ${parsed.args.length} arguments: ${parsed.args.join(' ')}; flags go before the url)` : ''}`);
     }
     const url = urlOf(parsed.args[0]);
     const percentiles = str(v, 'p').split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
@@ -138,17 +139,20 @@ export async function main(argv: string[]): Promise<number | undefined> {
     if (!(c >= 1)) throw new UsageError(`invalid -c ${c}: need at least 1 connection`);
     const n = Math.max(0, num(v, 'n'));
     let durationMs = num(v, 't');
-    if (durationMs < 0) throw new UsageError(`invalid -t ${durationMs}ms: negative duration`);
+    if (durationMs < 0) durationMs = 0; // fortio: -t <= 0 is until interrupted
     let qps = num(v, 'qps');
     if (!(qps > 0)) qps = 0; // 0 or negative: max
     if (bool(v, 'calc-qps')) {
       if (!(n > 0 && durationMs > 0)) throw new UsageError('-calc-qps needs both -n and -t');
       qps = n / (durationMs / 1000);
     }
-    if (n > 0) durationMs = 0;
     const base = clientOptions(v, url);
     const labels = v.has('labels') && str(v, 'labels') ? str(v, 'labels') : `${url.href.replace(/^https?:\/\//, '')} , ${hostname().split('.')[0]}`;
-    if (str(v, 'access-log-file')) access = new AccessLogger(str(v, 'access-log-file'), str(v, 'access-log-format') as AccessFormat);
+    if (str(v, 'access-log-file')) {
+      const fmt = str(v, 'access-log-format').toLowerCase();
+      if (fmt !== 'json' && fmt !== 'influx') throw new UsageError(`invalid format "${str(v, 'access-log-format')}", should be "json" or "influx"`);
+      access = new AccessLogger(str(v, 'access-log-file'), fmt as AccessFormat);
+    }
     const gomax = num(v, 'gomaxprocs') >= 1 ? num(v, 'gomaxprocs') : availableParallelism();
     process.stderr.write(banner({ version: VERSION, qps: bool(v, 'calc-qps') ? qps : num(v, 'qps'), procs: gomax, exactly: n, durationMs, url: url.href }));
     // ^C stops the run and prints the report (with -t 0 it is the only end), as fortio.
@@ -160,22 +164,26 @@ export async function main(argv: string[]): Promise<number | undefined> {
       abortOn: num(v, 'abort-on'), jitter: bool(v, 'jitter'), uniform: bool(v, 'uniform'), noCatchUp: bool(v, 'nocatchup'),
       sequentialWarmup: bool(v, 'sequential-warmup'), resolution: num(v, 'r'), offsetSec: num(v, 'offset') / 1000,
       accessLog: access, signal: ac.signal, log: (lv, msg) => log(lv, msg),
-      onStart: (r) => process.stderr.write(startLine(r, gomax, level)),
+      onStart: (r) => process.stderr.write(startLine(r, gomax, level, access ? ` with access logger ${access.info()}` : '')),
     };
-    log('info', 'Starting http test', { url: url.href, threads: String(c), qps: String(qps || -1) });
+    log('info', 'Starting http test', {
+      run: String(num(v, 'runid')), url: url.href, threads: String(c), qps: (qps || -1).toFixed(1),
+      warmup: bool(v, 'sequential-warmup') ? 'sequential' : 'parallel', 'conn-reuse': base.reuse ? `[${base.reuse[0]}, ${base.reuse[1]}]` : '',
+    });
     const r = await runLoad(opts);
     process.off('SIGINT', onSig); process.off('SIGTERM', onSig);
+    if (stopProfile) { await stopProfile(); stopProfile = null; }
     if (r.aborted !== null) log('warn', `Aborted run because of code ${r.aborted}`);
     const j = toFortioJson(r, {
       labels, runId: num(v, 'runid'), percentiles, cacert: str(v, 'cacert'), cert: str(v, 'cert'), key: str(v, 'key'),
       stdClient: bool(v, 'stdclient'), meshlet: !bool(v, 'json-strict'), accessLogInfo: access?.info(), version: VERSION,
     });
-    process.stderr.write(report({ r, j, level, coNote: true }));
+    process.stderr.write(report({ r, j, level, coNote: true, profile: str(v, 'profile') || undefined }));
     const jsonPath = str(v, 'json');
     if (jsonPath || bool(v, 'a')) {
-      const text = goJson(j);
+      const text = `${goJson(j)}\n`;
       const bytes = Buffer.byteLength(text);
-      if (jsonPath === '-') { process.stdout.write(`${text}\n`); process.stderr.write(`Successfully wrote ${bytes} bytes of Json data to stdout\n`); }
+      if (jsonPath === '-') { process.stdout.write(text); process.stderr.write(`Successfully wrote ${bytes} bytes of Json data to stdout\n`); }
       else {
         const file = jsonPath || join(str(v, 'data-dir'), `${j.ID}.json`);
         writeFileSync(file, text);
@@ -185,8 +193,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   } catch (e) {
     if (e instanceof UsageError) { process.stderr.write(`${e.message}\n`); return 1; }
-    if (e instanceof WarmupError) { log('err', `Aborting because of ${e.message}`); return 1; }
-    log('err', `Aborting because of ${(e as Error).message}`);
+    // fortio_main prints this one as a report line (not a log line).
+    process.stderr.write(`Aborting because of ${(e as Error).message}\n`);
     return 1;
   } finally {
     await access?.close();

@@ -43,9 +43,8 @@ export class Counter {
   avg(): number { return this.count ? this.sum / this.count : 0; }
   stdDev(): number {
     if (!this.count) return 0;
-    const a = this.avg();
-    const sigma2 = this.sumSq / this.count - a * a;
-    return sigma2 > 0 ? Math.sqrt(sigma2) : 0;
+    const sigma = (this.sumSq - (this.sum * this.sum) / this.count) / this.count;
+    return sigma > 0 ? Math.sqrt(sigma) : 0;
   }
   merge(o: Counter): void {
     if (o.count === 0) return;
@@ -70,9 +69,12 @@ export class Histogram {
     if (scaled <= BUCKET_VALUES[0]) idx = 0;
     else if (scaled > BUCKET_VALUES[NUM_VALUES - 1]) idx = NUM_VALUES;
     else {
-      // first bucket whose value is >= scaled: bucket i holds (values[i-1], values[i]]
-      let lo = 1, hi = NUM_VALUES - 1;
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (BUCKET_VALUES[mid] >= scaled) hi = mid; else lo = mid + 1; }
+      // fortio: bucket i holds (values[i-1], values[i]]: the integer part, minus one when the
+      // value sits on an integer (within 1e-12), then the first bucket value above it.
+      let sv = Math.trunc(scaled);
+      if (scaled - sv < 1e-12) sv--;
+      let lo = 0, hi = NUM_VALUES - 1;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (BUCKET_VALUES[mid] > sv) hi = mid; else lo = mid + 1; }
       idx = lo;
     }
     this.hdata[idx]++;
@@ -109,17 +111,19 @@ export class Histogram {
   }
 }
 
-/** fortio's CalcPercentile: linear interpolation inside the bucket that crosses `p`. */
+/**
+ * fortio's CalcPercentile: the minimum covers the first 1/Count of the values; above it, linear
+ * interpolation inside the bucket that crosses `p`.
+ */
 export function calcPercentile(h: HistogramData, p: number): number {
   const d = h.Data;
   if (!d || d.length === 0) return 0;
   if (p >= 100) return h.Max;
-  if (p <= d[0].Percent) return d[0].Start + ((d[0].End - d[0].Start) * p) / d[0].Percent;
-  for (let i = 1; i < d.length; i++) {
-    if (p <= d[i].Percent) {
-      const prevP = d[i - 1].Percent;
-      return d[i].Start + ((d[i].End - d[i].Start) * (p - prevP)) / (d[i].Percent - prevP);
-    }
+  let pp = 100 / h.Count;
+  if (p <= pp) return h.Min;
+  for (const b of d) {
+    if (p <= b.Percent) return b.Start + ((p - pp) / (b.Percent - pp)) * (b.End - b.Start);
+    pp = b.Percent;
   }
   return h.Max;
 }

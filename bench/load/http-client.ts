@@ -279,7 +279,8 @@ export function buildRequest(url: URL, spec: RequestSpec): Buffer {
   const path = (url.pathname || '/') + url.search;
   const lines = [`${spec.method} ${path} HTTP/1.${spec.http10 ? 0 : 1}`];
   const has = (n: string) => spec.headers.some(([k]) => k.toLowerCase() === n);
-  if (!has('host')) lines.push(`Host: ${url.host}`);
+  // HTTP/1.0 as fortio's fast client: Host only when given with -H, never keep-alive.
+  if (!has('host') && !spec.http10) lines.push(`Host: ${url.host}`);
   if (!has('user-agent')) lines.push(`User-Agent: ${USER_AGENT}`);
   for (const [k, v] of spec.headers) lines.push(`${k}: ${v}`);
   if (spec.user !== undefined && !has('authorization')) lines.push(`Authorization: Basic ${Buffer.from(spec.user).toString('base64')}`);
@@ -293,7 +294,6 @@ export function buildRequest(url: URL, spec: RequestSpec): Buffer {
     lines.push('Content-Length: 0');
   }
   if (!spec.keepAlive && !spec.http10) lines.push('Connection: close');
-  if (spec.keepAlive && spec.http10) lines.push('Connection: keep-alive');
   const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
   return spec.body && spec.body.length ? Buffer.concat([head, spec.body]) : head;
 }

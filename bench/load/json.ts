@@ -67,7 +67,7 @@ export function fortioId(start: Date, runId: number, labels: string): string {
     base += last;
   }
   if (last === '_') base = base.slice(0, -1);
-  return base;
+  return base.length > 96 ? base.slice(0, 96) : base; // fortio caps the ID at 96 characters
 }
 
 export function toFortioJson(r: LoadResult, percentilesOrEcho: number[] | JsonEcho, labels = ''): FortioJson {
@@ -75,7 +75,8 @@ export function toFortioJson(r: LoadResult, percentilesOrEcho: number[] | JsonEc
   const o = r.options;
   const count = r.duration.counter.count;
   const secs = r.actualDurationMs / 1000;
-  const requestedDuration = r.exactly > 0 ? `exactly ${r.exactly} calls` : r.requestedDurationMs > 0 ? goDurationMs(r.requestedDurationMs) : 'until stop';
+  let requestedDuration = r.exactly > 0 ? `exactly ${r.exactly} calls` : r.requestedDurationMs > 0 ? goDurationMs(r.requestedDurationMs) : 'until stop';
+  if (r.exactly > 0 && count !== r.exactly) requestedDuration += `, interrupted after ${count}`;
   const j: FortioJson = {
     RunType: 'HTTP',
     Labels: e.labels,

@@ -3,7 +3,7 @@
 //
 //  - qps > 0 and -t: total = int(qps × t); under 2 → 2 calls on 1 thread; 2×threads > total →
 //    threads = total/2; each thread gets total/threads (floored).
-//  - -n: n/threads each, the whole remainder to thread 0.
+//  - -n: the same rules with total = n, n/threads each, the whole remainder to thread 0.
 //  - schedule: call i of a thread is due at (i + i/(calls-1)) / perThreadQPS in -t mode (the last
 //    call lands at the end of -t), i / perThreadQPS otherwise; -uniform delays thread t by
 //    t/threads of the per-thread interval; -jitter adds ±10 % of each sleep.
@@ -23,6 +23,8 @@ export interface Plan {
   /** -t mode: schedule stretched so the last call lands at the end (fortio's i/(numCalls-1)). */
   stretch: boolean;
   perThreadQPS: number;
+  /** No -n and no -t: until interrupted. */
+  endless: boolean;
   /** fortio's "Starting at" line (without the newline). */
   startLine: (gomax: number, goDuration: string) => string;
 }
@@ -30,45 +32,46 @@ export interface Plan {
 export function plan(p: PlanInput): Plan {
   const useQPS = p.qps > 0;
   let threads = Math.max(1, p.threads);
-  const hasDuration = p.exactly <= 0 && p.durationMs > 0;
-  if (useQPS) {
-    if (p.exactly > 0) {
-      const n = p.exactly;
-      if (threads > n) threads = n;
-      const each = Math.floor(n / threads), extra = n - each * threads;
-      const perThread = Array.from({ length: threads }, (_, i) => each + (i === 0 ? extra : 0));
-      return {
-        useQPS, threads, perThread, stretch: false, perThreadQPS: p.qps / threads,
-        startLine: (g) => `Starting at ${fmtQ(p.qps)} qps with ${threads} thread(s) [gomax ${g}] : exactly ${n}, ${each} calls each (total ${each * threads} + ${extra})`,
-      };
-    }
-    if (hasDuration) {
-      let total = Math.trunc(p.qps * (p.durationMs / 1000));
-      if (total < 2) { total = 2; threads = 1; }
-      if (2 * threads > total) threads = Math.floor(total / 2);
-      const each = Math.floor(total / threads);
-      return {
-        useQPS, threads, perThread: new Array(threads).fill(each), stretch: true, perThreadQPS: p.qps / threads,
-        startLine: (g, d) => `Starting at ${fmtQ(p.qps)} qps with ${threads} thread(s) [gomax ${g}] for ${d} : ${each} calls each (total ${each * threads})`,
-      };
-    }
+  const useExactly = p.exactly > 0;
+  const hasDuration = p.durationMs > 0; // fortio keeps -t (default 5s) even with -n
+  const endless = !useExactly && !hasDuration;
+  const q = fmtQ(p.qps);
+  if (endless) {
     return {
-      useQPS, threads, perThread: new Array(threads).fill(Infinity), stretch: false, perThreadQPS: p.qps / threads,
-      startLine: (g) => `Starting at ${fmtQ(p.qps)} qps with ${threads} thread(s) [gomax ${g}] until interrupted`,
+      useQPS, endless, threads, perThread: new Array(threads).fill(Infinity), stretch: false, perThreadQPS: useQPS ? p.qps / threads : 0,
+      startLine: (g) => (useQPS ? `Starting at ${q} qps with ${threads} thread(s) [gomax ${g}] until interrupted` : `Starting at max qps with ${threads} thread(s) [gomax ${g}] until interrupted`),
     };
   }
-  if (p.exactly > 0) {
+  if (useQPS) {
+    // runQPSSetup
+    let numCalls = useExactly ? p.exactly : Math.trunc(p.qps * (p.durationMs / 1000));
+    if (numCalls < 2) { numCalls = 2; threads = 1; }
+    if (2 * threads > numCalls) threads = Math.floor(numCalls / 2);
+    const each = Math.floor(numCalls / threads);
+    const total = each * threads;
+    const leftOver = useExactly ? p.exactly - total : 0;
+    const perThread = Array.from({ length: threads }, (_, i) => each + (i === 0 && leftOver > 0 ? leftOver : 0));
+    return {
+      useQPS, endless, threads, perThread, stretch: hasDuration, perThreadQPS: p.qps / threads,
+      startLine: useExactly
+        ? (g) => `Starting at ${q} qps with ${threads} thread(s) [gomax ${g}] : exactly ${p.exactly}, ${each} calls each (total ${total} + ${leftOver})`
+        : (g, d) => `Starting at ${q} qps with ${threads} thread(s) [gomax ${g}] for ${d} : ${each} calls each (total ${total})`,
+    };
+  }
+  // runMaxQPSSetup. (fortio keeps -c even above -n, and each of those threads still makes one
+  // call; meshlet lowers the threads to -n instead, so exactly -n calls are made.)
+  if (useExactly) {
     const n = p.exactly;
     if (threads > n) threads = n;
-    const each = Math.floor(n / threads), extra = n - each * threads;
+    const each = Math.floor(n / threads), extra = n % threads;
     return {
-      useQPS, threads, perThread: Array.from({ length: threads }, (_, i) => each + (i === 0 ? extra : 0)), stretch: false, perThreadQPS: 0,
+      useQPS, endless, threads, perThread: Array.from({ length: threads }, (_, i) => each + (i === 0 ? extra : 0)), stretch: false, perThreadQPS: 0,
       startLine: (g) => `Starting at max qps with ${threads} thread(s) [gomax ${g}] for exactly ${n} calls (${each} per thread + ${extra})`,
     };
   }
   return {
-    useQPS, threads, perThread: new Array(threads).fill(Infinity), stretch: false, perThreadQPS: 0,
-    startLine: (g, d) => (hasDuration ? `Starting at max qps with ${threads} thread(s) [gomax ${g}] for ${d}` : `Starting at max qps with ${threads} thread(s) [gomax ${g}] until interrupted`),
+    useQPS, endless, threads, perThread: new Array(threads).fill(Infinity), stretch: false, perThreadQPS: 0,
+    startLine: (g, d) => `Starting at max qps with ${threads} thread(s) [gomax ${g}] for ${d}`,
   };
 }
 

@@ -12,9 +12,7 @@ export const DEBUG = 0, VERBOSE = 1, INFO = 2, WARNING = 3, ERROR = 4;
 
 /** stats.Counter.Print */
 export function counterLine(msg: string, c: Counter): string {
-  const avg = c.count ? c.avg() : NaN;
-  const sd = c.count ? c.stdDev() : NaN;
-  return `${msg} : count ${c.count} avg ${goG(avg, 8)} +/- ${goG(sd, 4)} min ${goG(c.min)} max ${goG(c.max)} sum ${goG(c.sum, 9)}`;
+  return `${msg} : count ${c.count} avg ${goG(c.avg(), 8)} +/- ${goG(c.stdDev(), 4)} min ${goG(c.min)} max ${goG(c.max)} sum ${goG(c.sum, 9)}`;
 }
 
 /** stats.HistogramData.Print: counter line, bucket table, # target lines (or "no data"). */
@@ -37,14 +35,22 @@ export function banner(b: BannerInput): string {
 }
 
 /** "Starting at …" (periodic.go, shown at Warning and more verbose). */
-export function startLine(r: Pick<LoadResult, 'plan' | 'requestedDurationMs'>, gomax: number, level: number): string {
-  return level <= WARNING ? `${r.plan.startLine(gomax, goDurationMs(r.requestedDurationMs))}\n` : '';
+export function startLine(r: Pick<LoadResult, 'plan' | 'requestedDurationMs'>, gomax: number, level: number, extra = ''): string {
+  // "until interrupted" is printed at every level (the user must know to press ^C).
+  return level <= WARNING || r.plan.endless ? `${r.plan.startLine(gomax, goDurationMs(r.requestedDurationMs))}${extra}\n` : '';
 }
 
-export interface ReportInput { r: LoadResult; j: FortioJson; level: number; coNote: boolean }
+export interface ReportInput { r: LoadResult; j: FortioJson; level: number; coNote: boolean; profile?: string }
+
+/** fortio's Occurrence.AggregateAndToString: one address alone, else "[a (n), b (m)]". */
+function resolvedTo(m: Map<string, number>): string {
+  if (m.size === 1) return [...m.keys()][0];
+  return `[${[...m].map(([k, n]) => `${k} (${n})`).join(', ')}]`;
+}
 
 /** Everything after the run: periodic.go's summary, then httprunner's, then "All done". */
-export function report({ r, j, level, coNote }: ReportInput): string {
+export function report({ r, j, level, coNote, profile }: ReportInput): string {
+  const requestedThreads = r.options.connections;
   const L: string[] = [];
   const warn = level <= WARNING;
   const count = r.duration.counter.count;
@@ -70,19 +76,19 @@ export function report({ r, j, level, coNote }: ReportInput): string {
     for (const p of j.DurationHistogram.Percentiles ?? []) L.push(`# target ${goG(p.Percentile)}% ${goG(p.Value, 6)}`);
   }
   if (warn) L.push(...histogramLines('Error cases', r.errors, j.ErrorsDurationHistogram));
-  else L.push(r.errors.counter.count ? counterLine('Error cases', r.errors.counter) : 'Error cases : no data');
-  if (warn) {
-    L.push('# Socket and IP used for each connection:');
-    r.perConn.forEach((c, i) => {
-      L.push(`[${i}] ${String(r.sockets[i]).padStart(3)} socket used, resolved to ${r.connAddr[i]}, ${counterLine('connection timing', c)}`);
-    });
-    if (level <= INFO) L.push(...histogramLines('Connection time histogram (s)', r.connStats, j.ConnectionStats));
-    else L.push(counterLine('Connection time (s)', r.connStats.counter));
-  }
-  L.push(`Sockets used: ${j.SocketCount} (for perfect keepalive, would be ${r.connections})`);
+  else L.push(counterLine('Error cases', r.errors.counter));
+  // fhttp/httprunner.go from here on
+  if (profile) L.push(`Wrote profile data to ${profile}.{cpu|mem}`);
+  L.push('# Socket and IP used for each connection:');
+  r.perConn.forEach((c, i) => {
+    L.push(`[${i}] ${String(r.sockets[i]).padStart(3)} socket used, resolved to ${resolvedTo(r.connIps[i])}${counterLine(', connection timing', c)}`);
+  });
+  if (level <= INFO) L.push(...histogramLines('Connection time histogram (s)', r.connStats, j.ConnectionStats));
+  else if (warn) L.push(counterLine('Connection time (s)', r.connStats.counter));
+  L.push(`Sockets used: ${j.SocketCount} (for perfect keepalive, would be ${requestedThreads})`);
   L.push(`Uniform: ${j.Uniform}, Jitter: ${j.Jitter}, Catchup allowed: ${!j.NoCatchUp}`);
   L.push('IP addresses distribution:');
-  for (const [ip, n] of Object.entries(j.IPCountMap)) L.push(`${ip}: ${n}`);
+  for (const [ip, n] of Object.entries(j.IPCountMap).sort((a, b) => b[1] - a[1])) L.push(`${ip}: ${n}`);
   for (const [code, n] of Object.entries(j.RetCodes).sort((a, b) => Number(a[0]) - Number(b[0]))) {
     L.push(`Code ${code.padStart(3)} : ${n} (${goF((100 * n) / Math.max(1, count), 1)} %)`);
   }
@@ -93,6 +99,7 @@ export function report({ r, j, level, coNote }: ReportInput): string {
     L.push(counterLine('Response Header Sizes', r.headerSizes.counter));
     L.push(counterLine('Response Body/Total Sizes', r.sizes.counter));
   }
-  L.push(`All done ${count} calls (plus ${r.warmup} warmup) ${goF(1000 * (count ? r.duration.counter.avg() : 0), 3)} ms avg, ${goF(j.ActualQPS, 1)} qps`);
+  // fortio_main: the warmup count printed is -c in -t mode (0 with -n), whatever the plan did.
+  L.push(`All done ${count} calls (plus ${r.exactly > 0 ? 0 : requestedThreads} warmup) ${goF(1000 * (count ? r.duration.counter.avg() : 0), 3)} ms avg, ${goF(j.ActualQPS, 1)} qps`);
   return `${L.join('\n')}\n`;
 }

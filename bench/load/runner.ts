@@ -10,6 +10,7 @@ import { Conn, Resolver, buildRequest, targetOf, type CallResult, type RequestSp
 import { Counter, Histogram } from './histogram.ts';
 import { dueMs, jitterMs, plan, uniformOffsetMs, type Plan } from './pacing.ts';
 import { goDurationMs } from './goflag.ts';
+import { goG } from './gofmt.ts';
 import type { AccessLogger } from './access-log.ts';
 
 export interface LoadOptions {
@@ -79,8 +80,8 @@ export interface LoadResult {
   perConn: Counter[];
   sockets: number[];
   ips: Map<string, number>;
-  /** The last address each thread's socket went to. */
-  connAddr: string[];
+  /** Per thread: the addresses its sockets went to, with counts. */
+  connIps: Array<Map<string, number>>;
   sleep: Histogram;
   behind: number;                  // qps mode: calls that started late
   maxLagMs: number;
@@ -97,7 +98,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const url = new URL(o.url);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`only http:// and https:// URLs are supported, got ${o.url}`);
   const method = o.method || (o.payload || o.contentType ? 'POST' : 'GET');
-  const keepAlive = o.keepAlive !== false;
+  // fortio's fast client in HTTP/1.0 mode: no keep-alive (a socket per call), no Host header
+  // unless one is given with -H.
+  const keepAlive = o.keepAlive !== false && !o.http10;
   const spec: RequestSpec = {
     method, headers: o.headers, body: o.payload, contentType: o.contentType, http10: !!o.http10, keepAlive,
     compression: !!o.compression, user: o.user,
@@ -109,12 +112,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const sizes = new Histogram(0, 100);
   const headerSizes = new Histogram(0, 5);
   const connStats = new Histogram(off, res);
-  const sleep = new Histogram(0, res);
+  // fortio: sleep times with a -1 ms offset, so the first bucket holds the calls over 1 ms behind.
+  const sleep = new Histogram(-0.001, 0.001);
   const ips = new Map<string, number>();
   const retCodes = new Map<number, number>();
   const pl = plan({ qps: o.qps, durationMs: o.durationMs, exactly: o.calls, threads: o.connections });
   const threads = pl.threads;
   const perConn = Array.from({ length: threads }, () => new Counter());
+  const connIps = Array.from({ length: threads }, () => new Map<string, number>());
   const resolver = new Resolver(o.dnsMethod, o.ipType);
   const tls: TlsOptions = o.tls ?? { insecure: false };
   const log = o.log ?? (() => {});
@@ -122,7 +127,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const clientOpts = (i: number) => ({
     keepAlive, halfClose: !!o.halfClose, timeoutMs: o.timeoutMs, reuse: o.reuse ?? null, maxHeadBytes: o.maxHeadBytes ?? 128 * 1024,
     tls, resolver,
-    onSocket: (secs: number, addr: string) => { secs = Math.round(secs * 1e9) / 1e9; perConn[i].record(secs); connStats.record(secs); ips.set(addr, (ips.get(addr) ?? 0) + 1); },
+    onSocket: (secs: number, addr: string) => { secs = Math.round(secs * 1e9) / 1e9; perConn[i].record(secs); connStats.record(secs);
+      ips.set(addr, (ips.get(addr) ?? 0) + 1); connIps[i].set(addr, (connIps[i].get(addr) ?? 0) + 1); },
   });
   const mainTarget = targetOf(url, o.resolve, o.unixSocket);
   const request = buildRequest(url, spec);
@@ -216,7 +222,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       if (!isOK(r.status) && o.logErrors !== false) {
         log('warn', r.status < 0 ? `T${pad3(i)} socket error: ${r.error}` : `T${pad3(i)} Non ok http code ${r.status}`);
       }
-      o.accessLog?.report(i, epochNs + BigInt(Math.round(start * 1e6)), lat, isOK(r.status), String(r.status));
+      o.accessLog?.report(i, made - 1, epochNs + BigInt(Math.round(start * 1e6)), lat, isOK(r.status), String(r.status));
       if (o.abortOn && r.status === o.abortOn && aborted === null) {
         aborted = r.status;
         log('warn', `T${pad3(i)} Aborting run because of code ${r.status}`);
@@ -224,41 +230,54 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       // A failed call's socket is being torn down: go on from a fresh stack.
       if (r.status < 0) setImmediate(next); else next();
     };
-    const fire = (intended: number) => {
+    const finish = () => {
+      const secs = (performance.now() - threadStart) / 1000;
+      log('info', `T${pad3(i)} ended after ${goDurationMs(secs * 1000)} : ${slot} calls. qps=${goG(slot / secs)}`);
+      done();
+    };
+    // `idx` is the index of the call about to be made (fortio's i).
+    const fire = (intended: number, idx: number) => {
+      if (stopped || aborted !== null) { finish(); return; }
       const now = performance.now();
+      if (now > deadline && idx >= 2 && idx !== n - 1) {
+        // -t is a hard bound in every mode (fortio's check at the top of its loop: at least
+        // 2 calls, and the last scheduled one is still made).
+        log('warn', `T${pad3(i)} warning only did ${idx} out of ${n} calls before reaching ${goDurationMs(o.durationMs)}`);
+        finish();
+        return;
+      }
       start = co && intended > 0 && now - intended > 2 ? intended : now;
       callOnce(i, record);
     };
     const next = () => {
-      if (stopped || aborted !== null || slot >= n) { done(); return; }
-      const now = performance.now();
-      if (now >= deadline) {
-        // -t is a hard bound in every mode: no new call after it (the one in flight finished).
-        if (Number.isFinite(n) && made >= 2 && slot < n) log('warn', `T${pad3(i)} warning only did ${made} out of ${n} calls before reaching ${goDurationMs(o.durationMs)}`);
-        done();
+      if (stopped || aborted !== null || slot >= n) { finish(); return; }
+      if (!pl.useQPS) {
+        if (performance.now() >= deadline) { finish(); return; }
+        slot++;
+        fire(0, 0);
         return;
       }
-      if (!pl.useQPS) { slot++; fire(0); return; }
+      const now = performance.now();
       let due = threadStart + dueMs(pl, slot, n);
       if (o.noCatchUp && due < now - 2) {
         // -nocatchup: skip the calls whose time has passed instead of bursting them.
         while (slot < n && due < now) { slot++; due = threadStart + dueMs(pl, slot, n); }
-        if (slot >= n) { done(); return; }
+        if (slot >= n) { finish(); return; }
       }
       let wait = due - now;
       if (o.jitter && wait > 0) wait += jitterMs(wait);
       // The first call goes out at once (fortio sleeps only between calls).
       const first = slot === 0;
       if (!first) sleep.record(ns(wait));
-      slot++;
-      if (first && wait <= 0) { fire(0); return; }
+      const idx = slot++;
+      if (first && wait <= 0) { fire(0, idx); return; }
       if (wait > 0) {
-        const t = setTimeout(() => { timers.delete(t); fire(due); }, wait);
+        const t = setTimeout(() => { timers.delete(t); fire(due, idx); }, wait);
         timers.add(t);
         return;
       }
       if (wait < -2) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
-      fire(due);
+      fire(due, idx);
     };
     next();
   });
@@ -267,11 +286,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   o.signal?.removeEventListener('abort', onAbort);
   for (const t of timers) clearTimeout(t);
   const sockets = conns.map((c, i) => c.sockets + [...redirectConns[i].values()].reduce((s, r) => s + r.sockets, 0));
-  const connAddr = conns.map((c) => c.addr);
   closeAll();
   return {
     url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.calls > 0 ? 0 : o.durationMs, exactly: Math.max(0, o.calls),
-    connections: threads, actualDurationMs, calls, retCodes, duration, errors, sizes, headerSizes, connStats, perConn, sockets, ips, connAddr,
+    connections: threads, actualDurationMs, calls, retCodes, duration, errors, sizes, headerSizes, connStats, perConn, sockets, ips, connIps,
     sleep, behind, maxLagMs, warmup, firstHit, aborted, plan: pl, options: o,
   };
 }

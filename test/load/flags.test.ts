@@ -50,14 +50,18 @@ describe('request shaping', () => {
     expect(random[0].body.toString()).not.toContain('ignored');
     expect(new Set(random[0].body).size).toBeGreaterThan(50); // random bytes, not a fill
   });
-  it('-http1.0 sends HTTP/1.0 (keep-alive asked for); -keepalive=false closes each time; -halfclose half-closes', async () => {
+  it('-http1.0 sends HTTP/1.0 as fortio\'s fast client (no Host unless -H, a socket per call); -keepalive=false closes each time; -halfclose half-closes', async () => {
     fresh();
     const c0 = srv.conns;
     const h10 = await run(['load', '-qps', '0', '-n', '3', '-c', '1', '-http1.0', '-json', '-', url()]);
     expect(srv.seen.map((s) => s.line)).toEqual(Array(3).fill('GET /p?q=1 HTTP/1.0'));
-    expect(hdr(srv.seen[0].headers, 'connection')).toBe('keep-alive');
-    expect(srv.conns - c0).toBe(1);
+    expect(hdr(srv.seen[0].headers, 'host')).toBeUndefined();
+    expect(hdr(srv.seen[0].headers, 'connection')).toBeUndefined();
+    expect(srv.conns - c0).toBe(3);
     expect(JSON.parse(h10.out).HTTP10).toBe(true);
+    fresh();
+    await run(['load', '-qps', '0', '-n', '1', '-c', '1', '-http1.0', '-H', 'Host: ratings', url()]);
+    expect(hdr(srv.seen[0].headers, 'host')).toBe('ratings');
     fresh();
     const c1 = srv.conns;
     const noKa = await run(['load', '-qps', '0', '-n', '4', '-c', '1', '-keepalive=false', '-json', '-', url()]);
@@ -127,13 +131,18 @@ describe('run control', () => {
     } finally { await s.close(); }
   });
   it('-calc-qps takes qps = n / t; -uniform, -jitter, -nocatchup are echoed in the report and JSON', async () => {
-    const r = await run(['load', '-calc-qps', '-n', '10', '-t', '1s', '-c', '2', '-uniform', '-jitter', '-nocatchup', '-json', '-', url()]);
-    expect(r.err).toContain('running at 10 queries per second');
-    expect(r.err).toContain('Starting at 10 qps with 2 thread(s)');
-    expect(r.err).toContain('Uniform: true, Jitter: true, Catchup allowed: false');
-    const j = JSON.parse(r.out);
-    expect([j.Uniform, j.Jitter, j.NoCatchUp, j.RequestedQPS, j.Exactly, j.RequestedDuration]).toEqual([true, true, true, '10', 10, 'exactly 10 calls']);
-    expect(j.ActualDuration).toBeGreaterThan(0.7e9); // 5 calls per thread at 5 qps: the last at 0.8 s, not max speed
+    const [calc, echo] = await Promise.all([
+      run(['load', '-calc-qps', '-n', '10', '-t', '1s', '-c', '2', '-json', '-', url()]),
+      run(['load', '-qps', '0', '-n', '2', '-c', '1', '-uniform', '-jitter', '-nocatchup', '-json', '-', url()]),
+    ]);
+    expect(calc.err).toContain('running at 10 queries per second');
+    expect(calc.err).toContain('Starting at 10 qps with 2 thread(s)');
+    const c = JSON.parse(calc.out);
+    expect([c.RequestedQPS, c.Exactly, c.RequestedDuration]).toEqual(['10', 10, 'exactly 10 calls']);
+    expect(c.ActualDuration).toBeGreaterThan(0.7e9); // 5 calls per thread at 5 qps stretched over -t 1s, not max speed
+    expect(echo.err).toContain('Uniform: true, Jitter: true, Catchup allowed: false');
+    const j = JSON.parse(echo.out);
+    expect([j.Uniform, j.Jitter, j.NoCatchUp]).toEqual([true, true, true]);
   });
   it('-nocatchup skips the calls whose time passed instead of bursting them', async () => {
     let n = 0;
@@ -150,16 +159,19 @@ describe('run control', () => {
     } finally { await new Promise((res) => s.close(res)); }
   });
   it('-sequential-warmup and -log-errors=false', async () => {
+    // 200 for the two warmup calls, then 500s (one server per run: they run side by side)
     const s = await rawServer((_x, n) => (n > 2 ? { status: 500 } : {}));
+    const t = await rawServer((_x, n) => (n > 2 ? { status: 500 } : {}));
     try {
       const [logged, quiet] = await Promise.all([
         run(['load', '-t', '300ms', '-qps', '0', '-c', '2', '-sequential-warmup', '-json', '-', `http://127.0.0.1:${s.port}/`]),
-        run(['load', '-qps', '0', '-n', '3', '-c', '1', '-log-errors=false', `http://127.0.0.1:${s.port}/`]),
+        run(['load', '-qps', '0', '-n', '3', '-c', '1', '-log-errors=false', `http://127.0.0.1:${t.port}/`]),
       ]);
       expect(JSON.parse(logged.out).SequentialWarmup).toBe(true);
       expect(logged.err).toMatch(/"level":"warn".*Non ok http code 500/);
+      expect(quiet.err).toContain('Code 500 : 1 (33.3 %)');
       expect(quiet.err).not.toContain('Non ok http code');
-    } finally { await s.close(); }
+    } finally { await s.close(); await t.close(); }
   });
   it('-loglevel Error hides warnings; -logger-json=false prints text log lines', async () => {
     const s = await rawServer(() => ({ status: 500 }));
@@ -200,15 +212,18 @@ describe('outputs', () => {
     expect([a.code, b.code]).toEqual([0, 0]);
     const lines = readFileSync(jf, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(3);
+    expect(lines.map((l) => l.iter)).toEqual([0, 1, 2]);
     expect(lines[0]).toMatchObject({ thread: 0, ok: true, details: '200' });
     expect(lines[0].latency).toBeGreaterThan(0);
     expect(String(lines[0].timestamp)).toMatch(/^\d{19}$/); // Unix ns
-    expect(JSON.parse(a.out).AccessLoggerInfo).toBe(`json file ${JSON.stringify(jf)}`);
+    expect(JSON.parse(a.out).AccessLoggerInfo).toBe(`mode json to ${jf}`);
+    expect(a.err).toMatch(new RegExp(`^Starting at max qps .* with access logger mode json to ${jf.replace(/[.]/g, '\\.')}$`, 'm'));
     const il = readFileSync(inf, 'utf8').trim().split('\n');
     expect(il).toHaveLength(2);
     expect(il[0]).toMatch(/^latency,thread=0,ok=true value=\d+\.\d{6},details="200" \d{19}$/);
-    const bad = await run(['load', '-access-log-format', 'csv', url()]);
-    expect(bad.code).toBe(2);
+    const bad = await run(['load', '-access-log-file', join(dir, 'x.log'), '-access-log-format', 'csv', url()]);
+    expect(bad.code).toBe(1); // fortio: an error from AddAccessLogger, exit 1 (not a flag error)
+    expect(bad.err).toContain('invalid format "csv", should be "json" or "influx"');
   });
   it('-r and -offset change the histogram buckets; -p sets the percentiles', async () => {
     const r = await run(['load', '-qps', '0', '-n', '5', '-c', '1', '-r', '0.0001', '-p', '10,95', '-json', '-', url()]);

@@ -80,7 +80,7 @@ describe('exit codes (fortio)', () => {
     expect([bogus.code, badC.code, noUrl.code, after.code, p100.code, h2.code, grpc.code]).toEqual([2, 2, 1, 1, 1, 2, 2]);
     expect(bogus.err).toMatch(/^flag provided but not defined: -bogus$/m);
     expect(badC.err).toContain('invalid value "x" for flag -c: parse error');
-    expect(noUrl.err).toContain('needs a url');
+    expect(noUrl.err).toContain('Error: fortio load/curl needs a URL or destination');
     expect(after.err).toContain('flags go before the url');
     expect(after.err).not.toContain('All done'); // nothing ran
     expect(h2.err).toContain('-h2: not supported yet: arrives with the Protocols work');

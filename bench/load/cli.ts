@@ -163,7 +163,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       ...base, connections: c, qps, calls: n, durationMs, allowInitialErrors: bool(v, 'allow-initial-errors'),
       abortOn: num(v, 'abort-on'), jitter: bool(v, 'jitter'), uniform: bool(v, 'uniform'), noCatchUp: bool(v, 'nocatchup'),
       sequentialWarmup: bool(v, 'sequential-warmup'), resolution: num(v, 'r'), offsetSec: num(v, 'offset') / 1000,
-      accessLog: access, signal: ac.signal, log: (lv, msg) => log(lv, msg),
+      accessLog: access, signal: ac.signal, log, runId: num(v, 'runid'),
       onStart: (r) => process.stderr.write(startLine(r, gomax, level, access ? ` with access logger ${access.info()}` : '')),
     };
     log('info', 'Starting http test', {
@@ -173,7 +173,6 @@ export async function main(argv: string[]): Promise<number | undefined> {
     const r = await runLoad(opts);
     process.off('SIGINT', onSig); process.off('SIGTERM', onSig);
     if (stopProfile) { await stopProfile(); stopProfile = null; }
-    if (r.aborted !== null) log('warn', `Aborted run because of code ${r.aborted}`);
     const j = toFortioJson(r, {
       labels, runId: num(v, 'runid'), percentiles, cacert: str(v, 'cacert'), cert: str(v, 'cert'), key: str(v, 'key'),
       stdClient: bool(v, 'stdclient'), meshlet: !bool(v, 'json-strict'), accessLogInfo: access?.info(), version: VERSION,

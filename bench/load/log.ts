@@ -2,7 +2,7 @@
 // (-logger-json), or text "[WRN] msg" (coloured on a terminal); shown when at or above -loglevel.
 // Only the report goes through report.ts; these are the run's events (warnings, aborts).
 export type LogLevel = 'info' | 'warn' | 'err';
-export type Logger = (level: LogLevel, msg: string, fields?: Record<string, string>) => void;
+export type Logger = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 const RANK: Record<LogLevel, number> = { info: 2, warn: 3, err: 4 };
 const TEXT: Record<LogLevel, string> = { info: 'INF', warn: 'WRN', err: 'ERR' };
@@ -25,7 +25,7 @@ export function makeLogger(o: LoggerOptions): Logger {
       return;
     }
     const ts = o.timestamp ? `${new Date().toISOString().slice(11, 23)} ` : '';
-    const extra = fields ? Object.entries(fields).map(([k, x]) => `, ${k}=${x}`).join('') : '';
+    const extra = fields ? Object.entries(fields).map(([k, x]) => `, ${k}=${typeof x === 'string' ? JSON.stringify(x) : String(x)}`).join('') : '';
     const tag = `[${TEXT[level]}]`;
     out(`${ts}${o.color ? `${COLOR[level]}${tag}\x1b[0m` : tag} ${msg}${extra}\n`);
   };

@@ -54,7 +54,9 @@ export interface LoadOptions {
   /** Measure late calls from their intended start (default true; see the header comment). */
   coCorrection?: boolean;
   /** fortio's log lines (warnings per thread, non-OK codes). */
-  log?: (level: 'info' | 'warn' | 'err', msg: string) => void;
+  log?: (level: 'info' | 'warn' | 'err', msg: string, fields?: Record<string, unknown>) => void;
+  /** -runid, for the log lines. */
+  runId?: number;
   /** After the warmup, right before the first call (fortio prints "Starting at ..." there). */
   onStart?: (r: { plan: Plan; requestedDurationMs: number }) => void;
 }
@@ -220,12 +222,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       calls++;
       made++;
       if (!isOK(r.status) && o.logErrors !== false) {
-        log('warn', r.status < 0 ? `T${pad3(i)} socket error: ${r.error}` : `T${pad3(i)} Non ok http code ${r.status}`);
+        // fortio's fast client: log.S(log.Warning, "Non ok http code", code, status, thread, run)
+        if (r.status < 0) log('warn', 'Socket error', { error: r.error, thread: i, run: o.runId ?? 0 });
+        else log('warn', 'Non ok http code', { code: r.status, status: `HTTP/1.${o.http10 ? 0 : 1} ${r.status}`, thread: i, run: o.runId ?? 0 });
       }
       o.accessLog?.report(i, made - 1, epochNs + BigInt(Math.round(start * 1e6)), lat, isOK(r.status), String(r.status));
       if (o.abortOn && r.status === o.abortOn && aborted === null) {
         aborted = r.status;
-        log('warn', `T${pad3(i)} Aborting run because of code ${r.status}`);
+        log('info', 'Aborted run because of http code', { run: o.runId ?? 0, code: r.status, size: r.totalBytes });
       }
       // A failed call's socket is being torn down: go on from a fresh stack.
       if (r.status < 0) setImmediate(next); else next();

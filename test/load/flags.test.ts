@@ -127,7 +127,7 @@ describe('run control', () => {
       const j = JSON.parse(r.out);
       expect(j.RetCodes).toEqual({ 200: 4, 503: 1 });
       expect(j.AbortOn).toBe(503);
-      expect(r.err).toContain('Aborted run because of code 503');
+      expect(r.err).toMatch(/^\{.*"level":"info".*"msg":"Aborted run because of http code","run":0,"code":503/m);
     } finally { await s.close(); }
   });
   it('-calc-qps takes qps = n / t; -uniform, -jitter, -nocatchup are echoed in the report and JSON', async () => {
@@ -168,7 +168,7 @@ describe('run control', () => {
         run(['load', '-qps', '0', '-n', '3', '-c', '1', '-log-errors=false', `http://127.0.0.1:${t.port}/`]),
       ]);
       expect(JSON.parse(logged.out).SequentialWarmup).toBe(true);
-      expect(logged.err).toMatch(/"level":"warn".*Non ok http code 500/);
+      expect(logged.err).toMatch(/^\{.*"level":"warn".*"msg":"Non ok http code","code":500,"status":"HTTP\/1\.1 500","thread":[01],"run":0\}$/m);
       expect(quiet.err).toContain('Code 500 : 1 (33.3 %)');
       expect(quiet.err).not.toContain('Non ok http code');
     } finally { await s.close(); await t.close(); }
@@ -181,7 +181,7 @@ describe('run control', () => {
         run(['load', '-qps', '0', '-n', '2', '-c', '1', '-logger-json=false', '-logger-timestamp=false', `http://127.0.0.1:${s.port}/`]),
       ]);
       expect(err.err).not.toContain('Non ok http code');
-      expect(text.err).toMatch(/^\[WRN\] T000 Non ok http code 500$/m);
+      expect(text.err).toMatch(/^\[WRN\] Non ok http code, code=500, status="HTTP\/1\.1 500", thread=0, run=0$/m);
     } finally { await s.close(); }
   });
 });

@@ -64,7 +64,8 @@ export async function curlWith(parsed: GoParsed, log: Logger, _level: number): P
       if (r.status === 303) { m = 'GET'; body = null; }
       continue;
     }
-    if (r.status < 0) { log('err', `Unable to fetch ${current.href}: ${r.error}`); return 1; }
+    // fortio: the connection error is logged, then "Error status -1" like any other non-200.
+    if (r.status < 0) log('err', r.connectFailed ? (current.protocol === 'https:' ? 'Unable to TLS connect' : 'Unable to connect') : 'Socket error', { dest: conn.addr, err: r.error });
     if (r.status !== 200) { log('err', `Error status ${r.status}`); return 1; }
     return 0;
   }

@@ -31,7 +31,7 @@ export interface ClientOptions {
   maxHeadBytes: number;
   tls: TlsOptions;
   resolver: Resolver;
-  /** A new socket is connected: its connect time (s) and "ip:port". */
+  /** A socket attempt ended (connected or failed): its connect time (s) and "ip:port". */
   onSocket?: (seconds: number, addr: string) => void;
 }
 
@@ -47,6 +47,8 @@ export interface CallResult {
   totalBytes: number;
   location?: string;
   error?: string;
+  /** The failure happened while connecting (fortio: "Unable to connect" / "Unable to TLS connect"). */
+  connectFailed?: boolean;
 }
 
 /**
@@ -90,11 +92,13 @@ export class Conn {
   request: Buffer;
   private readonly noBody: boolean;
   socket: Socket | null = null;
-  /** Sockets this connection opened (connected). */
+  /** Socket attempts (fortio's socketCount: connect failures count too). */
   sockets = 0;
   /** "ip:port" of the current socket. */
   addr = '';
   private pinnedIp: string | null = null;
+  private connecting = false;
+  private connectT0 = 0;
   private pinIp = false;
   private usesLeft = Infinity;
   private state = IDLE;
@@ -147,10 +151,13 @@ export class Conn {
       }
       s.setNoDelay(true);
       this.socket = s;
+      this.sockets++;
+      this.connecting = true;
+      this.connectT0 = t0;
       this.addr = t.unixSocket ? t.unixSocket : `${host!.includes(':') ? `[${host}]` : host}:${t.port}`;
       this.usesLeft = o.reuse ? o.reuse[0] + Math.floor(Math.random() * (o.reuse[1] - o.reuse[0] + 1)) : Infinity;
       s.once(t.tls ? 'secureConnect' : 'connect', () => {
-        this.sockets++; // counted once connected, as fortio's socketCount
+        this.connecting = false;
         o.onSocket?.((performance.now() - t0) / 1000, this.addr);
         if (this.socket === s) this.send();
       });
@@ -251,13 +258,18 @@ export class Conn {
   }
 
   private fail(why: string): void {
+    const duringConnect = this.connecting;
+    if (this.connecting) {
+      this.connecting = false;
+      if (this.socket) this.opts.onSocket?.((performance.now() - this.connectT0) / 1000, this.addr);
+    }
     this.state = IDLE;
     this.socket?.destroy();
     this.socket = null;
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     const cb = this.cb;
     this.cb = null;
-    if (cb) { this.res.status = -1; this.res.error = why; cb(this.res); }
+    if (cb) { this.res.status = -1; this.res.error = why; this.res.connectFailed = duringConnect; cb(this.res); }
   }
 }
 

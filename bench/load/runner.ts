@@ -221,9 +221,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       retCodes.set(r.status, (retCodes.get(r.status) ?? 0) + 1);
       calls++;
       made++;
-      if (!isOK(r.status) && o.logErrors !== false) {
-        // fortio's fast client: log.S(log.Warning, "Non ok http code", code, status, thread, run)
-        if (r.status < 0) log('warn', 'Socket error', { error: r.error, thread: i, run: o.runId ?? 0 });
+      // fortio's fast client: connect failures are always logged (error level); other socket
+      // errors and non-OK codes with -log-errors (log.S(log.Warning, "Non ok http code", ...)).
+      if (r.status < 0 && r.connectFailed) log('err', mainTarget.tls ? 'Unable to TLS connect' : 'Unable to connect', { dest: conns[i].addr, err: r.error, thread: i, run: o.runId ?? 0 });
+      else if (!isOK(r.status) && o.logErrors !== false) {
+        if (r.status < 0) log('warn', 'Socket error', { err: r.error, thread: i, run: o.runId ?? 0 });
         else log('warn', 'Non ok http code', { code: r.status, status: `HTTP/1.${o.http10 ? 0 : 1} ${r.status}`, thread: i, run: o.runId ?? 0 });
       }
       o.accessLog?.report(i, made - 1, epochNs + BigInt(Math.round(start * 1e6)), lat, isOK(r.status), String(r.status));

@@ -103,6 +103,8 @@ describe('exit codes (fortio)', () => {
     expect([a.code, b.code, c.code]).toEqual([0, 0, 0]);
     expect(a.err).toContain('Code 503 : 10 (100.0 %)');
     expect(b.err).toContain('Code  -1 : 5 (100.0 %)');
+    expect(b.err).toContain('Sockets used: 5 (for perfect keepalive, would be 4)'); // attempts count, as fortio's socketCount
+    expect(b.err).toMatch(/^\{.*"level":"err".*"msg":"Unable to connect","dest":"127\.0\.0\.1:\d+","err":".*ECONNREFUSED/m);
     expect(c.err).toContain('Starting at max qps with 2 thread(s)');
     expect(c.err).toContain('Code 200 : 6 (100.0 %)');
   });

@@ -63,7 +63,7 @@ describe('https:// (HTTP/1.1 over TLS)', () => {
       run([...base, '-cacert', files.ca, `https://localhost:${tlsPort}/`]),
     ]);
     expect(JSON.parse(plain.out).RetCodes).toEqual({ '-1': 2 });
-    expect(plain.err).toMatch(/"msg":"Socket error","error":".*(self.signed|unable to (verify|get)|certificate)/i);
+    expect(plain.err).toMatch(/"msg":"Unable to TLS connect","dest":"127\.0\.0\.1:\d+","err":".*(self.signed|unable to (verify|get)|certificate)/i);
     for (const r of [k, longK]) {
       const j = JSON.parse(r.out);
       expect(j.RetCodes).toEqual({ 200: 2 });

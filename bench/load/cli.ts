@@ -84,7 +84,12 @@ export function clientOptions(v: V, url: URL, stdinPayload?: Buffer): Omit<LoadO
   else if (stdinPayload) payload = stdinPayload;
   else if (v.has('payload-file') && str(v, 'payload-file')) payload = readFile(str(v, 'payload-file'), 'cannot read -payload-file');
   else if (v.has('payload') && str(v, 'payload')) payload = Buffer.from(str(v, 'payload'));
-  const reuse = v.has('connection-reuse') && str(v, 'connection-reuse') ? str(v, 'connection-reuse').split(':').map(Number) as [number, number] : null;
+  let reuse: [number, number] | null = null;
+  if (str(v, 'connection-reuse')) {
+    const r = str(v, 'connection-reuse').split(':').map(Number);
+    reuse = r.length === 1 ? [r[0], r[0]] : [Math.min(r[0], r[1]), Math.max(r[0], r[1])];
+    if (reuse[1] <= 0) reuse = null; // a threshold of 0: unlimited
+  }
   const timeoutMs = num(v, 'timeout');
   if (!(timeoutMs > 0)) throw new UsageError(`invalid -timeout ${timeoutMs}ms: must be > 0`);
   return {

@@ -13,7 +13,8 @@ export interface FortioFlag extends GoFlag { status: FlagStatus; note?: string }
 
 const LEVELS = ['Debug', 'Verbose', 'Info', 'Warning', 'Error', 'Critical', 'Fatal'];
 const checkLevel = (v: string) => (LEVELS.some((l) => l.toLowerCase() === v.toLowerCase()) ? null : `log level not one of ${LEVELS.join(' ')}`);
-const checkRange = (v: string) => (v === '' || /^\d+:\d+$/.test(v) && Number(v.split(':')[0]) <= Number(v.split(':')[1]) ? null : 'expected min:max with min <= max');
+// fortio's ValidateAndSetConnectionReuseRange: "n" or "a:b" (swapped when a > b).
+const checkRange = (v: string) => (v === '' || /^-?\d+(:-?\d+)?$/.test(v) ? null : 'invalid value for connection reuse range');
 
 const SEC = 1000;
 

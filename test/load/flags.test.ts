@@ -82,7 +82,13 @@ describe('request shaping', () => {
     const r = await run(['load', '-qps', '0', '-n', '6', '-c', '1', '-connection-reuse', '2:2', '-json', '-', url()]);
     expect(srv.conns - c0).toBe(3);
     expect(JSON.parse(r.out).ConnReuseRange).toEqual([2, 2]);
-    const bad = await run(['load', '-connection-reuse', '5:2', url()]);
+    const [swapped, single, bad] = await Promise.all([
+      run(['load', '-qps', '0', '-n', '1', '-c', '1', '-connection-reuse', '5:2', '-json', '-', url()]),
+      run(['load', '-qps', '0', '-n', '1', '-c', '1', '-connection-reuse', '3', '-json', '-', url()]),
+      run(['load', '-connection-reuse', 'x:2', url()]),
+    ]);
+    expect(JSON.parse(swapped.out).ConnReuseRange).toEqual([2, 5]); // fortio swaps a > b
+    expect(JSON.parse(single.out).ConnReuseRange).toEqual([3, 3]);
     expect(bad.code).toBe(2);
   });
   it('-resolve connects to the given IP with the URL host as Host; -unix-socket goes over a unix socket', async () => {

@@ -1,94 +1,207 @@
-// `meshlet load`: fortio-compatible flags and output (fortio habits and scripts carry over).
-import { writeFileSync } from 'node:fs';
-import { FlagError, helpText, parseFlags, type FlagSpec } from '../../cli/flags.ts';
-import { parseDuration } from '../../proxy/config/duration.ts';
-import { WarmupError, runLoad, toFortioJson } from './runner.ts';
-import { banner, report } from './report.ts';
+// `meshlet load`: a drop-in for `fortio load` on HTTP/1.x: fortio's flags (fortio-flags.ts,
+// parsed with Go's flag rules in goflag.ts), its text report at each log level (report.ts), its
+// JSON (json.ts) and its exit codes: 0 after any run whatever the codes, 1 for a usage error
+// (no URL, flags after the URL, bad -p) or an "Aborting because of ..." (warmup, TLS files),
+// 2 for an unknown flag or a bad flag value (Go's flag.ExitOnError).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { GoFlagError, GoFlagHelp, goUsage, parseGoFlags, type GoParsed } from './goflag.ts';
+import { FORTIO_FLAGS, PROTOCOLS_MESSAGE, flagNote } from './fortio-flags.ts';
+import { WarmupError, runLoad, type LoadOptions } from './runner.ts';
+import { LEVELS, ERROR, banner, report, startLine } from './report.ts';
+import { toFortioJson } from './json.ts';
+import { AccessLogger, type AccessFormat } from './access-log.ts';
+import { makeLogger, type Logger } from './log.ts';
+import { startProfile } from './profile.ts';
 
-const LEVELS = ['Debug', 'Verbose', 'Info', 'Warning', 'Error', 'Critical'];
+/** A usage error: fortio prints it and exits 1. */
+export class UsageError extends Error {}
 
-const SPECS: FlagSpec[] = [
-  { name: 'c', type: 'number', default: 4, help: 'number of connections/goroutines' },
-  { name: 'qps', type: 'number', default: 8, help: 'target rate across all connections; 0 = as fast as possible (closed loop)' },
-  { name: 'n', type: 'number', default: 0, help: 'exact number of calls (split across connections); 0 = use -t' },
-  { name: 't', type: 'string', default: '5s', help: "duration, e.g. '5s', '500ms', '1m' (plain number = seconds)" },
-  { name: 'H', type: 'list', default: [], help: "extra header 'Name: value' (repeatable)" },
-  { name: 'payload', type: 'string', help: 'POST this body' },
-  { name: 'payload-size', type: 'number', help: 'POST a generated body of this many bytes' },
-  { name: 'content-type', type: 'string', help: 'content type of the payload' },
-  { name: 'timeout', type: 'string', default: '3s', help: 'per request timeout' },
-  { name: 'p', type: 'string', default: '50,75,90,99,99.9', help: 'percentiles to report' },
-  { name: 'json', type: 'string', help: "write the fortio-shaped JSON result to this file ('-' = stdout)" },
-  { name: 'allow-initial-errors', type: 'boolean', default: false, help: 'with -t: do not abort when a connection\'s warmup call is not 2xx' },
-  { name: 'loglevel', type: 'string', default: 'Info', help: 'Debug|Verbose|Info|Warning|Error|Critical (Verbose shows the first hit; Warning and above hide the banner)' },
-  { name: 'quiet', type: 'boolean', default: false, help: 'print only the result lines' },
-  { name: 'labels', type: 'string', default: '', help: 'labels stored in the JSON result' },
-];
+export const VERSION = (() => {
+  try { return `meshlet-${JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version}`; } catch { return 'meshlet'; }
+})();
 
-function duration(s: string, flag: string): number {
-  const ms = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : parseDuration(s);
-  if (ms === undefined) throw new FlagError(`-${flag}: invalid duration '${s}'`);
-  return ms;
+type V = GoParsed['values'];
+const str = (v: V, k: string) => v.get(k) as string;
+const num = (v: V, k: string) => v.get(k) as number;
+const bool = (v: V, k: string) => v.get(k) as boolean;
+
+/** Parse with Go's rules; unknown flags and HTTP/2-gRPC flags exit 2 (returned as a code). */
+export function parseOrExit(argv: string[], names: Set<string> | null, cmd: string): GoParsed | number {
+  const flags = names ? FORTIO_FLAGS.filter((f) => names.has(f.name)) : FORTIO_FLAGS;
+  let p: GoParsed;
+  try {
+    p = parseGoFlags(argv, flags);
+  } catch (e) {
+    if (e instanceof GoFlagHelp) {
+      process.stdout.write(`Usage: meshlet ${cmd} [flags] url\n\nfortio's flags and defaults (Go flag syntax: -flag, --flag, -flag=value, -flag value; bools only as -flag or -flag=false; flags before the URL).\n\n${goUsage(flags, flagNote)}`);
+      return 0;
+    }
+    process.stderr.write(`${(e as GoFlagError).message}\nUsage of meshlet ${cmd}: see meshlet ${cmd} -h\n`);
+    return 2;
+  }
+  for (const f of flags) {
+    if (f.status === 'protocols' && p.set.has(f.name)) {
+      process.stderr.write(`meshlet ${cmd}: -${f.name}: ${PROTOCOLS_MESSAGE}\n`);
+      return 2;
+    }
+  }
+  return p;
+}
+
+/** fortio's -loglevel / -quiet. */
+export function levelOf(v: V): number {
+  if (bool(v, 'quiet')) return ERROR;
+  return LEVELS.findIndex((l) => l.toLowerCase() === str(v, 'loglevel').toLowerCase());
+}
+
+/** The URL argument: fortio adds http:// when there is no scheme. */
+export function urlOf(arg: string): URL {
+  const s = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(arg) ? arg : `http://${arg}`;
+  let u: URL;
+  try { u = new URL(s); } catch { throw new UsageError(`invalid url '${arg}'`); }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`unsupported scheme in '${arg}': meshlet load runs http:// and https:// (fortio's tcp:// and udp:// runners are not implemented; gRPC arrives with the Protocols work)`);
+  return u;
+}
+
+function readFile(path: string, what: string): Buffer {
+  try { return readFileSync(path); } catch (e) { throw new WarmupError(`${what} ${path}: ${(e as Error).message}`); }
+}
+
+/** The HTTP client options shared by `load` and `curl` (payload, method, TLS, connection flags). */
+export function clientOptions(v: V, url: URL, stdinPayload?: Buffer): Omit<LoadOptions, 'connections' | 'qps' | 'calls' | 'durationMs' | 'allowInitialErrors'> {
+  const headers: Array<[string, string]> = (v.get('H') as string[]).map((h) => {
+    const i = h.indexOf(':');
+    if (i <= 0) throw new UsageError(`invalid -H '${h}': expected key:value`);
+    return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
+  });
+  let payload: Buffer | null = null;
+  // -payload-size is capped at -maxpayloadsizekb, as fortio's random payload generator does.
+  const size = Math.min(v.has('payload-size') ? num(v, 'payload-size') : 0, num(v, 'maxpayloadsizekb') * 1024);
+  if (size > 0) payload = randomBytes(size);
+  else if (stdinPayload) payload = stdinPayload;
+  else if (v.has('payload-file') && str(v, 'payload-file')) payload = readFile(str(v, 'payload-file'), 'cannot read -payload-file');
+  else if (v.has('payload') && str(v, 'payload')) payload = Buffer.from(str(v, 'payload'));
+  let reuse: [number, number] | null = null;
+  if (str(v, 'connection-reuse')) {
+    const r = str(v, 'connection-reuse').split(':').map(Number);
+    reuse = r.length === 1 ? [r[0], r[0]] : [Math.min(r[0], r[1]), Math.max(r[0], r[1])];
+    if (reuse[1] <= 0) reuse = null; // a threshold of 0: unlimited
+  }
+  const timeoutMs = num(v, 'timeout');
+  if (!(timeoutMs > 0)) throw new UsageError(`invalid -timeout ${timeoutMs}ms: must be > 0`);
+  return {
+    url: url.href, headers, payload, contentType: str(v, 'content-type') || undefined, timeoutMs,
+    method: str(v, 'X') || undefined, http10: bool(v, 'http1.0'), keepAlive: bool(v, 'keepalive'), halfClose: bool(v, 'halfclose'), reuse,
+    resolve: str(v, 'resolve') || undefined, unixSocket: str(v, 'unix-socket') || undefined,
+    tls: {
+      insecure: bool(v, 'k') || bool(v, 'https-insecure'),
+      ca: str(v, 'cacert') ? readFile(str(v, 'cacert'), 'cannot read -cacert') : undefined,
+      cert: str(v, 'cert') ? readFile(str(v, 'cert'), 'cannot read -cert') : undefined,
+      key: str(v, 'key') ? readFile(str(v, 'key'), 'cannot read -key') : undefined,
+    },
+    compression: bool(v, 'compression'), user: str(v, 'user') || undefined, followRedirects: bool(v, 'L'),
+    logErrors: bool(v, 'log-errors'), dnsMethod: str(v, 'dns-method'), ipType: str(v, 'resolve-ip-type'), noReresolve: bool(v, 'no-reresolve'),
+    maxHeadBytes: Math.max(1, num(v, 'httpbufferkb')) * 1024,
+  };
+}
+
+/** json.MarshalIndent(v, "", "  "): Go escapes <, >, & (and U+2028/9) inside strings. */
+export function goJson(v: unknown): string {
+  return JSON.stringify(v, null, 2).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+export function loggerOf(v: V, level: number): Logger {
+  return makeLogger({
+    level, json: bool(v, 'logger-json'), timestamp: bool(v, 'logger-timestamp'), goroutine: bool(v, 'logger-goroutine'),
+    color: bool(v, 'logger-force-color') || (!bool(v, 'logger-no-color') && !!process.stderr.isTTY && !bool(v, 'logger-json')),
+  });
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {
-  let p;
-  try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet load: ${(e as Error).message}`); return 2; }
-  if (p.help) {
-    console.log(helpText('meshlet load [flags] <url>', 'Load-test a URL like fortio: the report goes to stderr. Exit 0 whatever the status codes (like fortio: read the Code lines or -json), 2 on bad flags, 1 when the run could not be made (e.g. a failed warmup without -allow-initial-errors).', SPECS));
-    return 0;
+  const parsed = parseOrExit(argv, null, 'load');
+  if (typeof parsed === 'number') return parsed;
+  const v = parsed.values;
+  const level = levelOf(v);
+  const log = loggerOf(v, level);
+  if (bool(v, 'curl')) {
+    const { curlWith } = await import('./curl.ts');
+    return curlWith(parsed, log, level);
   }
-  const f = p.flags;
+  let access: AccessLogger | null = null;
+  let stopProfile = str(v, 'profile') ? startProfile(str(v, 'profile')) : null;
   try {
-    if (p.positional.length !== 1) throw new FlagError('exactly one URL is required');
-    if (!/^http:\/\/[^/]/.test(p.positional[0]) || !URL.canParse(p.positional[0])) throw new FlagError(`'${p.positional[0]}' is not an http:// URL`);
-    const c = f.c as number;
-    if (!Number.isInteger(c) || c < 1) throw new FlagError('-c must be a positive integer');
-    const qps = f.qps as number;
-    if (qps < 0) throw new FlagError('-qps must be >= 0');
-    const n = f.n as number;
-    if (!Number.isInteger(n) || n < 0) throw new FlagError('-n must be a non-negative integer');
-    const headers: Array<[string, string]> = (f.H as string[]).map((h) => {
-      const i = h.indexOf(':');
-      if (i <= 0) throw new FlagError(`-H '${h}': expected 'Name: value'`);
-      return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
+    if (parsed.args.length !== 1) {
+      // fortio's cli.ErrUsage text; meshlet adds why when there were extra arguments.
+      throw new UsageError(`Error: fortio load/curl needs a URL or destination${parsed.args.length > 1 ? `\n(got ${parsed.args.length} arguments: ${parsed.args.join(' ')}; flags go before the url)` : ''}`);
+    }
+    const url = urlOf(parsed.args[0]);
+    const percentiles = str(v, 'p').split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+    for (const p of percentiles) if (!(p > 0 && p < 100)) throw new UsageError(`Unable to extract percentiles from -p "${str(v, 'p')}": each must be in (0,100)`);
+    const c = num(v, 'c');
+    if (!(c >= 1)) throw new UsageError(`invalid -c ${c}: need at least 1 connection`);
+    const n = Math.max(0, num(v, 'n'));
+    let durationMs = num(v, 't');
+    if (durationMs < 0) durationMs = 0; // fortio: -t <= 0 is until interrupted
+    let qps = num(v, 'qps');
+    if (!(qps > 0)) qps = 0; // 0 or negative: max
+    if (bool(v, 'calc-qps')) {
+      if (!(n > 0 && durationMs > 0)) throw new UsageError('-calc-qps needs both -n and -t');
+      qps = n / (durationMs / 1000);
+    }
+    const base = clientOptions(v, url);
+    const labels = v.has('labels') && str(v, 'labels') ? str(v, 'labels') : `${url.href.replace(/^https?:\/\//, '')} , ${hostname().split('.')[0]}`;
+    if (str(v, 'access-log-file')) {
+      const fmt = str(v, 'access-log-format').toLowerCase();
+      if (fmt !== 'json' && fmt !== 'influx') throw new UsageError(`invalid format "${str(v, 'access-log-format')}", should be "json" or "influx"`);
+      access = new AccessLogger(str(v, 'access-log-file'), fmt as AccessFormat);
+    }
+    const gomax = num(v, 'gomaxprocs') >= 1 ? num(v, 'gomaxprocs') : availableParallelism();
+    process.stderr.write(banner({ version: VERSION, qps: bool(v, 'calc-qps') ? qps : num(v, 'qps'), procs: gomax, exactly: n, durationMs, url: url.href }));
+    // ^C stops the run and prints the report (with -t 0 it is the only end), as fortio.
+    const ac = new AbortController();
+    const onSig = () => ac.abort();
+    process.once('SIGINT', onSig); process.once('SIGTERM', onSig);
+    const opts: LoadOptions = {
+      ...base, connections: c, qps, calls: n, durationMs, allowInitialErrors: bool(v, 'allow-initial-errors'),
+      abortOn: num(v, 'abort-on'), jitter: bool(v, 'jitter'), uniform: bool(v, 'uniform'), noCatchUp: bool(v, 'nocatchup'),
+      sequentialWarmup: bool(v, 'sequential-warmup'), resolution: num(v, 'r'), offsetSec: num(v, 'offset') / 1000,
+      accessLog: access, signal: ac.signal, log, runId: num(v, 'runid'),
+      onStart: (r) => process.stderr.write(startLine(r, gomax, level, access ? ` with access logger ${access.info()}` : '')),
+    };
+    log('info', 'Starting http test', {
+      run: String(num(v, 'runid')), url: url.href, threads: String(c), qps: (qps || -1).toFixed(1),
+      warmup: bool(v, 'sequential-warmup') ? 'sequential' : 'parallel', 'conn-reuse': base.reuse ? `[${base.reuse[0]}, ${base.reuse[1]}]` : '',
     });
-    const level = LEVELS.findIndex((l) => l.toLowerCase() === String(f.loglevel).toLowerCase());
-    if (level < 0) throw new FlagError(`-loglevel '${f.loglevel}': expected one of ${LEVELS.join('|')}`);
-    if (f['payload-size'] !== undefined && !(Number.isInteger(f['payload-size']) && (f['payload-size'] as number) >= 0)) throw new FlagError('-payload-size must be a non-negative integer');
-    const percentiles = String(f.p).split(',').map((x) => Number(x.trim()));
-    if (percentiles.some((x) => !(x > 0 && x <= 100))) throw new FlagError(`-p '${f.p}': percentiles are numbers in (0, 100]`);
-    let payload: Buffer | null = null;
-    if (f.payload !== undefined) payload = Buffer.from(f.payload as string);
-    else if (f['payload-size'] !== undefined) payload = Buffer.alloc(f['payload-size'] as number, 'x');
-    const durationMs = n > 0 ? 0 : duration(f.t as string, 't');
-    // fortio's -t 0 runs until interrupted; a bench tool must stay bounded, so it needs a duration.
-    if (n === 0 && !(durationMs > 0)) throw new FlagError('-t must be a positive duration (or give -n)');
-    const timeoutMs = duration(f.timeout as string, 'timeout');
-    if (!(timeoutMs > 0)) throw new FlagError('-timeout must be a positive duration');
-    const quiet = f.quiet || level >= LEVELS.indexOf('Warning');
-    const url = p.positional[0];
-    if (!quiet) process.stderr.write(banner(url, qps, c, n, durationMs));
-    const r = await runLoad({
-      url, connections: Math.min(c, n > 0 ? n : c), qps, calls: n, durationMs: n > 0 ? 0 : durationMs, headers, payload,
-      contentType: f['content-type'] as string | undefined, timeoutMs,
-      allowInitialErrors: f['allow-initial-errors'] as boolean,
+    const r = await runLoad(opts);
+    process.off('SIGINT', onSig); process.off('SIGTERM', onSig);
+    if (stopProfile) { await stopProfile(); stopProfile = null; }
+    const j = toFortioJson(r, {
+      labels, runId: num(v, 'runid'), percentiles, cacert: str(v, 'cacert'), cert: str(v, 'cert'), key: str(v, 'key'),
+      stdClient: bool(v, 'stdclient'), meshlet: !bool(v, 'json-strict'), accessLogInfo: access?.info(), version: VERSION,
     });
-    if (level <= LEVELS.indexOf('Verbose') && r.firstHit) process.stderr.write(`first hit of url ${url}: status ${String(r.firstHit.status).padStart(3, '0')}, total ${r.firstHit.bytes}\n`);
-    const j = toFortioJson(r, percentiles, f.labels as string);
-    const behind = qps > 0 && r.behind > 0
-      ? `Warning: could not keep up with the requested ${qps} qps (achieved ${j.ActualQPS.toFixed(1)} qps): ${r.behind} calls started late (up to ${r.maxLagMs.toFixed(1)} ms); latency is measured from the intended start`
-      : null;
-    process.stderr.write(report(j, behind, r.warmup));
-    if (f.json !== undefined) {
-      const text = `${JSON.stringify(j, null, 2)}\n`;
-      if (f.json === '-') process.stdout.write(text); else writeFileSync(f.json as string, text);
+    process.stderr.write(report({ r, j, level, coNote: true, profile: str(v, 'profile') || undefined }));
+    const jsonPath = str(v, 'json');
+    if (jsonPath || bool(v, 'a')) {
+      const text = `${goJson(j)}\n`;
+      const bytes = Buffer.byteLength(text);
+      if (jsonPath === '-') { process.stdout.write(text); process.stderr.write(`Successfully wrote ${bytes} bytes of Json data to stdout\n`); }
+      else {
+        const file = jsonPath || join(str(v, 'data-dir'), `${j.ID}.json`);
+        writeFileSync(file, text);
+        process.stderr.write(`Successfully wrote ${bytes} bytes of Json data to ${file}\n`);
+      }
     }
     return 0;
   } catch (e) {
-    if (e instanceof FlagError) { console.error(`meshlet load: ${e.message}`); return 2; }
-    if (e instanceof WarmupError) { console.error(`Aborting because of ${e.message} (use -allow-initial-errors to run anyway)`); return 1; }
-    console.error(`meshlet load: ${(e as Error).message}`);
+    if (e instanceof UsageError) { process.stderr.write(`${e.message}\n`); return 1; }
+    // fortio_main prints this one as a report line (not a log line).
+    process.stderr.write(`Aborting because of ${(e as Error).message}\n`);
     return 1;
+  } finally {
+    await access?.close();
+    await stopProfile?.();
   }
 }

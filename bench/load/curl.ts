@@ -1,70 +1,72 @@
-// `meshlet curl <url>`: one request in fortio's curl mode (≥ 1.22): status line and headers on
-// stderr, body on stdout, exit 1 unless the status is exactly 200 (so 201/204 fail too, as in
-// fortio). Headers are printed as the server sent them (raw case), hence a Client.dispatch.
-import { Client } from 'undici';
-import { FlagError, helpText, parseFlags, type FlagSpec } from '../../cli/flags.ts';
-import { parseDuration } from '../../proxy/config/duration.ts';
-
-const SPECS: FlagSpec[] = [
-  { name: 'H', type: 'list', default: [], help: "extra header 'Name: value' (repeatable)" },
-  { name: 'payload', type: 'string', help: 'send this body (POST unless -X says otherwise)' },
-  { name: 'content-type', type: 'string', help: 'content type of the payload' },
-  { name: 'X', type: 'string', help: 'method (default GET, or POST with -payload)' },
-  { name: 'timeout', type: 'string', default: '3s', help: "request timeout, e.g. '3s', '500ms' (plain number = seconds)" },
-];
+// `meshlet curl <url>` (and `meshlet load -curl`): one request in fortio's curl mode (>= 1.22):
+// the response head as received on stderr (stdout with -curl-stdout-headers), the body on stdout,
+// exit 0 only for status 200 (so 201/204 fail too, as fortio), 1 otherwise or on a connection
+// error. The same HTTP/1.x client and client flags as `meshlet load` (TLS, -L, -X, -payload...).
+import { CURL_FLAG_NAMES } from './fortio-flags.ts';
+import { Conn, Resolver, buildRequest, targetOf, type CallResult } from './http-client.ts';
+import { UsageError, clientOptions, levelOf, loggerOf, parseOrExit, urlOf } from './cli.ts';
+import type { GoParsed } from './goflag.ts';
+import type { Logger } from './log.ts';
 
 export async function main(argv: string[]): Promise<number | undefined> {
-  let p;
-  try { p = parseFlags(argv, SPECS); } catch (e) { console.error(`meshlet curl: ${(e as Error).message}`); return 2; }
-  if (p.help) { console.log(helpText('meshlet curl [flags] <url>', 'Send one request; status and headers to stderr, body to stdout; exit 1 unless the status is 200.', SPECS)); return 0; }
+  const parsed = parseOrExit(argv, CURL_FLAG_NAMES, 'curl');
+  if (typeof parsed === 'number') return parsed;
+  const level = levelOf(parsed.values);
+  return curlWith(parsed, loggerOf(parsed.values, level), level);
+}
+
+async function readStdin(): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of process.stdin) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+export async function curlWith(parsed: GoParsed, log: Logger, _level: number): Promise<number> {
+  const v = parsed.values;
   let url: URL;
-  const headers: string[] = [];
-  let ms: number;
+  let base;
   try {
-    if (p.positional.length !== 1) throw new FlagError('exactly one URL is required');
-    url = new URL(p.positional[0]);
-    if (url.protocol !== 'http:') throw new FlagError(`only http:// URLs are supported, got ${p.positional[0]}`);
-    for (const h of p.flags.H as string[]) {
-      const i = h.indexOf(':');
-      if (i <= 0) throw new FlagError(`-H '${h}': expected 'Name: value'`);
-      headers.push(h.slice(0, i).trim(), h.slice(i + 1).trim());
-    }
-    const t = String(p.flags.timeout);
-    const parsed = /^\d+(\.\d+)?$/.test(t) ? Number(t) * 1000 : parseDuration(t);
-    if (parsed === undefined || !(parsed > 0)) throw new FlagError(`-timeout: invalid duration '${t}'`);
-    ms = parsed;
+    if (parsed.args.length !== 1) throw new UsageError(parsed.args.length === 0 ? 'Error: fortio curl needs a url or destination' : `Error: fortio curl needs exactly one url, got ${parsed.args.length} arguments; flags go before the url`);
+    url = urlOf(parsed.args[0]);
+    // -stream: the payload comes from stdin (read whole: the request still has a Content-Length).
+    base = clientOptions(v, url, v.get('stream') ? await readStdin() : undefined);
   } catch (e) {
-    console.error(`meshlet curl: ${(e as Error).message}`);
-    return 2;
-  }
-  const body = p.flags.payload as string | undefined;
-  if (body !== undefined && p.flags['content-type'] !== undefined) headers.push('content-type', p.flags['content-type'] as string);
-  const method = (p.flags.X as string | undefined) ?? (body !== undefined ? 'POST' : 'GET');
-  const client = new Client(url.origin, { connect: { timeout: ms }, headersTimeout: ms, bodyTimeout: ms });
-  try {
-    const status = await new Promise<number>((resolve, reject) => {
-      let code = 0;
-      client.dispatch({ origin: url.origin, path: url.pathname + url.search, method, headers, body: body ?? null }, {
-        onRequestStart() {},
-        onResponseStart(c, s, parsed, statusMessage) {
-          if (s < 200) return; // 1xx: wait for the final response
-          code = s;
-          const lines = [`HTTP/1.1 ${s} ${statusMessage ?? ''}`.trimEnd()];
-          const raw = c.rawHeaders;
-          if (Array.isArray(raw)) for (let i = 0; i + 1 < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`);
-          else for (const [k, v] of Object.entries(parsed)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
-          process.stderr.write(`${lines.join('\n')}\n\n`);
-        },
-        onResponseData(_c, chunk) { process.stdout.write(chunk); },
-        onResponseEnd() { resolve(code); },
-        onResponseError(_c, err) { reject(err); },
-      });
-    });
-    return status === 200 ? 0 : 1;
-  } catch (e) {
-    console.error(`meshlet curl: ${(e as Error).message}`);
+    process.stderr.write(`${(e as Error).message}\n`);
     return 1;
-  } finally {
-    await client.close().catch(() => client.destroy());
+  }
+  const method = base.method || (base.payload || base.contentType ? 'POST' : 'GET');
+  const opts = {
+    keepAlive: false, halfClose: !!base.halfClose, timeoutMs: base.timeoutMs, reuse: null, maxHeadBytes: base.maxHeadBytes ?? 131072,
+    tls: base.tls ?? { insecure: false }, resolver: new Resolver(base.dnsMethod, base.ipType),
+  };
+  const headersOut = v.get('curl-stdout-headers') ? process.stdout : process.stderr;
+  let current = url;
+  let m = method;
+  let body = base.payload;
+  for (let hop = 0; ; hop++) {
+    const same = current.host === url.host;
+    const conn = new Conn(targetOf(current, same ? base.resolve : undefined, same ? base.unixSocket : undefined),
+      buildRequest(current, { method: m, headers: base.headers, body, contentType: base.contentType, http10: !!base.http10, keepAlive: false, compression: !!base.compression, user: base.user }),
+      m, opts);
+    const follow = !!base.followRedirects && hop < 10;
+    let redirecting = false;
+    conn.sink = {
+      head(raw, status) {
+        redirecting = follow && status >= 300 && status < 400 && /\r\nlocation:/i.test(raw.toString('latin1'));
+        if (!redirecting) headersOut.write(raw);
+      },
+      data(chunk) { if (!redirecting) process.stdout.write(chunk); },
+    };
+    const r = await new Promise<CallResult>((resolve) => conn.call(resolve));
+    conn.close();
+    if (redirecting && r.location) {
+      current = new URL(r.location, current);
+      if (r.status === 303) { m = 'GET'; body = null; }
+      continue;
+    }
+    // fortio: the connection error is logged, then "Error status -1" like any other non-200.
+    if (r.status < 0) log('err', r.connectFailed ? (current.protocol === 'https:' ? 'Unable to TLS connect' : 'Unable to connect') : 'Socket error', { dest: conn.addr, err: r.error });
+    if (r.status !== 200) { log('err', `Error status ${r.status}`); return 1; }
+    return 0;
   }
 }

@@ -1,30 +1,67 @@
-// The load engine behind `meshlet load` (fortio semantics): one undici Client per connection
-// (pipelining 1), latencies in an HDR histogram. With qps > 0 the load is open-loop: call i of a
-// connection has an intended start time, and latency is measured from it, so a stalled server
-// shows up in the percentiles instead of silently slowing the sender (no coordinated omission).
-import { Client, type Dispatcher } from 'undici';
-import { build, type Histogram } from 'hdr-histogram-js';
+// The load engine behind `meshlet load` (fortio semantics; pacing in pacing.ts, histograms in
+// histogram.ts, the HTTP/1.x client in http-client.ts). One loop per thread, callback driven (no
+// promise per call), so the tool stays ahead of the servers it measures.
+//
+// One deliberate difference from fortio: with qps > 0, when a call goes out late because the
+// thread was behind schedule, its latency is measured from the call's intended start (fortio
+// measures from the actual send), so a stalled server shows up in the percentiles instead of
+// silently slowing the sender (no coordinated omission). `coCorrection: false` gives fortio's.
+import { Conn, Resolver, buildRequest, targetOf, type CallResult, type RequestSpec, type TlsOptions } from './http-client.ts';
+import { Counter, Histogram } from './histogram.ts';
+import { dueMs, jitterMs, plan, uniformOffsetMs, type Plan } from './pacing.ts';
+import { goDurationMs } from './goflag.ts';
+import { goG } from './gofmt.ts';
+import type { AccessLogger } from './access-log.ts';
 
 export interface LoadOptions {
   url: string;
   connections: number;       // -c
-  qps: number;               // -qps; 0 = as fast as possible (closed loop)
+  qps: number;               // -qps; <= 0 = max (closed loop)
   calls: number;             // -n; 0 = use durationMs
-  durationMs: number;        // -t
+  durationMs: number;        // -t; 0 with calls 0 = until `signal` aborts
   headers: Array<[string, string]>;
-  payload: Buffer | null;    // POST body
+  payload: Buffer | null;
   contentType?: string;
   timeoutMs: number;
-  /**
-   * fortio: in duration mode (-n 0) every connection makes one warmup call first (not counted);
-   * unless this is set, a warmup answer other than 2xx is retried (up to `warmupTries`, a random
-   * pause of up to 200 ms between tries) and then aborts the run with a WarmupError.
-   */
+  /** Do not abort when a warmup call is not OK (2xx or 418). */
   allowInitialErrors: boolean;
-  warmupTries?: number;      // default 50, like fortio
+  method?: string;           // -X
+  http10?: boolean;
+  keepAlive?: boolean;       // default true
+  halfClose?: boolean;
+  reuse?: [number, number] | null;
+  resolve?: string;
+  unixSocket?: string;
+  tls?: TlsOptions;
+  compression?: boolean;
+  user?: string;
+  followRedirects?: boolean;
+  abortOn?: number;          // 0 = none
+  jitter?: boolean;
+  uniform?: boolean;
+  noCatchUp?: boolean;
+  sequentialWarmup?: boolean;
+  logErrors?: boolean;
+  resolution?: number;       // -r (s)
+  offsetSec?: number;        // -offset
+  dnsMethod?: string;
+  ipType?: string;
+  noReresolve?: boolean;
+  maxHeadBytes?: number;
+  accessLog?: AccessLogger | null;
+  /** Stops the run (^C with -t 0): the threads finish their call in flight and stop. */
+  signal?: AbortSignal;
+  /** Measure late calls from their intended start (default true; see the header comment). */
+  coCorrection?: boolean;
+  /** fortio's log lines (warnings per thread, non-OK codes). */
+  log?: (level: 'info' | 'warn' | 'err', msg: string, fields?: Record<string, unknown>) => void;
+  /** -runid, for the log lines. */
+  runId?: number;
+  /** After the warmup, right before the first call (fortio prints "Starting at ..." there). */
+  onStart?: (r: { plan: Plan; requestedDurationMs: number }) => void;
 }
 
-/** A warmup call failed and -allow-initial-errors was not given (fortio: "Aborting because ..."). */
+/** A warmup call failed and -allow-initial-errors was not given (fortio: "Aborting because of ..."). */
 export class WarmupError extends Error {}
 
 export interface LoadResult {
@@ -32,212 +69,241 @@ export interface LoadResult {
   startTime: Date;
   requestedQps: number;
   requestedDurationMs: number;
-  connections: number;
+  exactly: number;
+  connections: number;       // threads actually used (the plan may lower -c)
   actualDurationMs: number;
   calls: number;
   retCodes: Map<number, number>;   // -1 = socket error / timeout
-  hist: Histogram;                 // microseconds
-  sumUs: number;
-  sockets: number[];               // sockets opened per connection
-  behind: number;                  // open loop: calls that started late (sender could not keep up)
+  duration: Histogram;
+  errors: Histogram;
+  sizes: Histogram;
+  headerSizes: Histogram;
+  connStats: Histogram;
+  perConn: Counter[];
+  sockets: number[];
+  ips: Map<string, number>;
+  /** Per thread: the addresses its sockets went to, with counts. */
+  connIps: Array<Map<string, number>>;
+  sleep: Histogram;
+  behind: number;                  // qps mode: calls that started late
   maxLagMs: number;
-  warmup: number;                  // warmup calls made (one per connection in duration mode)
+  warmup: number;
   firstHit: { status: number; bytes: number } | null;
-  buckets: number[];               // counts per BOUNDS_MS bound, last = above the largest
+  aborted: number | null;          // -abort-on code that stopped the run
+  plan: Plan;
+  options: LoadOptions;
 }
 
-/** fortio's histogram bucket bounds (ms). */
-export const BOUNDS_MS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 18, 20, 25, 30, 35, 40, 45, 50,
-  60, 70, 80, 90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 2000, 3000, 4000, 5000, 7500, 10000, 20000, 30000, 60000];
-
-function bucketOf(ms: number): number {
-  let lo = 0, hi = BOUNDS_MS.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (ms <= BOUNDS_MS[mid]) hi = mid; else lo = mid + 1; }
-  return lo;
-}
-
-class Call implements Dispatcher.DispatchHandler {
-  status = 0;
-  done: (status: number) => void;
-  constructor(done: (status: number) => void) { this.done = done; }
-  onRequestStart(): void {}
-  onResponseStart(_c: Dispatcher.DispatchController, status: number): void { if (status >= 200) this.status = status; }
-  onResponseData(): void {}
-  onResponseEnd(): void { this.done(this.status); }
-  onResponseError(): void { this.done(-1); }
-}
-
-/** One warmup call: status (-1 on a socket error or timeout) and the start of the body, for the message. */
-function fetchOnce(client: Client, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string; bytes: number }> {
-  return new Promise((resolve) => {
-    let status = -1, body = '', bytes = 0;
-    client.dispatch(opts, {
-      onRequestStart() {},
-      onResponseStart(_c, s) { if (s >= 200) status = s; },
-      onResponseData(_c, chunk) { bytes += chunk.length; if (body.length < 200) body += chunk.toString('latin1', 0, 200); },
-      onResponseEnd() { resolve({ status, body: body.slice(0, 200), bytes }); },
-      onResponseError(_c, err) { resolve({ status: -1, body: err.message, bytes }); },
-    });
-  });
-}
-
-// fortio's codeIsOK for the warmup: any 2xx.
-const ok2xx = (s: number) => s >= 200 && s < 300;
+const isOK = (s: number) => (s >= 200 && s < 300) || s === 418;
 
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const url = new URL(o.url);
-  if (url.protocol !== 'http:') throw new Error(`only http:// URLs are supported, got ${o.url}`);
-  const path = url.pathname + url.search;
-  const headers: string[] = [];
-  let hasHost = false;
-  for (const [k, v] of o.headers) { headers.push(k, v); if (k.toLowerCase() === 'host') hasHost = true; }
-  if (!hasHost) headers.push('host', url.host);
-  if (o.payload && o.contentType) headers.push('content-type', o.contentType);
-  const method = o.payload ? 'POST' : 'GET';
-  const hist = build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`only http:// and https:// URLs are supported, got ${o.url}`);
+  const method = o.method || (o.payload || o.contentType ? 'POST' : 'GET');
+  // fortio's fast client in HTTP/1.0 mode: no keep-alive (a socket per call), no Host header
+  // unless one is given with -H.
+  const keepAlive = o.keepAlive !== false && !o.http10;
+  const spec: RequestSpec = {
+    method, headers: o.headers, body: o.payload, contentType: o.contentType, http10: !!o.http10, keepAlive,
+    compression: !!o.compression, user: o.user,
+  };
+  const res = o.resolution ?? 0.001;
+  const off = o.offsetSec ?? 0;
+  const duration = new Histogram(off, res);
+  const errors = new Histogram(off, res);
+  const sizes = new Histogram(0, 100);
+  const headerSizes = new Histogram(0, 5);
+  const connStats = new Histogram(off, res);
+  // fortio: sleep times with a -1 ms offset, so the first bucket holds the calls over 1 ms behind.
+  const sleep = new Histogram(-0.001, 0.001);
+  const ips = new Map<string, number>();
   const retCodes = new Map<number, number>();
-  const sockets = new Array<number>(o.connections).fill(0);
-  let sumUs = 0;
-  let calls = 0;
-  let behind = 0;
-  let maxLagMs = 0;
-  const buckets = new Array<number>(BOUNDS_MS.length + 1).fill(0);
-  const codeCounts = new Float64Array(1001); // by status; [1000] = socket errors and timeouts (-1)
-  // -n splits the calls evenly (the first connections take the remainder), like fortio.
-  const perConn = (i: number) => (o.calls > 0 ? Math.floor(o.calls / o.connections) + (i < o.calls % o.connections ? 1 : 0) : Infinity);
-
-  const dispatchOpts: Dispatcher.DispatchOptions = { origin: url.origin, path, method, headers, body: o.payload };
-  const clients = Array.from({ length: o.connections }, (_, i) => {
-    const client = new Client(url.origin, { pipelining: 1, connect: { timeout: o.timeoutMs }, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
-    client.on('connect', () => { sockets[i]++; });
-    return client;
+  const pl = plan({ qps: o.qps, durationMs: o.durationMs, exactly: o.calls, threads: o.connections });
+  const threads = pl.threads;
+  const perConn = Array.from({ length: threads }, () => new Counter());
+  const connIps = Array.from({ length: threads }, () => new Map<string, number>());
+  const resolver = new Resolver(o.dnsMethod, o.ipType);
+  const tls: TlsOptions = o.tls ?? { insecure: false };
+  const log = o.log ?? (() => {});
+  const co = o.coCorrection !== false;
+  const clientOpts = (i: number) => ({
+    keepAlive, halfClose: !!o.halfClose, timeoutMs: o.timeoutMs, reuse: o.reuse ?? null, maxHeadBytes: o.maxHeadBytes ?? 128 * 1024,
+    tls, resolver,
+    onSocket: (secs: number, addr: string) => { secs = Math.round(secs * 1e9) / 1e9; perConn[i].record(secs); connStats.record(secs);
+      ips.set(addr, (ips.get(addr) ?? 0) + 1); connIps[i].set(addr, (connIps[i].get(addr) ?? 0) + 1); },
   });
+  const mainTarget = targetOf(url, o.resolve, o.unixSocket);
+  const request = buildRequest(url, spec);
+  const conns = Array.from({ length: threads }, (_, i) => new Conn(mainTarget, request, method, clientOpts(i), !!o.noReresolve));
+  // -L: other origins get their own connection per thread (fortio: the std client follows redirects).
+  const redirectConns = Array.from({ length: threads }, () => new Map<string, Conn>());
+
+  /** One logical call: the request, and its redirects with -L (at most 10 hops). */
+  const callOnce = (i: number, cb: (r: CallResult) => void) => {
+    let hops = 0;
+    let conn = conns[i];
+    let hb = 0, tb = 0;
+    const step = (r: CallResult) => {
+      hb += r.headerBytes; tb += r.totalBytes;
+      if (o.followRedirects && r.location && r.status >= 300 && r.status < 400 && hops < 10) {
+        hops++;
+        let next: URL;
+        try { next = new URL(r.location, conn.target.url); } catch { cb({ ...r, headerBytes: hb, totalBytes: tb }); return; }
+        const key = next.origin;
+        let c = redirectConns[i].get(`${key}${next.pathname}${next.search}`);
+        if (!c) {
+          const m = r.status === 303 ? 'GET' : method;
+          c = new Conn(targetOf(next, next.host === url.host ? o.resolve : undefined, next.host === url.host ? o.unixSocket : undefined),
+            buildRequest(next, { ...spec, method: m, body: m === 'GET' ? null : spec.body }), m, clientOpts(i));
+          redirectConns[i].set(`${key}${next.pathname}${next.search}`, c);
+        }
+        conn = c;
+        c.call(step);
+        return;
+      }
+      cb({ ...r, headerBytes: hb, totalBytes: tb });
+    };
+    conn.call(step);
+  };
+  const call = (i: number) => new Promise<CallResult>((resolve) => callOnce(i, resolve));
+  const closeAll = () => { for (const c of conns) c.close(); for (const m of redirectConns) for (const c of m.values()) c.close(); };
+
+  // Warmup (fortio's httprunner): in -t mode one call per thread, in parallel (or one after
+  // another with -sequential-warmup); a non-OK answer aborts at once, no retries.
   let warmup = 0;
   let firstHit: LoadResult['firstHit'] = null;
-  if (o.calls === 0) {
+  if (o.calls <= 0) {
+    const one = async (i: number) => {
+      const r = await call(i);
+      warmup++;
+      if (i === 0) firstHit = { status: r.status, bytes: r.totalBytes };
+      if (!o.allowInitialErrors && !isOK(r.status)) {
+        throw new WarmupError(r.status < 0 ? `error ${r.status} for ${o.url}: ${r.error}` : `error ${r.status} for ${o.url} (${r.totalBytes} bytes)`);
+      }
+    };
     try {
-      await Promise.all(clients.map(async (client, i) => {
-        const tries = o.allowInitialErrors ? 1 : Math.max(1, o.warmupTries ?? 50);
-        for (let t = 1; ; t++) {
-          const r = await fetchOnce(client, dispatchOpts);
-          warmup++;
-          if (i === 0 && !firstHit) firstHit = { status: r.status, bytes: r.bytes };
-          if (o.allowInitialErrors || ok2xx(r.status)) return;
-          if (t >= tries) throw new WarmupError(`after ${t} tries, error ${r.status} for ${o.url}: ${JSON.stringify(r.body)}`);
-          await new Promise((res) => setTimeout(res, Math.random() * 200));
-        }
-      }));
+      if (o.sequentialWarmup) for (let i = 0; i < threads; i++) await one(i);
+      else await Promise.all(conns.map((_, i) => one(i)));
     } catch (e) {
-      await Promise.all(clients.map((c) => c.destroy()));
+      closeAll();
       throw e;
     }
   }
+
+  o.onStart?.({ plan: pl, requestedDurationMs: o.calls > 0 ? 0 : o.durationMs });
   const startTime = new Date();
   const t0 = performance.now();
-  const deadline = o.calls > 0 ? Infinity : t0 + o.durationMs;
+  const hasDuration = o.calls <= 0 && o.durationMs > 0;
+  const deadline = hasDuration ? t0 + o.durationMs : Infinity;
+  let calls = 0;
+  let behind = 0;
+  let maxLagMs = 0;
+  let aborted: number | null = null;
+  let stopped = !!o.signal?.aborted;
+  const onAbort = () => { stopped = true; };
+  o.signal?.addEventListener('abort', onAbort);
+  const timers = new Set<NodeJS.Timeout>();
+  const epochNs = BigInt(Date.now()) * 1_000_000n - BigInt(Math.round(performance.now() * 1e6));
 
-  // One callback-driven loop per connection: no promise or handler allocated per call, so the
-  // tool stays ahead of the servers it measures.
   const worker = (i: number) => new Promise<void>((done) => {
-    const client = clients[i];
-    const n = perConn(i);
-    // Open loop: this connection's share of the rate, offset so connections interleave.
-    const interval = o.qps > 0 ? (1000 * o.connections) / o.qps : 0;
-    let k = 0;
-    let intended = 0;
+    const n = pl.perThread[i];
+    const threadStart = t0 + (o.uniform ? uniformOffsetMs(pl, i) : 0);
+    let slot = 0;      // schedule index (calls made + calls skipped by -nocatchup)
+    let made = 0;
     let start = 0;
-    const end = () => { client.close().then(() => done(), () => { void client.destroy(); done(); }); };
-    const record = (status: number) => {
-      const us = Math.max(1, Math.round((performance.now() - start) * 1000));
-      hist.recordValue(us);
-      buckets[bucketOf(us / 1000)]++;
-      sumUs += us;
+    const record = (r: CallResult) => {
+      const end = performance.now();
+      const lat = ns(end - start);
+      duration.record(lat);
+      if (!isOK(r.status)) errors.record(lat);
+      sizes.record(r.totalBytes);
+      headerSizes.record(r.headerBytes);
+      retCodes.set(r.status, (retCodes.get(r.status) ?? 0) + 1);
       calls++;
-      if (status >= 0 && status < 1000) codeCounts[status]++; else codeCounts[1000]++;
-      k++;
-      // After an error, undici is still failing this client's queue (it asserts the queue is
-      // empty afterwards): dispatch the next call from a fresh stack.
-      if (status < 0) setImmediate(next); else next();
+      made++;
+      // fortio's fast client: connect failures are always logged (error level); other socket
+      // errors and non-OK codes with -log-errors (log.S(log.Warning, "Non ok http code", ...)).
+      if (r.status < 0 && r.connectFailed) log('err', mainTarget.tls ? 'Unable to TLS connect' : 'Unable to connect', { dest: conns[i].addr, err: r.error, thread: i, run: o.runId ?? 0 });
+      else if (!isOK(r.status) && o.logErrors !== false) {
+        if (r.status < 0) log('warn', 'Socket error', { err: r.error, thread: i, run: o.runId ?? 0 });
+        else log('warn', 'Non ok http code', { code: r.status, status: `HTTP/1.${o.http10 ? 0 : 1} ${r.status}`, thread: i, run: o.runId ?? 0 });
+      }
+      o.accessLog?.report(i, made - 1, epochNs + BigInt(Math.round(start * 1e6)), lat, isOK(r.status), String(r.status));
+      if (o.abortOn && r.status === o.abortOn && aborted === null) {
+        aborted = r.status;
+        log('info', 'Aborted run because of http code', { run: o.runId ?? 0, code: r.status, size: r.totalBytes });
+      }
+      // A failed call's socket is being torn down: go on from a fresh stack.
+      if (r.status < 0) setImmediate(next); else next();
     };
-    const handler = new Call(record);
-    const fire = () => {
-      if (interval === 0 && performance.now() >= deadline) return end();
-      // Behind schedule (the previous call on this connection ran long): measure from the
-      // intended start, so the wait counts. A timer firing a millisecond late is not that.
+    const finish = () => {
+      const secs = (performance.now() - threadStart) / 1000;
+      log('info', `T${pad3(i)} ended after ${goDurationMs(secs * 1000)} : ${slot} calls. qps=${goG(slot / secs)}`);
+      done();
+    };
+    // `idx` is the index of the call about to be made (fortio's i).
+    const fire = (intended: number, idx: number) => {
+      if (stopped || aborted !== null) { finish(); return; }
       const now = performance.now();
-      start = interval > 0 && now - intended > 2 ? intended : now;
-      handler.status = 0;
-      client.dispatch(dispatchOpts, handler);
+      if (now > deadline && idx >= 2 && idx !== n - 1) {
+        // -t is a hard bound in every mode (fortio's check at the top of its loop: at least
+        // 2 calls, and the last scheduled one is still made).
+        log('warn', `T${pad3(i)} warning only did ${idx} out of ${n} calls before reaching ${goDurationMs(o.durationMs)}`);
+        finish();
+        return;
+      }
+      start = co && intended > 0 && now - intended > 2 ? intended : now;
+      callOnce(i, record);
     };
     const next = () => {
-      if (k >= n) return end();
-      if (interval > 0) {
-        intended = t0 + (i * interval) / o.connections + k * interval;
-        // -t in open loop: exactly the calls scheduled before the deadline (qps × t in all).
-        if (intended >= deadline) return end();
-        const wait = intended - performance.now();
-        if (wait > 0) { setTimeout(fire, wait); return; }
-        if (wait < -1) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
+      if (stopped || aborted !== null || slot >= n) { finish(); return; }
+      if (!pl.useQPS) {
+        if (performance.now() >= deadline) { finish(); return; }
+        slot++;
+        fire(0, 0);
+        return;
       }
-      fire();
+      const now = performance.now();
+      let due = threadStart + dueMs(pl, slot, n);
+      if (o.noCatchUp && due < now - 2) {
+        // -nocatchup: skip the calls whose time has passed instead of bursting them.
+        while (slot < n && due < now) { slot++; due = threadStart + dueMs(pl, slot, n); }
+        if (slot >= n) { finish(); return; }
+      }
+      let wait = due - now;
+      if (o.jitter && wait > 0) wait += jitterMs(wait);
+      // The first call goes out at once (fortio sleeps only between calls).
+      const first = slot === 0;
+      if (!first) sleep.record(ns(wait));
+      const idx = slot++;
+      if (first && wait <= 0) { fire(0, idx); return; }
+      if (wait > 0) {
+        const t = setTimeout(() => { timers.delete(t); fire(due, idx); }, wait);
+        timers.add(t);
+        return;
+      }
+      if (wait < -2) { behind++; if (-wait > maxLagMs) maxLagMs = -wait; }
+      fire(due, idx);
     };
     next();
   });
-  await Promise.all(Array.from({ length: o.connections }, (_, i) => worker(i)));
-  for (let c = 0; c < 1000; c++) if (codeCounts[c] > 0) retCodes.set(c === 0 ? -1 : c, codeCounts[c]);
-  if (codeCounts[1000] > 0) retCodes.set(-1, (retCodes.get(-1) ?? 0) + codeCounts[1000]);
+  await Promise.all(conns.map((_, i) => worker(i)));
+  const actualDurationMs = performance.now() - t0;
+  o.signal?.removeEventListener('abort', onAbort);
+  for (const t of timers) clearTimeout(t);
+  const sockets = conns.map((c, i) => c.sockets + [...redirectConns[i].values()].reduce((s, r) => s + r.sockets, 0));
+  closeAll();
   return {
-    url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.durationMs, connections: o.connections,
-    actualDurationMs: performance.now() - t0, calls, retCodes, hist, sumUs, sockets, behind, maxLagMs, buckets, warmup, firstHit,
+    url: o.url, startTime, requestedQps: o.qps, requestedDurationMs: o.calls > 0 ? 0 : o.durationMs, exactly: Math.max(0, o.calls),
+    connections: threads, actualDurationMs, calls, retCodes, duration, errors, sizes, headerSizes, connStats, perConn, sockets, ips, connIps,
+    sleep, behind, maxLagMs, warmup, firstHit, aborted, plan: pl, options: o,
   };
 }
 
-export interface FortioJson {
-  RunType: string; Labels: string; StartTime: string; RequestedQPS: string; RequestedDuration: string;
-  ActualQPS: number; ActualDuration: number; NumThreads: number; Version: string;
-  DurationHistogram: {
-    Count: number; Min: number; Max: number; Sum: number; Avg: number; StdDev: number;
-    Data: Array<{ Start: number; End: number; Percent: number; Count: number }>;
-    Percentiles: Array<{ Percentile: number; Value: number }>;
-  };
-  Exactly: number; RetCodes: Record<string, number>; Sockets: number[]; SocketCount: number; URL: string;
-  BehindSchedule: number;
-}
+/** ms → seconds, at fortio's nanosecond resolution (no float noise in the report). */
+const ns = (ms: number) => Math.round(ms * 1e6) / 1e9;
+const pad3 = (i: number) => String(i).padStart(3, '0');
 
-/** A duration as Go's time.Duration.String() prints it (fortio's RequestedDuration): 500ms, 5s, 1m30s. */
-export function goDuration(ms: number): string {
-  if (ms < 1000) return `${Number(ms.toFixed(3))}ms`;
-  const h = Math.floor(ms / 3_600_000), m = Math.floor((ms % 3_600_000) / 60_000), sec = Number(((ms % 60_000) / 1000).toFixed(3));
-  return `${h ? `${h}h` : ''}${h || m ? `${m}m` : ''}${sec}s`;
-}
-
-export function toFortioJson(r: LoadResult, percentiles: number[], labels = ''): FortioJson {
-  const h = r.hist;
-  const count = r.calls;
-  const sec = (us: number) => us / 1e6;
-  const data: FortioJson['DurationHistogram']['Data'] = [];
-  let cum = 0;
-  for (let b = 0; b < r.buckets.length; b++) {
-    const n = r.buckets[b];
-    if (n === 0) continue;
-    cum += n;
-    const lo = b === 0 ? 0 : BOUNDS_MS[b - 1] * 1000;
-    const hi = b < BOUNDS_MS.length ? BOUNDS_MS[b] * 1000 : h.maxValue;
-    // Clamp the first and last buckets to what was seen, as fortio does.
-    data.push({ Start: sec(Math.max(lo, h.minNonZeroValue)), End: sec(Math.min(hi, h.maxValue)), Percent: (100 * cum) / count, Count: n });
-  }
-  return {
-    RunType: 'HTTP', Labels: labels, StartTime: r.startTime.toISOString(),
-    RequestedQPS: r.requestedQps > 0 ? String(r.requestedQps) : 'max',
-    RequestedDuration: r.requestedDurationMs > 0 && Number.isFinite(r.requestedDurationMs) ? goDuration(r.requestedDurationMs) : `exactly ${count} calls`,
-    ActualQPS: count / (r.actualDurationMs / 1000), ActualDuration: Math.round(r.actualDurationMs * 1e6), NumThreads: r.connections, Version: 'meshlet',
-    DurationHistogram: {
-      Count: count, Min: sec(count ? h.minNonZeroValue : 0), Max: sec(h.maxValue), Sum: sec(r.sumUs), Avg: count ? sec(r.sumUs / count) : 0,
-      StdDev: sec(h.stdDeviation), Data: data,
-      Percentiles: percentiles.map((p) => ({ Percentile: p, Value: sec(h.getValueAtPercentile(p)) })),
-    },
-    Exactly: count, RetCodes: Object.fromEntries([...r.retCodes].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v])),
-    Sockets: r.sockets, SocketCount: r.sockets.reduce((a, b) => a + b, 0), URL: r.url, BehindSchedule: r.behind,
-  };
-}
-
+export { toFortioJson, type FortioJson } from './json.ts';
+/** Go's time.Duration.String() of a duration in ms (kept for callers of the old runner). */
+export const goDuration = goDurationMs;

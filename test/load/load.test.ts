@@ -1,191 +1,200 @@
-// `meshlet load` and `meshlet curl` against real loopback servers.
+// `meshlet load` as a fortio drop-in, as a child process against real loopback servers: the
+// report line for line at each log level (golden line shapes), exit codes, -t as a hard bound,
+// -timeout, warmup, -t 0 until ^C.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { startUpstream, type Upstream } from '../helpers.ts';
-import { WarmupError, goDuration, runLoad, toFortioJson } from '../../bench/load/runner.ts';
+import { mask, reportLines, run } from './lib.ts';
+import { runLoad } from '../../bench/load/runner.ts';
 
-const BIN = new URL('../../bin/meshlet.js', import.meta.url).pathname;
-let ok: Upstream, unavailable: Upstream, echo: Upstream;
-const seen: Array<{ method: string; headers: Record<string, unknown>; body: string }> = [];
+let ok: Upstream, unavailable: Upstream, mixed: Upstream, slow: Upstream;
 beforeAll(async () => {
-  ok = await startUpstream((_q, r) => { r.setHeader('X-Custom-Case', 'yes'); r.end('ok'); });
+  ok = await startUpstream((_q, r) => { r.end('ok'); });
   unavailable = await startUpstream((_q, r) => { r.statusCode = 503; r.end('no'); });
-  echo = await startUpstream((q, r) => {
-    let body = '';
-    q.on('data', (c) => { body += c; });
-    q.on('end', () => { seen.push({ method: q.method!, headers: q.headers, body }); r.end(body); });
-  });
+  let n = 0;
+  mixed = await startUpstream((_q, r) => { if (++n % 4 === 0) r.statusCode = 503; r.end('m'); });
+  slow = await startUpstream((_q, r) => { const t = setTimeout(() => r.end('slow'), 1000); r.on('close', () => clearTimeout(t)); });
 });
-afterAll(async () => { await ok.close(); await unavailable.close(); await echo.close(); });
+afterAll(async () => { await ok.close(); await unavailable.close(); await mixed.close(); await slow.close(); });
 
-function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    c.on('exit', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
+function golden(): Map<string, string[]> {
+  const text = readFileSync(new URL('./fortio-golden.txt', import.meta.url), 'utf8');
+  const sections = new Map<string, string[]>();
+  let cur: string[] | null = null;
+  for (const l of text.split('\n')) {
+    if (l.startsWith('## ')) { cur = []; sections.set(l.slice(3), cur); continue; }
+    if (cur && l !== '') cur.push(l);
+  }
+  return sections;
 }
 
-describe('meshlet load', () => {
-  it('-c 3 -qps 0 -n 30 makes exactly 30 calls and prints fortio\'s lines', async () => {
-    const r = await run(['load', '-c', '3', '-qps', '0', '-n', '30', `http://127.0.0.1:${ok.port}/`]);
-    expect(r.code).toBe(0);
-    expect(r.err).toContain('Code 200 : 30 (100.0 %)');
-    expect(r.err).toMatch(/# target 50% [0-9.e-]+/);
-    expect(r.err).toMatch(/# target 99\.9% /);
-    expect(r.err).toContain('Sockets used: 3 (for perfect keepalive, would be 3)');
-    expect(r.err).toMatch(/All done 30 calls \(plus 0 warmup\) [0-9.]+ ms avg, [0-9.]+ qps/);
-    expect(r.err).toMatch(/^Fortio-compatible meshlet load running at max queries per second, \d+->\d+ procs, for 30 calls: http/);
-    expect(r.err).toContain('# range, mid point, percentile, count');
-    expect(r.out).toBe('');
+describe('the text report, line for line (fortio-golden.txt)', () => {
+  const g = golden();
+  for (const level of ['Info', 'Warning', 'Error', 'Verbose']) {
+    it(`-loglevel ${level}`, async () => {
+      const r = await run(['load', '-loglevel', level, '-qps', '0', '-n', '20', '-c', '2', '-json', '-', `http://127.0.0.1:${mixed.port}/`]);
+      expect(r.code).toBe(0);
+      expect(mask(reportLines(r.err))).toEqual(g.get(level));
+      expect(r.err).toContain('Code 200 : 15 (75.0 %)');
+      expect(r.err).toContain('Code 503 : 5 (25.0 %)');
+    });
+  }
+  it('-quiet is -loglevel Error: the compact report', async () => {
+    const r = await run(['load', '-quiet', '-qps', '0', '-n', '20', '-c', '2', '-json', '-', `http://127.0.0.1:${mixed.port}/`]);
+    expect(mask(reportLines(r.err))).toEqual(g.get('Error'));
   });
-
-  it('sends -H headers and a -payload POST body with -content-type; --double-dash spellings work', async () => {
-    seen.length = 0;
-    const r = await run(['load', '--c', '1', '-qps', '0', '-n', '2', '-H', 'Host: upstream.bench', '-H', 'x-a: 1', '-payload', 'hello', '-content-type', 'text/x-test', `http://127.0.0.1:${echo.port}/`]);
+  it('qps mode: the sleep line (Sleep times, or the falling-behind WARNING), and every # target value <= max', async () => {
+    const r = await run(['load', '-loglevel', 'Warning', '-qps', '40', '-t', '1s', '-c', '2', `http://127.0.0.1:${ok.port}/`]);
     expect(r.code).toBe(0);
-    expect(seen).toHaveLength(2);
-    expect(seen[0]).toMatchObject({ method: 'POST', body: 'hello', headers: { host: 'upstream.bench', 'x-a': '1', 'content-type': 'text/x-test' } });
-    seen.length = 0;
-    await run(['load', '-c', '1', '-qps', '0', '-n', '1', '-payload-size', '300', `http://127.0.0.1:${echo.port}/`]);
-    expect(seen[0].body).toHaveLength(300);
+    const lines = reportLines(r.err);
+    expect(lines[1]).toBe('Starting at 40 qps with 2 thread(s) [gomax ' + /\[gomax (\d+)\]/.exec(lines[1])![1] + '] for 1s : 20 calls each (total 40)');
+    // 40 calls unless a stall of this shared machine pushed a thread's last call past -t (then fortio's warning)
+    const ended = /^Ended after \d+(\.\d+)?(ms|s) : (\d+) calls\. qps=[\d.]+$/.exec(lines.find((l) => l.startsWith('Ended')) ?? '');
+    expect(ended, r.err).not.toBeNull();
+    const calls = Number(ended![3]);
+    expect(calls).toBeGreaterThanOrEqual(36);
+    expect(calls).toBeLessThanOrEqual(40);
+    if (calls < 40) expect(r.err).toMatch(/warning only did \d+ out of 20 calls before reaching 1s/);
+    expect(lines[2]).toBe(ended![0]);
+    // one sleep per call after each thread's first
+    expect(lines[3]).toMatch(new RegExp(`^(Sleep times : count ${calls - 2} avg \\S+ \\+/- \\S+ min \\S+ max \\S+ sum \\S+|Aggregated Sleep Time : count ${calls - 2} .*)$`));
+    const max = Number(new RegExp(`^Aggregated Function Time : count ${calls} avg \\S+ \\+/- \\S+ min \\S+ max (\\S+) sum`, 'm').exec(r.err)![1]);
+    // the function-time section's # target lines (the sleep histogram has its own before it)
+    const section = r.err.slice(r.err.indexOf('Aggregated Function Time'), r.err.indexOf('Error cases'));
+    const targets = [...section.matchAll(/^# target [\d.]+% (\S+)$/gm)].map((m) => Number(m[1]));
+    expect(targets).toHaveLength(5);
+    for (const t of targets) expect(t).toBeLessThanOrEqual(max);
   });
+});
 
-  it('duration mode makes one warmup call per connection; a non-2xx warmup aborts unless -allow-initial-errors', async () => {
-    const r = await run(['load', '-c', '2', '-qps', '0', '-t', '200ms', '-allow-initial-errors', `http://127.0.0.1:${unavailable.port}/`]);
+describe('exit codes (fortio)', () => {
+  it('unknown flag → 2 with Go\'s message; bad value → 2; no URL, flags after the URL, -p 100 → 1; -h2 → 2 "arrives with Protocols"', async () => {
+    const u = `http://127.0.0.1:${ok.port}/`;
+    const [bogus, badC, noUrl, after, p100, h2, grpc] = await Promise.all([
+      run(['load', '-bogus', '1', u]),
+      run(['load', '-c', 'x', u]),
+      run(['load']),
+      run(['load', u, '-c', '2', '-n', '4']),
+      run(['load', '-p', '100', '-n', '1', u]),
+      run(['load', '-h2', u]),
+      run(['load', '-grpc', u]),
+    ]);
+    expect([bogus.code, badC.code, noUrl.code, after.code, p100.code, h2.code, grpc.code]).toEqual([2, 2, 1, 1, 1, 2, 2]);
+    expect(bogus.err).toMatch(/^flag provided but not defined: -bogus$/m);
+    expect(badC.err).toContain('invalid value "x" for flag -c: parse error');
+    expect(noUrl.err).toContain('Error: fortio load/curl needs a URL or destination');
+    expect(after.err).toContain('flags go before the url');
+    expect(after.err).not.toContain('All done'); // nothing ran
+    expect(h2.err).toContain('-h2: not supported yet: arrives with the Protocols work');
+    expect(grpc.err).toContain('-grpc: not supported yet: arrives with the Protocols work');
+  });
+  it('--help lists every flag, the Protocols ones marked', async () => {
+    const r = await run(['load', '--help']);
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/All done \d+ calls \(plus 2 warmup\)/);
-    expect(r.err).toMatch(/Code 503 : \d+ \(100\.0 %\)/);
-    // Without the flag fortio retries the warmup (up to 50 times, ~5 s) then aborts; 2 tries here.
-    const base = { url: `http://127.0.0.1:${unavailable.port}/`, connections: 2, qps: 0, calls: 0, durationMs: 200, headers: [], payload: null, timeoutMs: 1000, allowInitialErrors: false, warmupTries: 2 };
-    await expect(runLoad(base)).rejects.toThrow(WarmupError);
-    await expect(runLoad(base)).rejects.toThrow(/after 2 tries, error 503 for http:\/\/127\.0\.0\.1:\d+\/: "no"/);
-    const good = await runLoad({ ...base, url: `http://127.0.0.1:${ok.port}/` });
-    expect(good.warmup).toBe(2);
-    expect(good.retCodes.get(200)).toBe(good.calls);
+    expect(r.out).toMatch(/-h2\n\s+\tAttempt to use HTTP\/2\.0.*not supported yet: arrives with the Protocols work/);
+    for (const f of ['-abort-on int', '-access-log-file string', '-t duration', '-qps float', '-keepalive\n']) expect(r.out).toContain(f);
   });
-
-  it('socket errors count as code -1', async () => {
+  it('any run exits 0 whatever the codes: all 503, connection refused; -qps -1 means max', async () => {
     const dead = await startUpstream(() => {});
-    const port = dead.port;
     await dead.close();
-    const r = await run(['load', '-c', '1', '-qps', '0', '-n', '3', '-timeout', '1s', '-json', '-', `http://127.0.0.1:${port}/`]);
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.out).RetCodes).toEqual({ '-1': 3 });
-    expect(r.err).toContain('Code  -1 : 3 (100.0 %)');
+    const [a, b, c] = await Promise.all([
+      run(['load', '-qps', '0', '-n', '10', `http://127.0.0.1:${unavailable.port}/`]),
+      run(['load', '-qps', '0', '-n', '5', '-timeout', '1s', `http://127.0.0.1:${dead.port}/`]),
+      run(['load', '-qps', '-1', '-n', '6', '-c', '2', `http://127.0.0.1:${ok.port}/`]),
+    ]);
+    expect([a.code, b.code, c.code]).toEqual([0, 0, 0]);
+    expect(a.err).toContain('Code 503 : 10 (100.0 %)');
+    expect(b.err).toContain('Code  -1 : 5 (100.0 %)');
+    expect(b.err).toContain('Sockets used: 5 (for perfect keepalive, would be 4)'); // attempts count, as fortio's socketCount
+    expect(b.err).toMatch(/^\{.*"level":"err".*"msg":"Unable to connect","dest":"127\.0\.0\.1:\d+","err":".*ECONNREFUSED/m);
+    expect(c.err).toContain('Starting at max qps with 2 thread(s)');
+    expect(c.err).toContain('Code 200 : 6 (100.0 %)');
   });
+});
 
-  it('-json - prints fortio-shaped JSON whose counts match', async () => {
-    const r = await run(['load', '-c', '2', '-qps', '0', '-n', '20', '-json', '-', `http://127.0.0.1:${unavailable.port}/x`]);
+describe('warmup (fortio httprunner: one call per thread, abort at once)', () => {
+  it('-t mode, 503 warmup: "Aborting because of error 503 …" and exit 1 at once; -allow-initial-errors runs', async () => {
+    const u = `http://127.0.0.1:${unavailable.port}/`;
+    const t0 = performance.now();
+    const r = await runLoad({ url: u, connections: 3, qps: 0, calls: 0, durationMs: 5000, headers: [], payload: null, timeoutMs: 1000, allowInitialErrors: false }).catch((e: Error) => e);
+    expect(r).toBeInstanceOf(Error);
+    expect((r as Error).message).toMatch(/^error 503 for http:\/\/127\.0\.0\.1:\d+\/ \(\d+ bytes\)$/);
+    expect(performance.now() - t0).toBeLessThan(1000); // no retries (fortio: 0.03 s)
+    const [cli, allow] = await Promise.all([
+      run(['load', '-t', '1s', u]),
+      run(['load', '-t', '300ms', '-qps', '0', '-c', '2', '-allow-initial-errors', u]),
+    ]);
+    expect(cli.code).toBe(1);
+    expect(cli.err).toMatch(/Aborting because of error 503 for http:\/\/127\.0\.0\.1:\d+\/ \(\d+ bytes\)/);
+    expect(allow.code).toBe(0);
+    expect(allow.err).toMatch(/All done \d+ calls \(plus 2 warmup\)/);
+  });
+  it('418 counts as OK for the warmup (codeIsOK)', async () => {
+    const teapot = await startUpstream((_q, r) => { r.statusCode = 418; r.end('tea'); });
+    try {
+      const r = await run(['load', '-t', '200ms', '-qps', '0', '-c', '1', `http://127.0.0.1:${teapot.port}/`]);
+      expect(r.code).toBe(0);
+      expect(r.err).toMatch(/Code 418 : \d+ \(100\.0 %\)/);
+      expect(r.err).toContain('Error cases : no data');
+    } finally { await teapot.close(); }
+  });
+});
+
+describe('-t is a hard bound, -timeout fires at its value', () => {
+  it('-t 2s at -qps 200000 ends within 2.5 s, with per-thread "only did X out of Y" warnings', async () => {
+    const t0 = performance.now();
+    const warnings: string[] = [];
+    const r = await runLoad({ url: `http://127.0.0.1:${ok.port}/`, connections: 4, qps: 200_000, calls: 0, durationMs: 2000, headers: [], payload: null, timeoutMs: 3000, allowInitialErrors: false, log: (_l, m) => warnings.push(m) });
+    const wall = performance.now() - t0;
+    expect(wall).toBeLessThan(2500);
+    expect(r.actualDurationMs).toBeGreaterThanOrEqual(2000);
+    expect(r.calls).toBeLessThan(400_000);
+    expect(warnings.filter((w) => /^T00\d warning only did \d+ out of 100000 calls before reaching 2s$/.test(w))).toHaveLength(4);
+    const cli = await run(['load', '-qps', '200000', '-t', '2s', '-json', '-', `http://127.0.0.1:${ok.port}/`]);
+    const j = JSON.parse(cli.out);
+    expect(j.ActualDuration).toBeLessThan(2.5e9);
+    expect(j.Exactly).toBe(0); // -t mode: fortio's 0, not the call count
+    expect(j.RequestedDuration).toBe('2s');
+    expect(cli.err).toMatch(/WARNING [\d.]+% of sleep were falling behind/);
+    expect(cli.err).toMatch(/^meshlet: \d+ calls started behind schedule .*measured from the intended start/m);
+  });
+  it('-timeout 200ms against a 1 s upstream: Code -1 after 0.19–0.3 s', async () => {
+    const r = await run(['load', '-qps', '0', '-n', '2', '-c', '1', '-timeout', '200ms', '-json', '-', `http://127.0.0.1:${slow.port}/`]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j.RetCodes).toEqual({ 503: 20 });
-    expect(j.DurationHistogram.Count).toBe(20);
-    expect(j.DurationHistogram.Data.reduce((s: number, d: { Count: number }) => s + d.Count, 0)).toBe(20);
-    expect(j.DurationHistogram.Data.at(-1).Percent).toBe(100);
-    expect(j.DurationHistogram.Percentiles.map((p: { Percentile: number }) => p.Percentile)).toEqual([50, 75, 90, 99, 99.9]);
-    expect(j.NumThreads).toBe(2);
-    expect(j.RequestedQPS).toBe('max');
-    expect(r.err).toContain('Code 503 : 20 (100.0 %)');
+    expect(j.RetCodes).toEqual({ '-1': 2 });
+    expect(j.DurationHistogram.Min).toBeGreaterThanOrEqual(0.19);
+    expect(j.DurationHistogram.Max).toBeLessThanOrEqual(0.3);
+    expect(j.HTTPReqTimeOut).toBe(200e6);
+    expect(r.err).toContain('Code  -1 : 2 (100.0 %)');
   });
-
-  it('-qps 200 -t 3s lands within 2 % of 600 calls', async () => {
-    const r = await run(['load', '-c', '4', '-qps', '200', '-t', '3s', '-json', '-', `http://127.0.0.1:${ok.port}/`]);
-    const j = JSON.parse(r.out);
-    expect(Math.abs(j.DurationHistogram.Count - 600)).toBeLessThanOrEqual(12);
-    expect(j.RequestedQPS).toBe('200');
-    expect(j.RequestedDuration).toBe('3s');
-    expect(j.RetCodes['200']).toBe(j.DurationHistogram.Count);
-    expect(j.ActualDuration).toBeGreaterThan(2.9e9); // nanoseconds, like fortio
-    expect(j.SocketCount).toBe(4);
-    expect(r.err).toContain('(plus 4 warmup)');
+  it('-t 0 runs until ^C, then prints the report', async () => {
+    const r = await run(['load', '-t', '0', '-qps', '50', '-c', '1', '-loglevel', 'Warning', `http://127.0.0.1:${ok.port}/`], {
+      sigintAfter: (err) => err.includes('Starting at'), killAfterMs: 20_000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/running at 50 queries per second, \d+->\d+ procs, until interrupted: http/);
+    expect(r.err).toContain('Starting at 50 qps with 1 thread(s)');
+    expect(r.err).toContain('until interrupted');
+    expect(r.err).toMatch(/All done \d+ calls \(plus 1 warmup\)/);
   });
+});
 
-  it('open loop measures from the intended start: a one-time 200 ms stall shows in p99, unlike a closed loop', async () => {
+describe('coordinated-omission correction (the one deliberate difference from fortio)', () => {
+  it('open loop measures late calls from their intended start: a 200 ms stall shows in p90/p99; coCorrection=false is fortio\'s', async () => {
     let n = 0;
     const stall = await startUpstream((_q, r) => { n++; if (n === 50) setTimeout(() => r.end('late'), 200); else r.end('ok'); });
     try {
-      const base = { url: `http://127.0.0.1:${stall.port}/`, connections: 1, headers: [], payload: null, timeoutMs: 3000, allowInitialErrors: false };
-      const openRaw = await runLoad({ ...base, qps: 200, calls: 200, durationMs: 0 });
-      const open = toFortioJson(openRaw, [50, 90, 99]);
-      expect(openRaw.behind).toBeGreaterThan(20); // the calls due during the stall went out late
+      const base = { url: `http://127.0.0.1:${stall.port}/`, connections: 1, headers: [], payload: null, timeoutMs: 3000, allowInitialErrors: false, qps: 200, calls: 200, durationMs: 0 };
+      const p = (r: Awaited<ReturnType<typeof runLoad>>, q: number) => r.duration.export([q]).Percentiles![0].Value;
       n = 0;
-      const closed = toFortioJson(await runLoad({ ...base, qps: 0, calls: 200, durationMs: 0 }), [50, 90, 99]);
-      const p = (j: typeof open, q: number) => j.DurationHistogram.Percentiles.find((x) => x.Percentile === q)!.Value;
-      // Open loop: the ~40 calls scheduled during the stall all waited; closed loop: one slow call.
-      expect(p(open, 90)).toBeGreaterThan(0.05);
-      expect(p(closed, 90)).toBeLessThan(0.05);
-      expect(p(open, 99)).toBeGreaterThan(0.15);
-    } finally {
-      await stall.close();
-    }
-  });
-
-  it('prints fortio\'s "could not keep up" warning with the achieved rate when the target is too slow for -qps', async () => {
-    const slow = await startUpstream((_q, r) => { setTimeout(() => r.end('slow'), 10); });
-    try {
-      const r = await run(['load', '-c', '1', '-qps', '1000', '-n', '20', `http://127.0.0.1:${slow.port}/`]);
-      expect(r.code).toBe(0);
-      expect(r.err).toMatch(/Warning: could not keep up with the requested 1000 qps \(achieved [0-9.]+ qps\)/);
-      expect(r.err).toContain('Code 200 : 20 (100.0 %)');
-    } finally {
-      await slow.close();
-    }
-  });
-
-  it('bad flags exit 2 with a message', async () => {
-    const cases: Array<[string[], RegExp]> = [
-      [['-c', 'x'], /-c/],
-      [['-loglevel', 'Loud'], /-loglevel 'Loud'/],
-      [['-t', '5 parsecs'], /-t: invalid duration/],
-      [['-H', 'novalue'], /-H 'novalue'/],
-      [['-nope', '1'], /unknown flag '-nope'/],
-      [[], /exactly one URL/],
-      [['https://127.0.0.1/'], /is not an http:\/\/ URL/],
-    ];
-    for (const [args, msg] of cases) {
-      const r = await run(['load', ...args, ...(args.length && !args[0].includes('://') ? [`http://127.0.0.1:${ok.port}/`] : [])]);
-      expect(r.code, args.join(' ')).toBe(2);
-      expect(r.err).toMatch(msg);
-    }
-  });
-});
-
-describe('fortio formats', () => {
-  it('durations print as Go does (RequestedDuration, banner)', () => {
-    expect([500, 5000, 1500, 60_000, 90_000, 3_600_000].map(goDuration)).toEqual(['500ms', '5s', '1.5s', '1m0s', '1m30s', '1h0m0s']);
-  });
-});
-
-describe('meshlet curl', () => {
-  it('200: headers on stderr, body on stdout, exit 0', async () => {
-    const r = await run(['curl', `http://127.0.0.1:${ok.port}/`]);
-    expect(r.code).toBe(0);
-    expect(r.out).toBe('ok');
-    expect(r.err).toMatch(/^HTTP\/1\.1 200 OK\n/);
-    expect(r.err).toContain('X-Custom-Case: yes'); // as the server spelled it
-    expect(r.err).not.toContain('ok');
-  });
-  it('503: exit 1', async () => {
-    const r = await run(['curl', '-H', 'x-a: 1', `http://127.0.0.1:${unavailable.port}/`]);
-    expect(r.code).toBe(1);
-    expect(r.out).toBe('no');
-    expect(r.err).toMatch(/^HTTP\/1\.1 503 Service Unavailable\n/);
-  });
-  it('-X, -payload and -H reach the server; a connection error exits 1', async () => {
-    seen.length = 0;
-    const r = await run(['curl', '-X', 'PUT', '-payload', 'abc', '-H', 'Host: upstream.bench', `http://127.0.0.1:${echo.port}/p`]);
-    expect(r.code).toBe(0);
-    expect(r.out).toBe('abc');
-    expect(seen[0]).toMatchObject({ method: 'PUT', body: 'abc', headers: { host: 'upstream.bench' } });
-    const dead = await startUpstream(() => {});
-    await dead.close();
-    const e = await run(['curl', '-timeout', '1s', `http://127.0.0.1:${dead.port}/`]);
-    expect(e.code).toBe(1);
-    expect(e.out).toBe('');
-    expect(e.err).toMatch(/^meshlet curl: /);
+      const corrected = await runLoad(base);
+      n = 0;
+      const asFortio = await runLoad({ ...base, coCorrection: false });
+      expect(corrected.behind).toBeGreaterThan(20); // the calls due during the stall went out late
+      expect(p(corrected, 90)).toBeGreaterThan(0.05);
+      expect(p(corrected, 99)).toBeGreaterThan(0.15);
+      expect(p(asFortio, 90)).toBeLessThan(0.05); // fortio: one slow call, the rest look fast
+    } finally { await stall.close(); }
   });
 });

@@ -61,7 +61,7 @@ spec:
 async function openLoop(port: number, qps: number, seconds: number) {
   const r = await runLoad({ url: `http://127.0.0.1:${port}/`, connections: CONNECTIONS, qps, calls: 0, durationMs: seconds * 1000, headers: [['Host', HOST]], payload: null, timeoutMs: 5000, allowInitialErrors: true });
   const j = toFortioJson(r, [50, 99, 99.9]);
-  const p = (q: number) => 1000 * j.DurationHistogram.Percentiles.find((x) => x.Percentile === q)!.Value;
+  const p = (q: number) => 1000 * (j.DurationHistogram.Percentiles?.find((x) => x.Percentile === q)?.Value ?? NaN);
   let errors = 0;
   for (const [code, n] of r.retCodes) if (code !== 200) errors += n;
   return { p50: p(50), p99: p(99), p999: p(99.9), calls: r.calls, errors, behind: r.behind };

@@ -138,6 +138,9 @@ export class ControlState {
   // Several control replicas (Kubernetes): only the Lease holder writes ops changes.
   private writerGate: (() => { ok: boolean; holder: string | null }) | null = null;
   setWriterGate(gate: () => { ok: boolean; holder: string | null }): void { this.writerGate = gate; }
+  // Custom resources the Kubernetes source rejected (shown by /v1/config and `ctl get config`).
+  private externalRejections: (() => unknown[]) | null = null;
+  setExternalRejections(fn: () => unknown[]): void { this.externalRejections = fn; }
 
   /** Run an ops edit: validate the resulting ops file with the full build, then write it. */
   async applyOps(host: string, what: string, edit: (ctx: OpsContext) => Override | null): Promise<unknown> {
@@ -192,6 +195,7 @@ export class ControlState {
       overrides: [...(c?.overrides.values() ?? [])].map((o) => ({ host: o.host, overrides: o.overrides || null, removed_subsets: o.removed, rollback_depth: o.history.length })),
       routing: c ? routing(c.snapshot) : [],
       endpoints: this.registry.list().length,
+      ...(this.externalRejections ? { kubernetes_rejected: this.externalRejections() } : {}),
       ...(withSnapshot ? { snapshot: c?.snapshot ?? null } : {}),
     };
   }

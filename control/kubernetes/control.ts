@@ -43,6 +43,7 @@ export async function startKubernetes(opts: KubernetesControlOptions, state: Con
   clearTimeout(t);
   if (!ok) log.error({ server: kc.getCurrentCluster()?.server, waitedMs: timeoutMs }, 'Kubernetes API server: no complete first list yet; serving the directory alone until it answers');
   else log.info({ server: kc.getCurrentCluster()?.server }, 'Kubernetes API server listed; watching');
+  state.setExternalRejections(() => source.rejections());
   let leader: LeaderElector | null = null;
   if (opts.lease) {
     leader = new LeaderElector(kc, { ...opts.lease, log });

@@ -343,6 +343,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       name: `default:${info.spec.host}`, service: info.spec.host, domains: free,
       routes: [{ name: 'default', match: [], destinations: [{ cluster: clusterName(port, '', info.spec.host), host: info.spec.host, subset: '', weight: 100 }], retries: ISTIO_DEFAULT_RETRY }],
     });
+    // A multi-port service: the port in Host selects the service port (Istio's vhost domains
+    // carry "<host>:<port>"); without a port, the first.
+    if (info.spec.ports.length > 1) {
+      for (const p of info.spec.ports) {
+        virtualHosts.push({
+          name: `default:${info.spec.host}:${p.number}`, service: info.spec.host, domains: free.map((d) => `${d}:${p.number}`),
+          routes: [{ name: 'default', match: [], destinations: [{ cluster: clusterName(p.number, '', info.spec.host), host: info.spec.host, subset: '', weight: 100 }], retries: ISTIO_DEFAULT_RETRY }],
+        });
+      }
+    }
   }
 
   const dtabs = resources.filter((r) => r.kind === 'Dtab');

@@ -166,6 +166,8 @@ spec:
     await waitFor('rejection', () => control.kubernetes!.source.rejections().some((r) => r.object === 'VirtualService default/reviews'));
     const rej = control.kubernetes!.source.rejections().find((r) => r.object === 'VirtualService default/reviews')!;
     expect(rej.errors.join('\n')).toMatch(/timout/);
+    // The ops API shows it too (`meshlet ctl get config`).
+    expect((control.state.describe(false) as { kubernetes_rejected: unknown[] }).kubernetes_rejected).toContainEqual(rej);
     await waitFor('event', () => api.list('v1', 'Event').find((e) => e.involvedObject?.name === 'reviews' && e.reason === 'MeshletRejected'));
     const ev = api.list('v1', 'Event').find((e) => e.involvedObject?.name === 'reviews' && e.reason === 'MeshletRejected')!;
     expect(ev.type).toBe('Warning');

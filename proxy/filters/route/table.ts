@@ -110,9 +110,13 @@ export class RouteTable {
   // DNS search path does (`reviews` -> reviews.<ns>.svc.cluster.local, `reviews.other` ->
   // reviews.other.svc.cluster.local), so two namespaces may each have `reviews`.
   private readonly nsSuffix: string | null;
+  // Some domains carry a port ("<host>:<port>", multi-port services): only then is the port of
+  // Host looked at.
+  private readonly portDomains: boolean;
 
   constructor(snapshot: Snapshot, clusters: Map<string, Cluster>, namespace?: string) {
     this.nsSuffix = namespace ? `.${namespace.toLowerCase()}.svc.cluster.local` : null;
+    this.portDomains = snapshot.virtualHosts.some((vh) => vh.domains.some((d) => d.includes(':') && !d.startsWith('[')));
     for (const vh of snapshot.virtualHosts) {
       const c = compileVHost(vh, clusters);
       for (const d of vh.domains) this.byDomain.set(d, c);
@@ -124,16 +128,23 @@ export class RouteTable {
   /** Host header value (may carry a port, any case) -> virtual host. */
   forHost(host: string): CompiledVHost | undefined {
     let h = host;
+    let port = '';
     const colon = h.lastIndexOf(':');
-    if (colon > 0 && h.indexOf(']') < colon) h = h.slice(0, colon);
+    if (colon > 0 && h.indexOf(']') < colon) { port = h.slice(colon); h = h.slice(0, colon); }
+    if (port && this.portDomains) { const v = this.byName(h, port); if (v) return v; }
+    return this.byName(h, '');
+  }
+
+  /** A host name (no port) plus `port` (":9080" or ""), expanded in the proxy's namespace first. */
+  private byName(h: string, port: string): CompiledVHost | undefined {
     if (this.nsSuffix !== null) {
       const l = h.toLowerCase();
       const dot = l.indexOf('.');
-      const expanded = dot < 0 ? this.byDomain.get(l + this.nsSuffix)
-        : l.indexOf('.', dot + 1) < 0 ? this.byDomain.get(`${l}.svc.cluster.local`) : undefined;
+      const expanded = dot < 0 ? this.byDomain.get(l + this.nsSuffix + port)
+        : l.indexOf('.', dot + 1) < 0 ? this.byDomain.get(`${l}.svc.cluster.local${port}`) : undefined;
       if (expanded) return expanded;
     }
-    return this.byDomain.get(h) ?? this.byDomain.get(h.toLowerCase());
+    return this.byDomain.get(h + port) ?? this.byDomain.get(h.toLowerCase() + port);
   }
 
   forService(service: string): CompiledVHost | undefined { return this.byService.get(service); }

@@ -32,6 +32,12 @@ export interface ProxyOptions {
   inboundPort: number;
   adminPort: number;
   appPort?: number;
+  /**
+   * How the inbound listener talks to the app: `client` (default) keeps each request's protocol
+   * (an HTTP/2 or gRPC caller reaches the app over h2c, HTTP/1.1 stays HTTP/1.1), `http2` always
+   * h2c, `http1` always HTTP/1.1.
+   */
+  appProtocol?: 'client' | 'http1' | 'http2';
   bind: string;
   service?: string;
   labels: Record<string, string>;
@@ -122,6 +128,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       name: `inbound|${opts.appPort}||`, service: opts.service ?? 'app', subset: '', port: opts.appPort, lb: 'ROUND_ROBIN',
       endpoints: [{ address: '127.0.0.1', port: opts.appPort, labels: opts.labels }], connectionPool: { ...DEFAULT_CONNECTION_POOL },
     };
+    const ap = opts.appProtocol ?? 'client';
+    if (ap !== 'http1') spec.protocol = ap;
     inbound = new Cluster(spec, undefined, clusterOpts);
   }
 

@@ -60,10 +60,39 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   set('maxRetries', cp?.http?.maxRetries);
   set('maxRequestsPerConnection', cp?.http?.maxRequestsPerConnection);
   set('idleTimeoutMs', cp?.http?.idleTimeout);
+  const mcs = cp?.http?.maxConcurrentStreams;
+  if (mcs !== undefined && mcs > 0) p.maxConcurrentStreams = mcs;
   // Istio's defaults for a retryBudget block with fields unset: 20 %, at least 3 (envoy-semantics.md 1.1).
   const rb = tp?.retryBudget;
   if (rb) p.retryBudget = { percent: rb.percent ?? 20, minRetryConcurrency: rb.minRetryConcurrency ?? 3 };
   return p;
+}
+
+/**
+ * Istio's port protocol: the declared one (upper-cased), else from the name's prefix
+ * (`grpc`, `grpc-web`, `http2`, each alone or before a `-`), else HTTP.
+ */
+export function portProtocol(declared: string | undefined, name: string): string {
+  if (declared) return declared.toUpperCase();
+  const n = name.toLowerCase();
+  const prefix = (p: string) => n === p || n.startsWith(`${p}-`);
+  if (prefix('grpc-web')) return 'GRPC-WEB';
+  if (prefix('grpc')) return 'GRPC';
+  if (prefix('http2')) return 'HTTP2';
+  return 'HTTP';
+}
+
+/**
+ * How the cluster talks upstream, as Istio decides it: useClientProtocol keeps the downstream's;
+ * GRPC, GRPC-WEB and HTTP2 ports are HTTP/2; an HTTP port only with h2UpgradePolicy UPGRADE (the
+ * mesh default, DEFAULT, is DO_NOT_UPGRADE). Undefined = HTTP/1.1.
+ */
+function upstreamProtocol(portProto: string, tp: TrafficPolicy | undefined): ClusterSpec['protocol'] {
+  const http = tp?.connectionPool?.http;
+  if (http?.useClientProtocol === true) return 'client';
+  if (portProto === 'GRPC' || portProto === 'GRPC-WEB' || portProto === 'HTTP2') return 'http2';
+  if (http?.h2UpgradePolicy === 'UPGRADE') return 'http2';
+  return undefined;
 }
 
 function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
@@ -121,7 +150,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     spec.hosts.forEach((host, hi) => {
       const dns = spec.resolution === 'DNS' || spec.resolution === 'DNS_ROUND_ROBIN';
       const info: ServiceInfo = {
-        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports.map((p) => ({ number: p.number, name: p.name, protocol: 'HTTP' })), subsets: [] },
+        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports.map((p) => ({ number: p.number, name: p.name, protocol: portProtocol(p.protocol, p.name) })), subsets: [] },
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
@@ -174,6 +203,8 @@ export function compile(resources: Resource[], opts: { version: string; source: 
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
           lb: lb(s.tp), endpoints, connectionPool: pool(s.tp),
         };
+        const proto = upstreamProtocol(port.protocol, s.tp);
+        if (proto) spec.protocol = proto;
         if (info.resolution) spec.resolution = info.resolution;
         const od = outlier(s.tp);
         if (od) spec.outlier = od;

@@ -13,6 +13,8 @@ const CLUSTER_COUNTERS = [
   'upstream_rq_timeout', 'upstream_rq_per_try_timeout', 'upstream_rq_rx_reset', 'upstream_rq_tx_reset',
   'upstream_rq_retry', 'upstream_rq_retry_success', 'upstream_rq_retry_overflow', 'upstream_rq_retry_limit_exceeded',
   'upstream_rq_retry_backoff_exponential', 'retry_or_shadow_abandoned',
+  // HTTP/2 upstreams: sessions opened, GOAWAYs received (Envoy's names).
+  'upstream_cx_http2_total', 'upstream_cx_close_notify',
   'update_attempt', 'update_success', 'update_failure', 'membership_change',
   'outlier_detection.ejections_enforced_total', 'outlier_detection.ejections_overflow', 'outlier_detection.ejections_total',
   'outlier_detection.ejections_detected_consecutive_5xx', 'outlier_detection.ejections_enforced_consecutive_5xx',

@@ -3,6 +3,7 @@
 import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
 import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
 import { EndpointPool, type Breakers } from './pool.ts';
+import { H2Pool } from './h2-pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
@@ -33,9 +34,10 @@ export class Endpoint {
   readonly spec: EndpointSpec;
   readonly pool: EndpointPool;
   readonly outlier: HostOutlierState = newHostOutlierState();
-  constructor(spec: EndpointSpec, br: Breakers) {
+  /** `protocol`: the cluster's (ClusterSpec.protocol): HTTP/2 endpoints get a multiplexed pool. */
+  constructor(spec: EndpointSpec, br: Breakers, protocol?: 'http2' | 'client') {
     this.spec = spec;
-    this.pool = new EndpointPool(spec.address, spec.port, br);
+    this.pool = protocol === undefined ? new EndpointPool(spec.address, spec.port, br) : new H2Pool(spec.address, spec.port, br, protocol);
   }
   get key(): string { return `${this.spec.address}:${this.spec.port}`; }
 }
@@ -66,7 +68,7 @@ export class Cluster implements ClusterInfo {
     this.budget = opts.retryBudget ? opts.retryBudget() : null;
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
-    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
+    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br, spec.protocol));
     this.destVersion = destinationVersion(spec);
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
@@ -115,7 +117,7 @@ export class Cluster implements ClusterInfo {
       const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
       const kept = old.get(k);
       if (kept) { old.delete(k); return kept; }
-      return new Endpoint(e, this.br);
+      return new Endpoint(e, this.br, this.spec.protocol);
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;

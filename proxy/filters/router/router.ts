@@ -204,6 +204,9 @@ class Attempt implements Waiter, ResponseHandler {
   readonly fresh: boolean;
   private gotHeaders = false;
 
+  /** For a useClientProtocol pool: the request came over HTTP/2. */
+  get downstreamH2(): boolean { return this.fw.s.req.httpVersion === '2'; }
+
   constructor(fw: Forward, ep: Endpoint, fresh: boolean) {
     this.fw = fw;
     this.ep = ep;

@@ -95,6 +95,10 @@ function upstreamProtocol(portProto: string, tp: TrafficPolicy | undefined): Clu
   return undefined;
 }
 
+/** gRPC status names by code (Istio's abort.grpcStatus). */
+const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
 function outlier(tp: TrafficPolicy | undefined): OutlierSpec | undefined {
   const od = tp?.outlierDetection;
   if (!od) return undefined; // absent block = no outlier detector (spec section 1.2)
@@ -342,7 +346,11 @@ function compileRoute(
     fault = {};
     // No percentage -> the deprecated integer `percent` (default 0) -> no fault (spec section 6).
     if (f.delay) fault.delay = { fixedDelayMs: durationMs(f.delay.fixedDelay), percent: f.delay.percentage?.value ?? f.delay.percent ?? 0 };
-    if (f.abort) fault.abort = { httpStatus: f.abort.httpStatus, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
+    if (f.abort) {
+      if (f.abort.httpStatus === undefined && f.abort.grpcStatus === undefined) errors.push(`${where(r)}: ${path}.fault.abort: set httpStatus or grpcStatus`);
+      fault.abort = { httpStatus: f.abort.httpStatus ?? 503, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
+      if (f.abort.grpcStatus !== undefined) fault.abort.grpcStatus = GRPC_CODES.indexOf(f.abort.grpcStatus);
+    }
   }
 
   const mirrors: MirrorSpec[] = [];

@@ -106,7 +106,10 @@ export const httpRoute = closed({
       percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
     })),
     abort: opt(closed({
-      httpStatus: int(200, 599, 'status answered instead of forwarding'),
+      httpStatus: opt(int(200, 599, 'status answered instead of forwarding; a gRPC request gets it as a gRPC error (HTTP 200, grpc-status mapped as Envoy)')),
+      grpcStatus: opt(Type.Enum(['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+        'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'],
+      { description: 'gRPC status answered to gRPC requests (HTTP 200, trailers-only); a request that is not gRPC gets httpStatus, else 503' })),
       percentage: opt(percentage('share of requests aborted; wins over percent')),
       percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
     })),

@@ -47,7 +47,7 @@ export const RetrySpec = closed({
 
 export const FaultSpec = closed({
   delay: opt(closed({ fixedDelayMs: num(MS.minimum, MS.maximum), percent: num(0, 100) })),
-  abort: opt(closed({ httpStatus: int(200, 599), percent: num(0, 100) })),
+  abort: opt(closed({ httpStatus: int(200, 599), percent: num(0, 100), grpcStatus: opt(int(0, 16)) })),
 });
 
 export const MirrorSpec = closed({ cluster: Type.String(), host: Type.String(), percent: num(0, 100) });

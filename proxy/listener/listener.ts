@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
 import { H2Server } from '../engine/h2-server.ts';
+import { contentTypeOf, isGrpcContentType } from '../grpc.ts';
 import { getRaw, upstreamRequestHeaders } from './headers.ts';
 import { FilterChain, HttpStream, type FilterStatSource, type HttpFilter, type StreamOwner } from './stream.ts';
 import { StreamInfo, type ListenerName } from '../core/stream-info.ts';
@@ -182,6 +183,7 @@ export class Listener implements StreamOwner {
     headers.push('x-forwarded-proto', 'http');
 
     const info = new StreamInfo(this.opts.name, req.method, req.url, `HTTP/${req.httpVersion}`, remote, performance.now());
+    info.grpc = isGrpcContentType(contentTypeOf(raw));
     const s = new HttpStream(req, res, info, headers, this.chain, this);
     res.stream = s;
     this.ctx.onStart();

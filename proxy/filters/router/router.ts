@@ -14,6 +14,14 @@ import { chargeCode } from '../../telemetry/stats.ts';
 import { injectHeaders, type ActiveSpan } from '../../telemetry/tracing.ts';
 import { NO_RETRY, RetryState, requestPolicy, type Decision, type FailureKind, type RetryPolicy } from '../retry/index.ts';
 import { perTryArmed, routeTimeoutMs } from './timeouts.ts';
+import { formatGrpcTimeout, grpcStatusOf } from '../../grpc.ts';
+
+/** Replace (or add) grpc-timeout with `ms` left. */
+function setGrpcTimeout(headers: string[], ms: number): void {
+  const v = formatGrpcTimeout(ms);
+  for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 12 && headers[i].toLowerCase() === 'grpc-timeout') { headers[i + 1] = v; return; }
+  headers.push('grpc-timeout', v);
+}
 
 /** Resends of an idempotent request after reused keep-alive connections died under it. */
 const MAX_STALE_RESENDS = 3;
@@ -34,7 +42,7 @@ export class RouterFilter implements HttpFilter {
     fw.policy = policy;
     cluster.budget?.onRequest();
     // Buffer the body only when a retry could need to replay it after it was sent.
-    if (policy !== null && policy.replayNeeded) { s.bufferBody(this); return false; }
+    if (policy !== null && (policy.replayNeeded || (policy.grpcOn && s.info.grpc))) { s.bufferBody(this); return false; }
     s.streamBody();
     fw.start();
     return false;
@@ -291,6 +299,8 @@ class Attempt implements Waiter, ResponseHandler {
     const expected = this.timer ? fw.policy!.perTryTimeoutMs
       : fw.globalTimeoutMs > 0 ? Math.floor(fw.globalTimeoutMs - (s.info.attempts > 1 ? performance.now() - fw.timeoutStart : 0)) : 0;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    // gRPC: the deadline goes on as grpc-timeout, less the time already spent here (Envoy).
+    if (s.info.grpc && fw.globalTimeoutMs > 0) setGrpcTimeout(headers, this.timer ? expected : fw.globalTimeoutMs - (performance.now() - fw.timeoutStart));
     if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
     const body = s.body ?? null;
     if (body !== null && !Buffer.isBuffer(body)) {
@@ -336,7 +346,14 @@ class Attempt implements Waiter, ResponseHandler {
     if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
     // Envoy counts a retry as successful when the next result is one the policy would not retry.
     // Only a status the policy might retry, or one that settles a retry in flight, needs a decision.
-    const d = fw.policy !== null && (statusCode >= 400 || (fw.retry !== null && fw.retry.holding)) ? fw.decide('status', statusCode) : 'no';
+    // gRPC conditions read grpc-status from the response headers (a trailers-only response).
+    let kind: FailureKind = 'status';
+    let code = statusCode;
+    if (fw.policy !== null && fw.policy.grpcOn && fw.s.info.grpc) {
+      const gs = grpcStatusOf(rawHeaders);
+      if (gs > 0) { kind = 'grpc'; code = gs; }
+    }
+    const d = fw.policy !== null && (kind === 'grpc' || statusCode >= 400 || (fw.retry !== null && fw.retry.holding)) ? fw.decide(kind, code) : 'no';
     if (d === 'retry') {
       chargeCode(cluster.stats, statusCode);
       this.discarding = true;

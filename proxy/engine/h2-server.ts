@@ -172,6 +172,11 @@ export class H2Response<S = unknown> extends ServerResponse<S> {
   }
 }
 
+function dispatchLater<S>(hooks: HttpServer<S>['hooks'], req: ServerRequest, res: H2Response<S>): void {
+  if (res.destroyed) return; // reset before it was dispatched
+  hooks.onRequest(req, res);
+}
+
 function sendTrailers(s: ServerHttp2Stream, flat: string[]): void {
   if (s.destroyed) return;
   try { s.sendTrailers(toHeaderObject(flat, {})); } catch { s.close(constants.NGHTTP2_INTERNAL_ERROR); }
@@ -329,7 +334,10 @@ export class H2Server<S = unknown> {
       if (!req.bodyDone) req.fail(new Error('client reset the stream'));
       this.countClose(st, resetByPeer && stream.rstCode !== NO_ERROR && performance.now() - opened < this.prematureMs);
     });
-    hooks.onRequest(req, res);
+    // A request with a body goes on after this read is processed, so the DATA frames that came
+    // with its HEADERS (a unary gRPC call) are in: its body is complete and can be kept for a retry.
+    if (hasBody) setImmediate(dispatchLater, hooks, req, res);
+    else hooks.onRequest(req, res);
   }
 
   /** The server ends this stream itself (stream idle timeout, body over the limit), as HttpServer does. */

@@ -42,7 +42,10 @@ export class RouterFilter implements HttpFilter {
     fw.policy = policy;
     cluster.budget?.onRequest();
     // Buffer the body only when a retry could need to replay it after it was sent.
-    if (policy !== null && (policy.replayNeeded || (policy.grpcOn && s.info.grpc))) { s.bufferBody(this); return false; }
+    // A gRPC request is kept for a replay on a gRPC condition only when its body is already
+    // complete (a unary call): a streaming call is never held back waiting for its end (it
+    // would stall a bidirectional stream); it streams, and is then not retried once sent.
+    if (policy !== null && (policy.replayNeeded || (policy.grpcOn && s.info.grpc && s.req.bodyDone))) { s.bufferBody(this); return false; }
     s.streamBody();
     fw.start();
     return false;

@@ -92,6 +92,8 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
 
 export interface RunningProxy {
   ports: { outbound: number; inbound: number; admin: number };
+  /** The listeners (a TLS front hands sockets to `listeners.x.h2.acceptTls`, the ALPN hook). */
+  listeners: { outbound: Listener; inbound: Listener };
   log: Logger;
   runtime(): Runtime | null;
   /** Validate and apply a snapshot atomically; throws with the validation message. */
@@ -240,7 +242,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, opts.readyMessage ?? 'meshlet proxy ready');
 
   return {
-    ports, log,
+    ports, log, listeners: { outbound, inbound: inboundL },
     runtime: () => runtime,
     apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
     reload,

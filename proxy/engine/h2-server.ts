@@ -38,15 +38,12 @@ export interface H2Options {
   prematureResetMinLifetimeMs?: number;
 }
 
+/** Envoy's names; the listener passes its own stats object so they show under http.<listener>. */
 export interface H2Stats {
-  /** Sessions opened / active. */
-  cx_http2_total: number;
-  cx_http2_active: number;
-  rq_http2_total: number;
-  /** Envoy `downstream_rq_too_many_premature_resets`. */
+  downstream_cx_http2_total: number;
+  downstream_cx_http2_active: number;
+  /** Connections closed by the premature-reset rule. */
   downstream_rq_too_many_premature_resets: number;
-  /** Sessions nghttp2 ended for a flood or a protocol error (GOAWAY sent by us). */
-  http2_session_errors: number;
 }
 
 /** Connection-specific fields RFC 9113 section 8.2.2 forbids in HTTP/2 (node:http2 throws on them). */
@@ -194,15 +191,16 @@ class H2Session {
 export class H2Server<S = unknown> {
   readonly http1: HttpServer<S>;
   readonly server: Http2Server;
-  readonly stats: H2Stats = { cx_http2_total: 0, cx_http2_active: 0, rq_http2_total: 0, downstream_rq_too_many_premature_resets: 0, http2_session_errors: 0 };
+  readonly stats: H2Stats;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly prematureTotal: number;
   private readonly prematureMs: number;
   private closing = false;
 
   /** Serves HTTP/2 next to `http1`: same hooks, same limits. */
-  constructor(http1: HttpServer<S>, opts: H2Options = {}) {
+  constructor(http1: HttpServer<S>, opts: H2Options = {}, stats?: H2Stats) {
     this.http1 = http1;
+    this.stats = stats ?? { downstream_cx_http2_total: 0, downstream_cx_http2_active: 0, downstream_rq_too_many_premature_resets: 0 };
     this.prematureTotal = opts.prematureResetTotal ?? 500;
     this.prematureMs = opts.prematureResetMinLifetimeMs ?? 1000;
     const o = http1.opts;
@@ -220,7 +218,6 @@ export class H2Server<S = unknown> {
       streamResetRate: 33,
     } as Parameters<typeof createH2Server>[0]);
     this.server.on('session', (sess: ServerHttp2Session) => this.onSession(sess));
-    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(stream, headers, raw));
   }
 
   /** h2c with prior knowledge on the HTTP/1.1 listener: connections opening with the preface come here. */
@@ -251,31 +248,31 @@ export class H2Server<S = unknown> {
 
   private onSession(sess: ServerHttp2Session): void {
     this.sessions.add(sess);
-    this.stats.cx_http2_total++;
-    this.stats.cx_http2_active++;
+    this.stats.downstream_cx_http2_total++;
+    this.stats.downstream_cx_http2_active++;
     this.http1.hooks.onConnection(true);
     const st = new H2Session(sess);
-    (sess as unknown as { meshlet: H2Session }).meshlet = st;
+    // Streams are taken from the session (a stream reset at once may have no `.session` left).
+    sess.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(st, stream, headers, raw));
     const idle = this.http1.opts.idleTimeoutMs;
     // Envoy's idle_timeout for a connection with no active streams.
     if (idle > 0) sess.setTimeout(idle, () => { if (!sess.destroyed) sess.close(); });
-    sess.on('error', () => { this.stats.http2_session_errors++; });
+    sess.on('error', () => {}); // a flood or protocol error: nghttp2 sent GOAWAY; 'close' follows
     sess.on('frameError', () => {});
     sess.on('goaway', () => {});
     sess.once('close', () => {
       this.sessions.delete(sess);
-      this.stats.cx_http2_active--;
+      this.stats.downstream_cx_http2_active--;
       this.http1.hooks.onConnection(false);
     });
     if (this.closing) sess.close();
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawH: string[]): void {
-    this.stats.rq_http2_total++;
-    const sess = stream.session as ServerHttp2Session;
-    const st = (sess as unknown as { meshlet: H2Session }).meshlet;
+  private onStream(st: H2Session, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawH: string[]): void {
+    const sess = st.session;
     const opened = performance.now();
     stream.on('error', () => {}); // 'close' follows
+    if (stream.destroyed || stream.closed) { this.countClose(st, true); return; } // reset in the same read
     const method = String(headers[':method'] ?? '');
     const path = headers[':path'];
     const authority = headers[':authority'];

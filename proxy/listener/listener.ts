@@ -85,7 +85,7 @@ export class Listener implements StreamOwner {
         if (open) { this.stats.downstream_cx_total++; this.stats.downstream_cx_active++; } else this.stats.downstream_cx_active--;
       },
     });
-    this.h2 = new H2Server(this.server);
+    this.h2 = new H2Server(this.server, {}, this.stats);
     this.h2.enablePriorKnowledge();
   }
 

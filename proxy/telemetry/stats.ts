@@ -58,11 +58,13 @@ const HTTP_COUNTERS = [
   'downstream_rq_total', 'downstream_rq_2xx', 'downstream_rq_3xx', 'downstream_rq_4xx', 'downstream_rq_5xx',
   'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'downstream_rq_idle_timeout', 'downstream_rq_too_large', 'rq_direct_response',
   'downstream_rq_ws_on_non_ws_route',
+  // HTTP/2 downstreams (engine/h2-server.ts): sessions, and connections closed for premature resets.
+  'downstream_cx_http2_total', 'downstream_rq_too_many_premature_resets',
   // A filter threw: its request was failed (500, or reset after the response started).
   'downstream_rq_filter_error',
 ] as const;
 // The filters' own stats (no_route, fault.*, mirror.*, dtab_*) are theirs: listener/chains.ts.
-const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active'] as const;
+const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active', 'downstream_cx_http2_active'] as const;
 export type HttpStatName = (typeof HTTP_COUNTERS)[number] | (typeof HTTP_GAUGES)[number];
 export type HttpStats = Record<HttpStatName, number>;
 for (const g of HTTP_GAUGES) GAUGES.add(g);

@@ -51,7 +51,7 @@ export class FaultFilter implements HttpFilter {
     const st = this.stats;
     if (st['fault.active_faults'] >= this.maxActive) { st['fault.faults_overflow']++; return true; }
     st['fault.active_faults']++;
-    const a = new ActiveFault(s, this, d.abortStatus, d.grpcStatus);
+    const a = new ActiveFault(s, this, d.abortStatus, d.grpcStatus ?? -1);
     s.setState(this, a);
     if (d.delayMs > 0) {
       // The route timeout starts after the delay: the router has not seen the request yet.

@@ -160,6 +160,46 @@ describe('HTTP/2 downstream (h2c)', () => {
   });
 });
 
+describe('upstream protocol per DestinationRule', () => {
+  it('h2UpgradePolicy UPGRADE sends an HTTP port over HTTP/2; useClientProtocol keeps each caller\'s protocol', async () => {
+    const dr = (host: string, http: string) => `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: ${host} }
+spec:
+  host: ${host}
+  trafficPolicy: { connectionPool: { http: ${http} } }
+`;
+    const se = (host: string, port: number) => `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${host} }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 80, name: http }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
+`;
+    const px = await proxyFor(se('up', up2.port) + dr('up', '{ h2UpgradePolicy: UPGRADE }')
+      + se('keep2', up2.port) + dr('keep2', '{ useClientProtocol: true }')
+      + se('keep1', up1.port) + dr('keep1', '{ useClientProtocol: true, h2UpgradePolicy: UPGRADE }'));
+    const c = h2c(px.ports.outbound);
+    try {
+      // An HTTP/1.1 caller, an HTTP port upgraded: the h2-only upstream answers.
+      const r = await send(px.ports.outbound, { host: 'up', path: '/upgraded' });
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body).version).toBe('2');
+      // useClientProtocol: an h2 caller reaches the h2-only upstream over HTTP/2 ...
+      const k2 = await h2request(c, { ':method': 'GET', ':path': '/k2', ':authority': 'keep2' });
+      expect(JSON.parse(k2.body.toString()).version).toBe('2');
+      // ... and an HTTP/1.1 caller stays HTTP/1.1 (h2UpgradePolicy is then ignored).
+      const k1 = await send(px.ports.outbound, { host: 'keep1', path: '/k1' });
+      expect(JSON.parse(k1.body).version).toBe('1.1');
+      const k1h2 = await h2request(c, { ':method': 'GET', ':path': '/k1', ':authority': 'keep2' });
+      expect(k1h2.status).toBe(200);
+    } finally { c.close(); await px.drain(100); }
+  });
+});
+
 describe('HTTP/2 upstream pool', () => {
   it('GOAWAY drains a session: streams in flight finish, the next requests open a new connection', async () => {
     const g = await h2Upstream(3);

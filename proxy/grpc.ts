@@ -80,3 +80,9 @@ export function grpcMessageOf(raw: string[] | null): string | null {
   for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 12 && raw[i].toLowerCase() === 'grpc-message') return raw[i + 1];
   return null;
 }
+
+/** A grpc-message as text (it is percent-encoded on the wire); a malformed escape is kept as is. */
+export function decodeGrpcMessage(v: string): string {
+  if (!v.includes('%')) return v;
+  try { return decodeURIComponent(v); } catch { return v; }
+}

@@ -7,6 +7,7 @@ import type { StreamInfo } from '../core/stream-info.ts';
 import type { AccessLogMode } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Tracing } from './tracing.ts';
+import { decodeGrpcMessage } from '../grpc.ts';
 
 export interface TelemetryOptions {
   metrics: Metrics;
@@ -46,7 +47,7 @@ export class Telemetry {
         duration_ms: Math.round(dur * 1000) / 1000, upstream_host: info.upstreamHost, upstream_cluster: c?.name ?? null,
         x_request_id: info.requestId, trace_id: info.traceId, listener: info.listener, attempts: info.attempts,
         // Envoy's %GRPC_STATUS% (null for a request that is not gRPC or got none).
-        grpc_status: info.grpcStatus >= 0 ? info.grpcStatus : null, grpc_message: info.grpcMessage,
+        grpc_status: info.grpcStatus >= 0 ? info.grpcStatus : null, grpc_message: info.grpcMessage === null ? null : decodeGrpcMessage(info.grpcMessage),
       });
     }
   }

@@ -2,6 +2,8 @@
 // sidecar A -> (h2c, the port is GRPC) -> inbound sidecar B -> (h2c, the caller's protocol) -> app.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { getText, proxyFor } from '../helpers.ts';
 import { stats, until } from '../resilience/lib.ts';
 import { echoClient, startGrpcApp, twoSidecars, unary, type GrpcApp, type Msg } from './lib.ts';
@@ -185,6 +187,29 @@ spec:
       const denied = await unary(c, { text: 'c', key: key() }, { metadata: md });
       expect(denied.err!.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(denied.err!.details).toBe('fault filter abort');
+    } finally { c.close(); await p.drain(100); }
+  });
+
+  it('the access log has grpc_status and grpc_message, the protocol HTTP/2, and the 200 a gRPC error is sent with', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const stream = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+    const p = await proxyFor(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo }
+spec:
+  hosts: [echo]
+  ports: [{ number: 9090, name: grpc }]
+  endpoints: [{ address: 127.0.0.1, ports: { grpc: ${app.port} } }]
+`, { accessLog: 'all', logger: pino({ level: 'info' }, stream) });
+    const c = echoClient(p.ports.outbound);
+    try {
+      expect((await unary(c, { text: 'ok', key: key() })).err).toBeNull();
+      expect((await unary(c, { text: 'no', key: key(), fail_code: grpc.status.INVALID_ARGUMENT, fail_times: 1 })).err!.code).toBe(grpc.status.INVALID_ARGUMENT);
+      const access = () => lines.filter((l) => l.log === 'access');
+      await until(async () => access().length >= 2, 5000);
+      const [ok, bad] = access();
+      expect(ok).toMatchObject({ protocol: 'HTTP/2', response_code: 200, grpc_status: 0, path: '/meshlet.test.Echo/Unary' });
+      expect(bad).toMatchObject({ protocol: 'HTTP/2', response_code: 200, grpc_status: 3, grpc_message: 'failing 1/1' });
     } finally { c.close(); await p.drain(100); }
   });
 

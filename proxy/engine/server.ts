@@ -739,7 +739,8 @@ export class HttpServer<S = unknown> {
     this.sniffing.add(s);
     const onErr = (): void => {};
     const onClose = (): void => { this.sniffing.delete(s); };
-    const t = this.opts.headersTimeoutMs > 0 ? setTimeout(() => s.destroy(), this.opts.headersTimeoutMs) : null;
+    // No byte yet is an idle connection: the idle timeout applies, as on a ServerConn.
+    const t = this.opts.idleTimeoutMs > 0 ? setTimeout(() => s.destroy(), this.opts.idleTimeoutMs) : null;
     t?.unref();
     s.on('error', onErr);
     s.once('close', onClose);

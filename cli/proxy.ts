@@ -23,6 +23,7 @@ const SPECS: FlagSpec[] = [
   { name: 'inbound-port', type: 'number', default: D.inboundPort, help: 'inbound listener port (0 = pick one)' },
   { name: 'admin-port', type: 'number', default: D.adminPort, help: 'admin port (0 = pick one)' },
   { name: 'app-port', type: 'number', help: 'the local app behind the inbound listener (127.0.0.1:<port>)' },
+  { name: 'app-protocol', type: 'string', default: 'client', help: "client (each request in the protocol it came in: HTTP/2 and gRPC callers reach the app over h2c) | http1 | http2" },
   { name: 'bind', type: 'string', default: D.bind, help: 'address the listeners bind' },
   { name: 'inbound-bind', type: 'string', help: 'address of the inbound listener only (default: --bind); in a pod 0.0.0.0 while outbound and admin stay on 127.0.0.1' },
   { name: 'health-port', type: 'number', help: 'serve GET /healthz/ready (only) on this port for kubelet probes (Istio: 15021)' },
@@ -165,7 +166,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       outboundPort: worker?.ports?.outbound ?? f['outbound-port'] as number, inboundPort: worker?.ports?.inbound ?? f['inbound-port'] as number,
       adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
       readyMessage: worker !== null ? `meshlet worker ${worker.index} ready` : undefined,
-      appPort: f['app-port'] as number | undefined, bind: f.bind as string,
+      appPort: f['app-port'] as number | undefined, appProtocol: appProtocol(f['app-protocol'] as string), bind: f.bind as string,
       inboundBind: f['inbound-bind'] as string | undefined, healthPort: f['health-port'] as number | undefined, healthBind: f['health-bind'] as string,
       service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined),
       logLevel: f['log-level'] as string, accessLog: accessLog as AccessLogMode, watch: f.watch as boolean,
@@ -232,4 +233,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return undefined;
+}
+
+function appProtocol(v: string): 'client' | 'http1' | 'http2' {
+  if (v === 'client' || v === 'http1' || v === 'http2') return v;
+  throw new FlagError(`--app-protocol: expected client, http1 or http2, got "${v}"`);
 }

@@ -2,6 +2,7 @@
 // section 0) and the response flag in `x-meshlet-flags`.
 import type { ServerResponse } from './engine/server.ts';
 import { httpDate } from './engine/date.ts';
+import { encodeGrpcMessage } from './grpc.ts';
 
 export const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
 
@@ -19,14 +20,30 @@ export function resetBody(reason: string, retried: boolean, transport?: string):
   return `${head}${reason}${transport ? `, transport failure reason: ${transport}` : ''}`;
 }
 
+/**
+ * A local reply. For a gRPC request (`grpc` >= 0: the gRPC status, usually httpToGrpcStatus of
+ * `status`) it is a gRPC error, as Envoy makes it: HTTP 200, a trailers-only response with
+ * `grpc-status` and the body as `grpc-message`; the status actually sent is returned.
+ */
 export function localReply(
   res: ServerResponse, status: number, body: string, flags: string | null,
-  extra?: Record<string, string>,
-): void {
-  if (res.headersSent || res.destroyed) { res.destroy(); return; }
+  extra?: Record<string, string>, grpc = -1,
+): number {
+  if (res.headersSent || res.destroyed) { res.destroy(); return status; }
+  if (grpc >= 0) {
+    const gs = grpc;
+    const h = ['content-type', 'application/grpc', 'grpc-status', String(gs), 'grpc-message', encodeGrpcMessage(body || String(status)),
+      'content-length', '0', 'date', httpDate(), 'server', 'meshlet'];
+    if (flags) h.push('x-meshlet-flags', flags);
+    if (extra) for (const k in extra) h.push(k, extra[k]);
+    res.writeHead(200, undefined, h);
+    res.end();
+    return 200;
+  }
   const headers = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'date', httpDate(), 'server', 'meshlet'];
   if (flags) headers.push('x-meshlet-flags', flags);
   if (extra) for (const k in extra) headers.push(k, extra[k]);
   res.writeHead(status, undefined, headers);
   res.end(body);
+  return status;
 }

@@ -32,6 +32,12 @@ export interface ProxyOptions {
   inboundPort: number;
   adminPort: number;
   appPort?: number;
+  /**
+   * How the inbound listener talks to the app: `client` (default) keeps each request's protocol
+   * (an HTTP/2 or gRPC caller reaches the app over h2c, HTTP/1.1 stays HTTP/1.1), `http2` always
+   * h2c, `http1` always HTTP/1.1.
+   */
+  appProtocol?: 'client' | 'http1' | 'http2';
   bind: string;
   /** The inbound listener's address (default: bind). In a pod: 0.0.0.0, the rest on localhost. */
   inboundBind?: string;
@@ -97,6 +103,8 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
 
 export interface RunningProxy {
   ports: { outbound: number; inbound: number; admin: number; health?: number };
+  /** The listeners (a TLS front hands sockets to `listeners.x.h2.acceptTls`, the ALPN hook). */
+  listeners: { outbound: Listener; inbound: Listener };
   log: Logger;
   runtime(): Runtime | null;
   /** Validate and apply a snapshot atomically; throws with the validation message. */
@@ -134,6 +142,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       name: `inbound|${opts.appPort}||`, service: opts.service ?? 'app', subset: '', port: opts.appPort, lb: 'ROUND_ROBIN',
       endpoints: [{ address: '127.0.0.1', port: opts.appPort, labels: opts.labels }], connectionPool: { ...DEFAULT_CONNECTION_POOL },
     };
+    const ap = opts.appProtocol ?? 'client';
+    if (ap !== 'http1') spec.protocol = ap;
     inbound = new Cluster(spec, undefined, clusterOpts);
   }
 
@@ -247,7 +257,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   log.info({ ports, version: runtime?.snapshot.version ?? null, pid: process.pid }, opts.readyMessage ?? 'meshlet proxy ready');
 
   return {
-    ports, log,
+    ports, log, listeners: { outbound, inbound: inboundL },
     runtime: () => runtime,
     apply: (s) => { apply(s); version = Math.max(version, Number(s.version) || version + 1); },
     reload,

@@ -86,11 +86,44 @@ function pool(tp: TrafficPolicy | undefined): ConnectionPoolSpec {
   set('maxRetries', cp?.http?.maxRetries);
   set('maxRequestsPerConnection', cp?.http?.maxRequestsPerConnection);
   set('idleTimeoutMs', cp?.http?.idleTimeout);
+  const mcs = cp?.http?.maxConcurrentStreams;
+  if (mcs !== undefined && mcs > 0) p.maxConcurrentStreams = mcs;
   // Istio's defaults for a retryBudget block with fields unset: 20 %, at least 3 (envoy-semantics.md 1.1).
   const rb = tp?.retryBudget;
   if (rb) p.retryBudget = { percent: rb.percent ?? 20, minRetryConcurrency: rb.minRetryConcurrency ?? 3 };
   return p;
 }
+
+/**
+ * Istio's port protocol: the declared one (upper-cased), else from the name's prefix
+ * (`grpc`, `grpc-web`, `http2`, each alone or before a `-`), else HTTP.
+ */
+export function portProtocol(declared: string | undefined, name: string): string {
+  if (declared) return declared.toUpperCase();
+  const n = name.toLowerCase();
+  const prefix = (p: string) => n === p || n.startsWith(`${p}-`);
+  if (prefix('grpc-web')) return 'GRPC-WEB';
+  if (prefix('grpc')) return 'GRPC';
+  if (prefix('http2')) return 'HTTP2';
+  return 'HTTP';
+}
+
+/**
+ * How the cluster talks upstream, as Istio decides it: useClientProtocol keeps the downstream's;
+ * GRPC, GRPC-WEB and HTTP2 ports are HTTP/2; an HTTP port only with h2UpgradePolicy UPGRADE (the
+ * mesh default, DEFAULT, is DO_NOT_UPGRADE). Undefined = HTTP/1.1.
+ */
+function upstreamProtocol(portProto: string, tp: TrafficPolicy | undefined): ClusterSpec['protocol'] {
+  const http = tp?.connectionPool?.http;
+  if (http?.useClientProtocol === true) return 'client';
+  if (portProto === 'GRPC' || portProto === 'GRPC-WEB' || portProto === 'HTTP2') return 'http2';
+  if (http?.h2UpgradePolicy === 'UPGRADE') return 'http2';
+  return undefined;
+}
+
+/** gRPC status names by code (Istio's abort.grpcStatus). */
+const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
 
 function outlier(tp: TrafficPolicy | undefined, at: string, errors: string[]): OutlierSpec | undefined {
   const od = tp?.outlierDetection;
@@ -217,7 +250,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     spec.hosts.forEach((host, hi) => {
       const dns = spec.resolution === 'DNS' || spec.resolution === 'DNS_ROUND_ROBIN';
       const info: ServiceInfo = {
-        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports.map((p) => ({ number: p.number, name: p.name, protocol: 'HTTP' })), subsets: [] },
+        spec: { host: host.toLowerCase(), aliases: [], ports: spec.ports.map((p) => ({ number: p.number, name: p.name, protocol: portProtocol(p.protocol, p.name) })), subsets: [] },
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
@@ -284,6 +317,8 @@ export function compile(resources: Resource[], opts: { version: string; source: 
         };
         const at = info.rule ? `${where(info.rule)}: ${s.name ? `subset ${s.name}, ` : ''}port ${port.number}: loadBalancer` : '';
         applyLb(spec, tp, at, errors);
+        const proto = upstreamProtocol(port.protocol, tp);
+        if (proto) spec.protocol = proto;
         if (info.resolution) spec.resolution = info.resolution;
         const od = outlier(tp, info.rule ? `${where(info.rule)}: outlierDetection` : '', errors);
         if (od) spec.outlier = od;
@@ -433,7 +468,11 @@ function compileRoute(
     fault = {};
     // No percentage -> the deprecated integer `percent` (default 0) -> no fault (spec section 6).
     if (f.delay) fault.delay = { fixedDelayMs: durationMs(f.delay.fixedDelay), percent: f.delay.percentage?.value ?? f.delay.percent ?? 0 };
-    if (f.abort) fault.abort = { httpStatus: f.abort.httpStatus, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
+    if (f.abort) {
+      if (f.abort.httpStatus === undefined && f.abort.grpcStatus === undefined) errors.push(`${where(r)}: ${path}.fault.abort: set httpStatus or grpcStatus`);
+      fault.abort = { httpStatus: f.abort.httpStatus ?? 503, percent: f.abort.percentage?.value ?? f.abort.percent ?? 0 };
+      if (f.abort.grpcStatus !== undefined) fault.abort.grpcStatus = GRPC_CODES.indexOf(f.abort.grpcStatus);
+    }
   }
 
   const mirrors: MirrorSpec[] = [];

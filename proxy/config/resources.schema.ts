@@ -57,7 +57,9 @@ export const serviceEntrySpec = closed({
   ports: list(closed({
     number: port(),
     name: nonEmptyStr(),
-    protocol: opt(Type.Enum(['HTTP', 'http'], { description: 'meshlet speaks HTTP/1.1' })),
+    protocol: opt(Type.Enum(['HTTP', 'http', 'HTTP2', 'http2', 'GRPC', 'grpc', 'GRPC-WEB', 'grpc-web'], {
+      description: 'unset: from the name prefix (grpc-, http2-, grpc-web-), else HTTP. HTTP2, GRPC and GRPC-WEB are sent upstream over HTTP/2 (h2c), HTTP over HTTP/1.1 unless the DestinationRule upgrades it',
+    })),
     targetPort: opt(port('the endpoint port for endpoints that name none; unset = number')),
   })),
   resolution: opt(Type.Enum(['STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'], {
@@ -106,7 +108,10 @@ export const httpRoute = closed({
       percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
     })),
     abort: opt(closed({
-      httpStatus: int(200, 599, 'status answered instead of forwarding'),
+      httpStatus: opt(int(200, 599, 'status answered instead of forwarding; a gRPC request gets it as a gRPC error (HTTP 200, grpc-status mapped as Envoy)')),
+      grpcStatus: opt(Type.Enum(['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+        'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'],
+      { description: 'gRPC status answered to gRPC requests (HTTP 200, trailers-only); a request that is not gRPC gets httpStatus, else 503' })),
       percentage: opt(percentage('share of requests aborted; wins over percent')),
       percent: opt(int(0, 100, 'deprecated integer percentage; neither set = 0 (no fault)')),
     })),
@@ -139,6 +144,9 @@ const connectionPool = closed({
     maxRequestsPerConnection: opt(int(0, undefined, 'then the connection closes; unset or 0 = unlimited')),
     maxRetries: limit('concurrent retries'),
     idleTimeout: opt(duration('an idle upstream connection closes after; unset = 4s (meshlet: below common server keep-alives)')),
+    h2UpgradePolicy: opt(Type.Enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE'], { description: 'UPGRADE: HTTP ports go upstream over HTTP/2; DEFAULT = the mesh default, DO_NOT_UPGRADE' })),
+    useClientProtocol: opt(bool('send each request upstream in the protocol it arrived in (HTTP/1.1 or HTTP/2); h2UpgradePolicy is then ignored')),
+    maxConcurrentStreams: opt(int(1, 2147483647, 'streams per HTTP/2 upstream connection; unset = 2147483647 (and the peer\'s SETTINGS)')),
   })),
 });
 

@@ -47,7 +47,7 @@ export const RetrySpec = closed({
 
 export const FaultSpec = closed({
   delay: opt(closed({ fixedDelayMs: num(MS.minimum, MS.maximum), percent: num(0, 100) })),
-  abort: opt(closed({ httpStatus: int(200, 599), percent: num(0, 100) })),
+  abort: opt(closed({ httpStatus: int(200, 599), percent: num(0, 100), grpcStatus: opt(int(0, 16)) })),
 });
 
 export const MirrorSpec = closed({ cluster: Type.String(), host: Type.String(), percent: num(0, 100) });
@@ -90,6 +90,8 @@ export const ConnectionPoolSpec = closed({
   maxRetries: int(0, U32),
   maxRequestsPerConnection: int(0, U32),  // 0 = unlimited
   idleTimeoutMs: num(MS.minimum, MS.maximum),
+  /** HTTP/2 upstreams: streams per connection (Istio maxConcurrentStreams); absent = 2147483647, and never above the peer's SETTINGS. */
+  maxConcurrentStreams: opt(int(1, 2147483647)),
   /**
    * Istio's trafficPolicy.retryBudget = Envoy's circuit-breaker retry_budget: concurrent retries
    * may be `percent` of the active + pending requests, at least `minRetryConcurrency`. Replaces
@@ -173,6 +175,12 @@ export const ClusterSpec = closed({
    * LOGICAL_DNS): only the first address of the latest answer (proxy/upstream/dns.ts).
    */
   resolution: opt(Type.Enum(['DNS', 'DNS_ROUND_ROBIN'])),
+  /**
+   * The upstream protocol. Absent = HTTP/1.1. `http2`: every request over HTTP/2 (h2c), as Istio
+   * for ports whose protocol is GRPC, GRPC-WEB or HTTP2, or h2UpgradePolicy UPGRADE; `client`:
+   * the downstream's protocol (useClientProtocol).
+   */
+  protocol: opt(Type.Enum(['http2', 'client'])),
 });
 
 export const ServiceSpec = closed({

@@ -62,6 +62,11 @@ export class StreamInfo {
   dtabOverride = false;
   /** Set when the stream ends. */
   durationMs = 0;
+  /** The request is gRPC (content-type application/grpc*): local replies become gRPC errors. */
+  grpc = false;
+  /** grpc-status sent downstream (response headers or trailers); -1 = none. */
+  grpcStatus = -1;
+  grpcMessage: string | null = null;
 
   constructor(listener: ListenerName, method: string, target: string, protocol: string, downstreamAddress: string, startMs: number) {
     this.listener = listener;

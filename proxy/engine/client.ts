@@ -29,12 +29,26 @@ export interface RequestOptions {
   upgrade?: string;
 }
 
+/**
+ * What the router and the pools use of an upstream exchange: an HTTP/1.1 ClientConnection, or
+ * one stream of an HTTP/2 session (h2-client.ts).
+ */
+export interface UpstreamConnection {
+  closed: boolean;
+  idleSince: number;
+  trailers: string[] | null;
+  dispatch(opts: RequestOptions, handler: ResponseHandler): void;
+  pause(): void;
+  resume(): void;
+  abort(): void;
+}
+
 /** Callbacks for one exchange; `conn` doubles as the controller (pause, resume, abort). */
 export interface ResponseHandler {
-  onResponseStart(conn: ClientConnection, status: number, rawHeaders: string[], reason: string): void;
-  onResponseData(conn: ClientConnection, chunk: Buffer): void;
-  onResponseEnd(conn: ClientConnection): void;
-  onResponseError(conn: ClientConnection, err: Error): void;
+  onResponseStart(conn: UpstreamConnection, status: number, rawHeaders: string[], reason: string): void;
+  onResponseData(conn: UpstreamConnection, chunk: Buffer): void;
+  onResponseEnd(conn: UpstreamConnection): void;
+  onResponseError(conn: UpstreamConnection, err: Error): void;
   /**
    * The upstream switched protocols (101) for an upgrade request: the connection is detached
    * (`detach()` was done; it carries no HTTP any more) and `head` holds the bytes that came after
@@ -65,7 +79,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 const CHUNKED_END = '0\r\n\r\n';
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-export class ClientConnection implements BodySink {
+export class ClientConnection implements BodySink, UpstreamConnection {
   readonly socket: Socket;
   /** Host header for requests that arrive without one (HTTP/1.0 clients). */
   private readonly defaultHost: string;

@@ -83,6 +83,13 @@ const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 const CHUNKED_END = '0\r\n\r\n';
 
+/** What a request needs from the connection it arrived on (an HTTP/1.1 ServerConn, or an HTTP/2 stream). */
+export interface ReadSource {
+  readonly remoteAddress: string;
+  pauseReading(): void;
+  resumeReading(): void;
+}
+
 export class ServerRequest {
   readonly method: string;
   /** Origin-form (an absolute-form target was rewritten by the parser, its authority made the Host). */
@@ -105,7 +112,7 @@ export class ServerRequest {
   bodyBytes = 0;
   /** Set when the body cannot complete (client gone, bad framing). */
   bodyError: Error | null = null;
-  private conn: ServerConn;
+  private conn: ReadSource;
   private queued: Buffer[] | null = null;
   private queuedBytes = 0;
   private sink: BodySink | null = null;
@@ -114,12 +121,13 @@ export class ServerRequest {
   discard = false;
   private headerObj: Record<string, string> | null = null;
 
-  constructor(conn: ServerConn, h: RequestHead) {
+  /** `httpVersion`: set by the HTTP/2 server ('2'); HTTP/1.x derives it from the request line. */
+  constructor(conn: ReadSource, h: RequestHead, httpVersion?: string) {
     this.conn = conn;
     this.method = h.method;
     this.url = h.url;
     this.minor = h.minor;
-    this.httpVersion = h.minor === 1 ? '1.1' : '1.0';
+    this.httpVersion = httpVersion ?? (h.minor === 1 ? '1.1' : '1.0');
     this.rawHeaders = h.raw;
     this.host = h.host;
     this.contentLength = h.contentLength;
@@ -767,9 +775,47 @@ export class HttpServer<S = unknown> {
     // A connection accepted while closing is served (its response says close): destroying it
     // would reset a request the client already sent.
     this.net = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
-      this.conns.add(new ServerConn(s, this));
-      hooks.onConnection(true);
-      this.arm();
+      if (this.sniff !== null) this.sniffFirst(s); else this.adopt(s);
+    });
+  }
+
+  /**
+   * Set by the HTTP/2 server (h2-server.ts) to take connections whose first bytes are the HTTP/2
+   * connection preface (h2c with prior knowledge): `take(socket)` gets the socket paused, with
+   * the bytes read so far put back. Unset, connections go straight to HTTP/1.1 (no sniffing cost).
+   */
+  sniff: { isPreface(first: Buffer): boolean; take(socket: Socket): void } | null = null;
+
+  /** Serve an accepted socket as HTTP/1.1 (also for a TLS socket whose ALPN chose http/1.1). */
+  adopt(s: Socket): void {
+    this.conns.add(new ServerConn(s, this));
+    this.hooks.onConnection(true);
+    this.arm();
+  }
+
+  private sniffFirst(s: Socket): void {
+    const sniff = this.sniff!;
+    // Until its first bytes the socket is in no one's set: kept here so shutdown and the head
+    // timeout still reach it.
+    this.sniffing.add(s);
+    const onErr = (): void => {};
+    const onClose = (): void => { this.sniffing.delete(s); };
+    // No byte yet is an idle connection: the idle timeout applies, as on a ServerConn.
+    const t = this.opts.idleTimeoutMs > 0 ? setTimeout(() => s.destroy(), this.opts.idleTimeoutMs) : null;
+    t?.unref();
+    s.on('error', onErr);
+    s.once('close', onClose);
+    s.once('data', (first: Buffer) => {
+      if (t !== null) clearTimeout(t);
+      this.sniffing.delete(s);
+      s.off('error', onErr);
+      s.off('close', onClose);
+      // Back into the socket's buffer, read again by whoever takes it (paused until then).
+      s.pause();
+      s.unshift(first);
+      if (sniff.isPreface(first)) { sniff.take(s); return; }
+      this.adopt(s);
+      s.resume();
     });
   }
 
@@ -833,7 +879,12 @@ export class HttpServer<S = unknown> {
     for (const c of this.conns) if (c.idle && now - c.lastActive >= quietMs) c.drainIdle();
   }
 
-  destroyConnections(): void { for (const c of this.conns) c.socket.destroy(); }
+  destroyConnections(): void {
+    for (const c of this.conns) c.socket.destroy();
+    for (const s of this.sniffing) s.destroy();
+  }
+
+  private readonly sniffing = new Set<Socket>();
 }
 
 /** The bytes before the first space of a request line so far are all tchars (at most 32 looked at). */

@@ -57,7 +57,11 @@ export function upstreamRequestHeaders(raw: string[], drop: ((lower: string) => 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
-    if (isHopByHop(lower, named) || OWNED_REQUEST.has(lower) || ENVOY_CONTROL.has(lower)) continue;
+    if (isHopByHop(lower, named) || OWNED_REQUEST.has(lower) || ENVOY_CONTROL.has(lower)) {
+      // As Envoy: TE is hop-by-hop, but `te: trailers` goes on (gRPC's check for proxies that drop trailers).
+      if (lower === 'te' && raw[i + 1].toLowerCase() === 'trailers') out.push(name, raw[i + 1]);
+      continue;
+    }
     if (drop !== null && drop(lower)) continue;
     out.push(name, raw[i + 1]);
   }

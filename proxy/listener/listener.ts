@@ -6,6 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { HttpServer, type ServerRequest, type ServerResponse } from '../engine/server.ts';
+import { H2Server } from '../engine/h2-server.ts';
+import { contentTypeOf, isGrpcContentType } from '../grpc.ts';
 import { getRaw, upstreamRequestHeaders } from './headers.ts';
 import { FilterChain, HttpStream, type FilterStatSource, type HttpFilter, type StreamOwner } from './stream.ts';
 import { StreamInfo, type ListenerName } from '../core/stream-info.ts';
@@ -48,6 +50,8 @@ const MAX_LOGGED_ERRORS = 100;
 export class Listener implements StreamOwner {
   readonly opts: ListenerOptions;
   readonly server: HttpServer<HttpStream>;
+  /** HTTP/2 on the same port (h2c prior knowledge; `h2.acceptTls` for ALPN): the same hooks as `server`. */
+  readonly h2: H2Server<HttpStream>;
   readonly stats: HttpStats = newHttpStats();
   readonly prefix: string;
   readonly chain: FilterChain;
@@ -92,6 +96,8 @@ export class Listener implements StreamOwner {
         if (open) { this.stats.downstream_cx_total++; this.stats.downstream_cx_active++; } else this.stats.downstream_cx_active--;
       },
     });
+    this.h2 = new H2Server(this.server, {}, this.stats);
+    this.h2.enablePriorKnowledge();
   }
 
   listen(port: number, host = '127.0.0.1', reusePort = false): Promise<number> {
@@ -99,12 +105,12 @@ export class Listener implements StreamOwner {
   }
 
   /** Stop accepting; open connections get `Connection: close` on their next response (draining). */
-  close(): Promise<void> { return this.server.close(); }
+  close(): Promise<void> { this.h2.close(); return this.server.close(); }
 
   /** Draining: close (FIN) connections idle for `quietMs`. */
   closeIdle(quietMs: number): void { this.server.closeIdle(quietMs); }
 
-  destroyConnections(): void { this.server.destroyConnections(); }
+  destroyConnections(): void { this.server.destroyConnections(); this.h2.destroy(); }
 
   /** The filters' stats, for /stats: `http.<listener>.<name>`. */
   filterStats(): FilterStatSource[] { return this.chain.stats; }
@@ -188,6 +194,7 @@ export class Listener implements StreamOwner {
     headers.push('x-forwarded-proto', 'http');
 
     const info = new StreamInfo(this.opts.name, req.method, req.url, `HTTP/${req.httpVersion}`, remote, performance.now());
+    info.grpc = isGrpcContentType(contentTypeOf(raw));
     const s = new HttpStream(req, res, info, headers, this.chain, this);
     res.stream = s;
     this.ctx.onStart();

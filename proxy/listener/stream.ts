@@ -4,6 +4,7 @@
 // needs it settled, the response on its way back, StreamInfo, and the error boundary. Each
 // filter keeps its own per-request state in its slot (allocated only by filters that have any).
 import type { ServerRequest, ServerResponse } from '../engine/server.ts';
+import { grpcMessageOf, grpcStatusOf, httpToGrpcStatus } from '../grpc.ts';
 import type { Dtab } from '../dtab/index.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 import type { CompiledRoute, CompiledVHost, Destination } from '../filters/route/table.ts';
@@ -197,13 +198,20 @@ export class HttpStream {
   // --- the response ---
 
   /** A reply made by the proxy (no upstream response): Envoy's statuses, bodies and flags. */
-  sendLocalReply(status: number, body: string, flag: number, extra?: Record<string, string>): void {
+  /** `grpcStatus` (>= 0): the status a gRPC request gets instead of the mapping of `status` (fault aborts). */
+  sendLocalReply(status: number, body: string, flag: number, extra?: Record<string, string>, grpcStatus = -1): void {
     if (this.done) return;
     const info = this.info;
     if (flag !== 0) info.addFlag(flag);
     info.status = status;
     if (this.committed) this.res.destroy(); // a reply already started cannot be replaced: reset it
-    else localReply(this.res, status, body, info.flags !== 0 ? info.flagString() : null, extra);
+    else if (info.grpc) {
+      // A gRPC caller gets a gRPC error (HTTP 200, grpc-status), as Envoy answers gRPC requests.
+      const gs = grpcStatus >= 0 ? grpcStatus : httpToGrpcStatus(status);
+      info.status = localReply(this.res, status, body, info.flags !== 0 ? info.flagString() : null, extra, gs);
+      info.grpcStatus = gs;
+      info.grpcMessage = body;
+    } else localReply(this.res, status, body, info.flags !== 0 ? info.flagString() : null, extra);
     this.end();
   }
 
@@ -224,6 +232,11 @@ export class HttpStream {
     if (info.flags !== 0) out.push('x-meshlet-flags', info.flagString());
     this.committed = true;
     info.status = status;
+    if (info.grpc) {
+      // A trailers-only response carries grpc-status in its headers.
+      info.grpcStatus = grpcStatusOf(rawHeaders);
+      if (info.grpcStatus >= 0) info.grpcMessage = grpcMessageOf(rawHeaders);
+    }
     const res = this.res;
     if (res.destroyed) return;
     res.writeHead(status, reason || undefined, out);
@@ -238,6 +251,10 @@ export class HttpStream {
   /** The response is complete (trailers, e.g. gRPC status, pass through). */
   sendEnd(trailers: string[] | null): void {
     if (this.done) return;
+    if (this.info.grpc && trailers !== null) {
+      const gs = grpcStatusOf(trailers);
+      if (gs >= 0) { this.info.grpcStatus = gs; this.info.grpcMessage = grpcMessageOf(trailers); }
+    }
     this.res.end(undefined, trailers);
     this.end();
   }

@@ -117,17 +117,19 @@ export class Metrics {
    * The series for one request's labels. `edgeKey` identifies the destination (cluster name);
    * the common case (no flags, no dtab override) is keyed by status code alone: no string built.
    */
-  series(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean): Series {
+  series(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean, grpcStatus = -1): Series {
     let byEdge = this.cache.get(edgeKey);
     if (byEdge === undefined) { byEdge = { plain: new Map(), other: new Map() }; this.cache.set(edgeKey, byEdge); }
-    const plain = flags === '-' && !dtab;
-    const k = plain ? '' : `${code}|${flags}|${dtab ? 1 : 0}`;
+    const plain = flags === '-' && !dtab && grpcStatus < 0;
+    const k = plain ? '' : `${code}|${flags}|${dtab ? 1 : 0}|${grpcStatus}`;
     let s = plain ? byEdge.plain.get(code) : byEdge.other.get(k);
     if (s === undefined) {
       s = new Series({
         reporter, source_workload: this.source.workload, source_version: this.source.version,
         destination_service: service, destination_service_name: service.split('.')[0], destination_version: version || 'unknown',
         response_code: String(code), response_flags: flags, dtab_override: dtab ? 'true' : 'false',
+        // Istio's label: the gRPC status of a gRPC request, empty otherwise.
+        grpc_response_status: grpcStatus >= 0 ? String(grpcStatus) : '',
       }, code, flags);
       this.all.push(s);
       if (plain) byEdge.plain.set(code, s); else byEdge.other.set(k, s);

@@ -15,6 +15,8 @@ const CLUSTER_COUNTERS = [
   'upstream_rq_retry_backoff_exponential', 'retry_or_shadow_abandoned',
   // Tunnels (upgrades, CONNECT) to this cluster: Envoy's HCM downstream_cx_upgrades_* names, upstream side.
   'upstream_cx_upgrades_total',
+  // HTTP/2 upstreams: sessions opened, GOAWAYs received (Envoy's names).
+  'upstream_cx_http2_total', 'upstream_cx_close_notify',
   'update_attempt', 'update_success', 'update_failure', 'membership_change',
   'outlier_detection.ejections_enforced_total', 'outlier_detection.ejections_overflow', 'outlier_detection.ejections_total',
   'outlier_detection.ejections_detected_consecutive_5xx', 'outlier_detection.ejections_enforced_consecutive_5xx',
@@ -60,11 +62,13 @@ const HTTP_COUNTERS = [
   'downstream_rq_total', 'downstream_rq_2xx', 'downstream_rq_3xx', 'downstream_rq_4xx', 'downstream_rq_5xx',
   'downstream_cx_total', 'downstream_rq_rx_reset', 'downstream_rq_timeout', 'downstream_rq_idle_timeout', 'downstream_rq_too_large', 'rq_direct_response',
   // (Upgrade stats, downstream_cx_upgrades_* and downstream_rq_ws_on_non_ws_route, are the router filter's.)
+  // HTTP/2 downstreams (engine/h2-server.ts): sessions, and connections closed for premature resets.
+  'downstream_cx_http2_total', 'downstream_rq_too_many_premature_resets',
   // A filter threw: its request was failed (500, or reset after the response started).
   'downstream_rq_filter_error',
 ] as const;
 // The filters' own stats (no_route, fault.*, mirror.*, dtab_*) are theirs: listener/chains.ts.
-const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active'] as const;
+const HTTP_GAUGES = ['downstream_cx_active', 'downstream_rq_active', 'downstream_cx_http2_active'] as const;
 export type HttpStatName = (typeof HTTP_COUNTERS)[number] | (typeof HTTP_GAUGES)[number];
 export type HttpStats = Record<HttpStatName, number>;
 for (const g of HTTP_GAUGES) GAUGES.add(g);

@@ -7,6 +7,7 @@ import type { StreamInfo } from '../core/stream-info.ts';
 import type { AccessLogMode } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Tracing } from './tracing.ts';
+import { decodeGrpcMessage } from '../grpc.ts';
 
 export interface TelemetryOptions {
   metrics: Metrics;
@@ -36,7 +37,7 @@ export class Telemetry {
     const c = info.upstreamCluster;
     if (c !== null) {
       const reporter = info.listener === 'inbound' ? 'destination' : 'source';
-      this.metrics.series(reporter, c.name, c.service, c.version(), code, flags, info.dtabOverride).record(dur);
+      this.metrics.series(reporter, c.name, c.service, c.version(), code, flags, info.dtabOverride, info.grpcStatus).record(dur);
     }
     const access = this.access;
     if (access !== null && (this.accessLog === 'all' || code >= 500 || info.flags !== 0)) {
@@ -45,6 +46,8 @@ export class Telemetry {
         response_code: code, response_flags: flags, bytes_received: info.bytesReceived, bytes_sent: info.bytesSent,
         duration_ms: Math.round(dur * 1000) / 1000, upstream_host: info.upstreamHost, upstream_cluster: c?.name ?? null,
         x_request_id: info.requestId, trace_id: info.traceId, listener: info.listener, attempts: info.attempts,
+        // Envoy's %GRPC_STATUS% (null for a request that is not gRPC or got none).
+        grpc_status: info.grpcStatus >= 0 ? info.grpcStatus : null, grpc_message: info.grpcMessage === null ? null : decodeGrpcMessage(info.grpcMessage),
       });
     }
   }

@@ -3,6 +3,7 @@
 import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
 import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
 import { EndpointPool, type Breakers } from './pool.ts';
+import { H2Pool } from './h2-pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
@@ -54,9 +55,10 @@ export class Endpoint {
   /** "address:port" (made once: the router reads it per attempt, the hash tables place it). */
   readonly key: string;
   /** `addedAt`: when it joined a running cluster (monotonic ms; 0 = with the cluster, never slow-started). */
-  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0) {
+  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0, protocol?: 'http2' | 'client') {
     this.spec = spec;
-    this.pool = new EndpointPool(spec.address, spec.port, br);
+    // `protocol`: the cluster's (ClusterSpec.protocol): HTTP/2 endpoints get a multiplexed pool.
+    this.pool = protocol === undefined ? new EndpointPool(spec.address, spec.port, br) : new H2Pool(spec.address, spec.port, br, protocol);
     this.lb = new HostLb(spec.weight ?? 1, addedAt);
     this.key = `${spec.address}:${spec.port}`;
   }
@@ -121,7 +123,7 @@ export class Cluster implements ClusterInfo {
     this.budget = opts.retryBudget ? opts.retryBudget() : null;
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
-    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
+    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br, 0, spec.protocol));
     this.destVersion = destinationVersion(spec);
     this.balancer = new Balancer({ warmupMs: spec.warmupMs, minRingSize: spec.hash?.minimumRingSize, tableSize: spec.hash?.tableSize });
     // Istio: locality failover needs outlier detection (nothing else marks endpoints unhealthy).
@@ -177,7 +179,7 @@ export class Cluster implements ClusterInfo {
       const kept = old.get(k);
       // A kept host takes a changed weight in place (the balancer re-reads weights with the new array).
       if (kept) { old.delete(k); kept.lb.weight = e.weight !== undefined && e.weight > 0 ? e.weight : 1; return kept; }
-      return new Endpoint(e, this.br, addedAt);
+      return new Endpoint(e, this.br, addedAt, this.spec.protocol);
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;
@@ -293,7 +295,7 @@ export class Cluster implements ClusterInfo {
         for (const [k, e] of map) if (e.pool.activeRequests === 0) { e.pool.drain(); map.delete(k); break; }
         if (map.size >= PASSTHROUGH_MAX_HOSTS) return undefined;
       }
-      ep = new Endpoint({ address: d[0], port: d[1], labels: {} }, this.br);
+      ep = new Endpoint({ address: d[0], port: d[1], labels: {} }, this.br, 0, this.spec.protocol);
       map.set(authority, ep);
     }
     return ep;

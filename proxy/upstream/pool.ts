@@ -4,7 +4,7 @@
 // is ready, can hold requests in a bounded pending queue, and can count connections against
 // cluster limits.
 import { connect as netConnect, type Socket } from 'node:net';
-import { ClientConnection } from '../engine/client.ts';
+import { ClientConnection, type UpstreamConnection } from '../engine/client.ts';
 import type { ConnectionPoolSpec } from '../config/schema.ts';
 import type { ClusterStats } from '../telemetry/stats.ts';
 
@@ -39,6 +39,8 @@ export interface Waiter {
    * connection died under it, and the host's other idle ones may be just as stale.
    */
   readonly fresh: boolean;
+  /** The request arrived over HTTP/2 (a useClientProtocol pool sends it on over HTTP/2 too). */
+  readonly downstreamH2?: boolean;
   onAttached(conn: Conn): void;
   onPoolFailure(reason: PoolFailure, detail: string): void;
 }
@@ -49,7 +51,8 @@ export interface HostStats {
 }
 
 export class Conn {
-  h1: ClientConnection | null = null;
+  /** The exchange's connection: HTTP/1.1, or one HTTP/2 stream (H2Pool). */
+  h1: UpstreamConnection | null = null;
   pool: EndpointPool;
   requests = 0;
   busy = false;

@@ -223,6 +223,13 @@ describe('external HTTP/1.1 corpus over real sockets through the proxy', () => {
         }
         if (w.trailers !== null && g.trailers.join('\n') !== w.trailers.join('\n')) problems.push(`${id}: trailers ${JSON.stringify(g.trailers)}, model ${JSON.stringify(w.trailers)}`);
       }
+      if (rawBytes(r.c).subarray(0, 24).toString('latin1') === 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n') {
+        // The listeners also speak h2c (docs/protocols.md): the full preface starts an HTTP/2 session
+        // instead of a 400 (Envoy's AUTO codec does the same). Nothing was forwarded (checked
+        // above); the client's first bytes are the server's SETTINGS frame (type 4).
+        if (r.client.bytes.length < 9 || r.client.bytes[3] !== 4) problems.push(`${id}: no HTTP/2 SETTINGS frame in answer to the preface`);
+        continue;
+      }
       const methods = [...wantComplete.map((f) => f.method), 'GET'];
       const statuses = readWire(r.client.bytes, false, { methods, closed: r.client.closed }).messages.filter((x) => x.complete && x.status! >= 200).map((x) => x.status);
       const expected = [...wantComplete.map(() => 200), ...(m.status !== null ? [m.status] : [])];

@@ -45,7 +45,7 @@ function get(conn: ClientConnection, path: string, onData?: (c: ClientConnection
     let bytes = 0;
     const h: ResponseHandler = {
       onResponseStart: (_c, s) => { status = s; },
-      onResponseData: (c, chunk) => { bytes += chunk.length; onData?.(c, bytes); },
+      onResponseData: (c, chunk) => { bytes += chunk.length; onData?.(c as ClientConnection, bytes); },
       onResponseEnd: () => resolve({ status, bytes }),
       onResponseError: (_c, e) => reject(e),
     };

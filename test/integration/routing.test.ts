@@ -161,7 +161,10 @@ describe('request hygiene', () => {
     const h = JSON.parse(r.body).headers;
     expect(h['x-secret']).toBeUndefined();
     expect(h['keep-alive']).toBeUndefined();
-    expect(h.te).toBeUndefined();
+    // TE is hop-by-hop, but Envoy keeps `te: trailers` (gRPC uses it to detect proxies that drop trailers).
+    expect(h.te).toBe('trailers');
+    const r3 = await send(p.ports.outbound, { host: 'reviews', headers: { te: 'gzip' } });
+    expect(JSON.parse(r3.body).headers.te).toBeUndefined();
     expect(h['proxy-authorization']).toBeUndefined();
     expect(h['x-keep']).toBe('yes');
     expect(h['x-forwarded-for']).toBe('10.0.0.1, 127.0.0.1');

@@ -23,11 +23,13 @@ class ActiveFault {
   readonly s: HttpStream;
   readonly filter: FaultFilter;
   readonly abortStatus: number;
+  readonly grpcStatus: number;
   timer: NodeJS.Timeout | null = null;
-  constructor(s: HttpStream, filter: FaultFilter, abortStatus: number) {
+  constructor(s: HttpStream, filter: FaultFilter, abortStatus: number, grpcStatus: number) {
     this.s = s;
     this.filter = filter;
     this.abortStatus = abortStatus;
+    this.grpcStatus = grpcStatus;
   }
 }
 
@@ -49,7 +51,7 @@ export class FaultFilter implements HttpFilter {
     const st = this.stats;
     if (st['fault.active_faults'] >= this.maxActive) { st['fault.faults_overflow']++; return true; }
     st['fault.active_faults']++;
-    const a = new ActiveFault(s, this, d.abortStatus);
+    const a = new ActiveFault(s, this, d.abortStatus, d.grpcStatus ?? -1);
     s.setState(this, a);
     if (d.delayMs > 0) {
       // The route timeout starts after the delay: the router has not seen the request yet.
@@ -64,7 +66,8 @@ export class FaultFilter implements HttpFilter {
 
   abort(a: ActiveFault): void {
     this.stats['fault.aborts_injected']++;
-    a.s.sendLocalReply(a.abortStatus, BODY.faultAbort, Flag.FI);
+    // abort.grpcStatus: a gRPC request gets that status itself (HTTP 200), as Envoy's grpc_status abort.
+    a.s.sendLocalReply(a.abortStatus, BODY.faultAbort, Flag.FI, undefined, a.grpcStatus);
   }
 
   onDone(s: HttpStream): void {

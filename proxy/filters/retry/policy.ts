@@ -4,8 +4,10 @@
 import type { RetrySpec } from '../../config/schema.ts';
 import { listTokens } from '../../engine/http1.ts';
 import { getRaw } from '../../listener/headers.ts';
+import { GRPC_RETRY_CODES } from '../../grpc.ts';
 
-export type FailureKind = 'connect' | 'reset' | 'per_try_timeout' | 'status';
+/** `grpc`: a response whose headers carry a grpc-status (trailers-only); `status` is then that code. */
+export type FailureKind = 'connect' | 'reset' | 'per_try_timeout' | 'status' | 'grpc';
 
 export interface RetryPolicy {
   numRetries: number;
@@ -14,6 +16,8 @@ export interface RetryPolicy {
   perTryTimeoutMs: number;
   /** Could retry after the request was sent, so a body must be kept for replay. */
   replayNeeded: boolean;
+  /** Has gRPC conditions (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable): a gRPC request's body is kept for replay. */
+  grpcOn: boolean;
 }
 
 /** A route's retry config: the spec (header overrides start from it) and its compiled policy. */
@@ -37,10 +41,14 @@ export function compileRetry(spec: RetrySpec | null | undefined): RouteRetry {
 export function requestPolicy(route: RouteRetry, raw: string[], trust: boolean): RetryPolicy | null {
   if (!trust) return route.policy;
   const retryOn = getRaw(raw, 'x-envoy-retry-on');
+  const grpcOn = getRaw(raw, 'x-envoy-retry-grpc-on');
   const maxRetries = getRaw(raw, 'x-envoy-max-retries');
   const perTry = getRaw(raw, 'x-envoy-upstream-rq-per-try-timeout-ms');
-  if (retryOn === undefined && maxRetries === undefined && perTry === undefined) return route.policy;
-  const p = policyFrom(route.spec, retryOn, maxRetries);
+  if (retryOn === undefined && grpcOn === undefined && maxRetries === undefined && perTry === undefined) return route.policy;
+  // x-envoy-retry-grpc-on names gRPC conditions only; it is OR-ed in like x-envoy-retry-on.
+  const grpcOnly = grpcOn === undefined ? '' : listTokens(grpcOn, false).filter((t) => Object.hasOwn(GRPC_RETRY_CODES, t)).join(',');
+  const on = [retryOn, grpcOnly].filter((v) => v !== undefined && v !== '').join(',');
+  const p = policyFrom(route.spec, on === '' ? undefined : on, maxRetries);
   if (p !== null && perTry !== undefined && /^\d+$/.test(perTry)) p.perTryTimeoutMs = Number(perTry);
   return p;
 }
@@ -70,7 +78,9 @@ export function policyFrom(spec: RetrySpec | null, headerRetryOn?: string, heade
   if (headerMaxRetries !== undefined && /^\d+$/.test(headerMaxRetries)) numRetries = Number(headerMaxRetries);
   if (numRetries <= 0) return null;
   const codes = spec?.retriableStatusCodes ?? [];
-  return { numRetries, on, codes, perTryTimeoutMs: spec?.perTryTimeoutMs ?? 0, replayNeeded: needsReplay(on, codes) };
+  let grpcOn = false;
+  for (const c of on) if (Object.hasOwn(GRPC_RETRY_CODES, c)) grpcOn = true;
+  return { numRetries, on, codes, perTryTimeoutMs: spec?.perTryTimeoutMs ?? 0, replayNeeded: needsReplay(on, codes), grpcOn };
 }
 
 /** Does the policy accept this failure? (Envoy retry_state_impl, envoy-semantics.md section 4.3.) */
@@ -88,5 +98,9 @@ export function accepts(p: RetryPolicy, kind: FailureKind, status = 0): boolean 
         || (on.has('gateway-error') && status >= 502 && status <= 504)
         || (on.has('retriable-4xx') && status === 409)
         || (on.has('retriable-status-codes') && p.codes.includes(status));
+    case 'grpc':
+      return (status === 1 && on.has('cancelled')) || (status === 4 && on.has('deadline-exceeded'))
+        || (status === 8 && on.has('resource-exhausted')) || (status === 13 && on.has('internal'))
+        || (status === 14 && on.has('unavailable'));
   }
 }

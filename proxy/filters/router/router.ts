@@ -16,6 +16,14 @@ import { NO_RETRY, RetryState, requestPolicy, type Decision, type FailureKind, t
 import { perTryArmed, routeTimeoutMs } from './timeouts.ts';
 import { newUpgradeStats, requestedUpgrade, startTunnel, upgradeAllowed, type TunnelOwner } from './upgrade.ts';
 import type { Socket } from 'node:net';
+import { formatGrpcTimeout, grpcStatusOf } from '../../grpc.ts';
+
+/** Replace (or add) grpc-timeout with `ms` left. */
+function setGrpcTimeout(headers: string[], ms: number): void {
+  const v = formatGrpcTimeout(ms);
+  for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 12 && headers[i].toLowerCase() === 'grpc-timeout') { headers[i + 1] = v; return; }
+  headers.push('grpc-timeout', v);
+}
 
 /** Resends of an idempotent request after reused keep-alive connections died under it. */
 const MAX_STALE_RESENDS = 3;
@@ -37,6 +45,13 @@ export class RouterFilter implements HttpFilter {
       s.sendLocalReply(403, '', 0);
       return false;
     }
+    if (up !== null && cluster.spec.protocol === 'http2') {
+      // A tunnel needs a raw HTTP/1.1 connection upstream; WebSocket and CONNECT over HTTP/2
+      // (RFC 8441 extended CONNECT) are not built, so an HTTP/2-only cluster refuses them.
+      this.stats.downstream_rq_ws_on_non_ws_route++;
+      s.sendLocalReply(403, '', 0);
+      return false;
+    }
     const fw = new Forward(s, cluster, this.stats);
     if (up === 'connect') fw.connect = true;
     else if (up !== null) fw.upgrade = s.req.header('upgrade') ?? null;
@@ -47,7 +62,10 @@ export class RouterFilter implements HttpFilter {
     fw.policy = policy;
     cluster.budget?.onRequest();
     // Buffer the body only when a retry could need to replay it after it was sent.
-    if (policy !== null && policy.replayNeeded) { s.bufferBody(this); return false; }
+    // A gRPC request is kept for a replay on a gRPC condition only when its body is already
+    // complete (a unary call): a streaming call is never held back waiting for its end (it
+    // would stall a bidirectional stream); it streams, and is then not retried once sent.
+    if (policy !== null && (policy.replayNeeded || (policy.grpcOn && s.info.grpc && s.req.bodyDone))) { s.bufferBody(this); return false; }
     s.streamBody();
     fw.start();
     return false;
@@ -232,6 +250,9 @@ class Attempt implements Waiter, ResponseHandler, TunnelOwner {
   /** When the attempt started (monotonic ms): PEAK_EWMA's RTT runs to the first response byte. */
   private readonly sentAt = performance.now();
 
+  /** For a useClientProtocol pool: the request came over HTTP/2. */
+  get downstreamH2(): boolean { return this.fw.s.req.httpVersion === '2'; }
+
   constructor(fw: Forward, ep: Endpoint, fresh: boolean) {
     this.fw = fw;
     this.ep = ep;
@@ -344,13 +365,21 @@ class Attempt implements Waiter, ResponseHandler, TunnelOwner {
     this.conn = conn;
     fw.cluster.detector?.onConnectSuccess(this.ep.outlier);
     // CONNECT terminated here (Envoy's connect_config): the new connection carries the payload raw.
-    if (fw.connect) { this.switched(conn.h1!.detach(), 200, [], undefined, Buffer.alloc(0)); return; }
+    if (fw.connect) {
+      // A tunnel needs a raw HTTP/1.1 connection; an HTTP/2 session cannot be detached (WebSocket
+      // and CONNECT over HTTP/2, RFC 8441 extended CONNECT, are not built).
+      // onRequest refuses tunnels to HTTP/2-only clusters, so this is an HTTP/1.1 connection.
+      this.switched((conn.h1 as ClientConnection).detach(), 200, [], undefined, Buffer.alloc(0));
+      return;
+    }
     const headers = s.headers.slice();
     headers.push('x-envoy-attempt-count', String(s.info.attempts));
     // Per-try if armed, else what is left of the global timeout (less on a retry).
     const expected = this.timer ? fw.policy!.perTryTimeoutMs
       : fw.globalTimeoutMs > 0 ? Math.floor(fw.globalTimeoutMs - (s.info.attempts > 1 ? performance.now() - fw.timeoutStart : 0)) : 0;
     if (expected > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    // gRPC: the deadline goes on as grpc-timeout, less the time already spent here (Envoy).
+    if (s.info.grpc && fw.globalTimeoutMs > 0) setGrpcTimeout(headers, this.timer ? expected : fw.globalTimeoutMs - (performance.now() - fw.timeoutStart));
     if (this.span !== null) injectHeaders(headers, this.span.ctx, this.span.spanId, true);
     const body = s.body ?? null;
     if (body !== null && !Buffer.isBuffer(body)) {
@@ -398,7 +427,14 @@ class Attempt implements Waiter, ResponseHandler, TunnelOwner {
     if (statusCode >= 500) this.ep.pool.hostStats.rq_error++; else this.ep.pool.hostStats.rq_success++;
     // Envoy counts a retry as successful when the next result is one the policy would not retry.
     // Only a status the policy might retry, or one that settles a retry in flight, needs a decision.
-    const d = fw.policy !== null && (statusCode >= 400 || (fw.retry !== null && fw.retry.holding)) ? fw.decide('status', statusCode) : 'no';
+    // gRPC conditions read grpc-status from the response headers (a trailers-only response).
+    let kind: FailureKind = 'status';
+    let code = statusCode;
+    if (fw.policy !== null && fw.policy.grpcOn && fw.s.info.grpc) {
+      const gs = grpcStatusOf(rawHeaders);
+      if (gs > 0) { kind = 'grpc'; code = gs; }
+    }
+    const d = fw.policy !== null && (kind === 'grpc' || statusCode >= 400 || (fw.retry !== null && fw.retry.holding)) ? fw.decide(kind, code) : 'no';
     if (d === 'retry') {
       chargeCode(cluster.stats, statusCode);
       this.discarding = true;

@@ -1,0 +1,28 @@
+// A gRPC server with the standard health service (grpc.health.v1.Health/Check answering SERVING),
+// on @grpc/grpc-js with the messages encoded by hand (bench/load/h2-transport.ts), for benches
+// and tests. Run directly (`npx node bench/peers/grpc-health.ts --port 0`) it prints {"port": n}.
+import * as grpc from '@grpc/grpc-js';
+import { HEALTH_CHECK_PATH, encodeHealthCheckResponse } from '../load/h2-transport.ts';
+
+const SERVING = encodeHealthCheckResponse(1).subarray(5);
+
+const service: grpc.ServiceDefinition = {
+  Check: {
+    path: HEALTH_CHECK_PATH, requestStream: false, responseStream: false,
+    requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+export async function startHealthServer(port = 0): Promise<{ port: number; close(): void }> {
+  const server = new grpc.Server();
+  server.addService(service, { Check: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, SERVING) });
+  const p = await new Promise<number>((ok, fail) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, n) => (e ? fail(e) : ok(n))));
+  return { port: p, close: () => server.forceShutdown() };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const i = process.argv.indexOf('--port');
+  const h = await startHealthServer(i > 0 ? Number(process.argv[i + 1]) : 0);
+  process.stdout.write(`${JSON.stringify({ port: h.port })}\n`);
+}

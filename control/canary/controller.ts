@@ -509,8 +509,10 @@ export class CanaryController implements CanarySink {
       return;
     }
 
-    const checks = await this.checks(r, host);
-    s.lastChecks = checks;
+    // Flagger: no analysis while nothing is routed or mirrored to the canary (the first step).
+    const noTraffic = st === 'canary' && s.canaryWeight === 0 && !s.mirrored;
+    const checks = noTraffic ? [] : await this.checks(r, host);
+    if (!noTraffic) s.lastChecks = checks;
     const failed = checks.filter((c) => c.result === 'fail' || c.result === 'error');
     if (failed.length > 0) {
       for (const c of failed.slice(0, -1)) this.event(r, 'Warning', 'Synced', c.message);

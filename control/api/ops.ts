@@ -242,7 +242,8 @@ export function canaryRouting(ctx: OpsContext, host: string, r: CanaryRouting): 
     const port = dests.find((d) => d.destination.port)?.destination.port;
     const p = dest(r.primary, port, r.cookie?.primaryName ? { headers: cookieHeader(r.cookie.primaryName, r.cookie.primaryValue!) } : {});
     const c = dest(r.canary, port, r.cookie ? { headers: cookieHeader(r.cookie.name, r.cookie.value) } : {});
-    route.route = r.weight === 0 ? [dest(r.primary, port)] : r.weight === 100 ? [dest(r.canary, port)] : [{ ...p, weight: 100 - r.weight }, { ...c, weight: r.weight }];
+    // Cookies are handed out only while traffic is split: pinning everyone to the primary at 0 % would starve the canary.
+    route.route = r.weight === 0 ? [dest(r.primary, port)] : r.weight === 100 ? [c] : [{ ...p, weight: 100 - r.weight }, { ...c, weight: r.weight }];
     const onCanary = (m: Raw | undefined) => m && svc.aliases.includes(String(m.host ?? '').toLowerCase()) && ours.has(String(m.subset ?? ''));
     if (onCanary(route.mirror)) { delete route.mirror; delete route.mirrorPercentage; }
     if (r.mirrorPercent && r.weight < 100 && !route.mirror && !route.mirrors) {

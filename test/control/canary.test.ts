@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startControl, type RunningControl } from '../../control/main.ts';
 import { createLogger } from '../../proxy/telemetry/log.ts';
 import { startUpstream, type Upstream } from '../helpers.ts';
-import { children, configDir, httpJson, sleep, startMeshlet, waitFor, type Child } from './lib.ts';
+import { children, configDir, ctlRun, httpJson, sleep, startMeshlet, waitFor, type Child } from './lib.ts';
 
 type Mode = { fail5xx: number; delayMs: number };
 interface App { up: Upstream; mode: Mode }
@@ -19,7 +19,7 @@ const upstreams: Upstream[] = [];
 let dir: string;
 let control: RunningControl;
 let front: Child;
-const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky'];
+const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect'];
 
 function app(name: string): Promise<App> {
   const mode: Mode = { fail5xx: 0, delayMs: 0 };
@@ -37,7 +37,7 @@ function app(name: string): Promise<App> {
   }).then((up) => { upstreams.push(up); return { up, mode }; });
 }
 
-function serviceYaml(svc: string, v1: number, v2: number): string {
+function serviceYaml(svc: string, v1: number, v2: number | null): string {
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: reviews-${svc} }
@@ -46,8 +46,7 @@ spec:
   ports: [{ number: 80, name: http }]
   endpoints:
     - { address: 127.0.0.1, ports: { http: ${v1} }, labels: { version: v1 } }
-    - { address: 127.0.0.1, ports: { http: ${v2} }, labels: { version: v2 } }
----
+${v2 === null ? '' : `    - { address: 127.0.0.1, ports: { http: ${v2} }, labels: { version: v2 } }\n`}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: reviews-${svc} }
@@ -122,7 +121,7 @@ beforeAll(async () => {
   for (const s of SERVICES) {
     const [a, b] = await Promise.all([app(`${s}-v1`), app(`${s}-v2`)]);
     apps.set(`${s}/v1`, a); apps.set(`${s}/v2`, b);
-    files[`svc-${s}.yaml`] = serviceYaml(s, a.up.port, b.up.port);
+    files[`svc-${s}.yaml`] = serviceYaml(s, a.up.port, s === 'detect' ? null : b.up.port);
   }
   dir = configDir(files);
   control = await startCtl();
@@ -279,4 +278,82 @@ describe('Canary (control server + sidecar + apps, 1 s intervals)', () => {
       expect(tagged.failed + plain.failed).toBe(0);
     } finally { plain.stop(); tagged.stop(); }
   }, 120_000);
+
+  it('session affinity: each cookie holder stays on one version for the whole run', async () => {
+    const clients = Array.from({ length: 16 }, () => ({ cookie: '', seen: [] as string[], withCookie: new Set<string>() }));
+    const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+    let stop = false;
+    const one = (c: (typeof clients)[number]) => new Promise<void>((resolve) => {
+      const r = request({ host: '127.0.0.1', port: front.ports.outbound, path: '/', agent, headers: { host: 'reviews-sticky', ...(c.cookie ? { cookie: c.cookie } : {}) } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          const v = String(res.headers['x-upstream']);
+          if (c.cookie) c.withCookie.add(v);
+          const set = res.headers['set-cookie']?.[0];
+          if (set && !c.cookie) c.cookie = set.split(';')[0];
+          c.seen.push(v);
+          resolve();
+        });
+      });
+      r.on('error', () => resolve());
+      r.end();
+    });
+    const loop = (async () => { for (let i = 0; i < 5000 && !stop; i++) { await Promise.all(clients.map(one)); await sleep(150); } })();
+    try {
+      writeCanary('sticky', `interval: 1s\nthreshold: 2\nstepWeight: 25\nmaxWeight: 50\nmetrics: [{ name: request-success-rate, thresholdRange: { min: 99 }, interval: 5s, minSamples: 10 }]\nsessionAffinity: { cookieName: canary-session, primaryCookieName: primary-session }\nwebhooks: [{ name: hold, type: confirm-promotion, url: "meshlet:gate" }]`);
+      await waitFor('WaitingPromotion', async () => (await canary('sticky')).status?.phase === 'WaitingPromotion', 90_000);
+      stop = true;
+      await loop;
+      const holders = clients.filter((c) => c.cookie);
+      expect(holders.length).toBe(clients.length);
+      for (const c of holders) expect([...c.withCookie].length).toBe(1);
+      const onCanary = holders.filter((c) => c.cookie.startsWith('canary-session=')).length;
+      expect(onCanary).toBeGreaterThan(0);                 // the canary got users …
+      expect(onCanary).toBeLessThan(holders.length);       // … and the primary kept some
+      for (const c of holders) expect([...c.withCookie][0]).toBe(c.cookie.startsWith('canary-session=') ? 'sticky-v2' : 'sticky-v1');
+      await api('POST', '/api/v1/canaries/sticky/approve');
+      await waitFor('Succeeded', async () => (await canary('sticky')).status?.phase === 'Succeeded', 30_000);
+    } finally { stop = true; await loop; agent.destroy(); }
+  }, 150_000);
+
+  it('blue/green with the built-in load hook: users stay on the primary, `meshlet load` through the mesh (l5d-dtab) feeds the checks', async () => {
+    const users = traffic('reviews-bg', 20);
+    try {
+      writeCanary('bg', `interval: 1s\nthreshold: 2\niterations: 3\nmetrics: [{ name: request-success-rate, thresholdRange: { min: 99 }, interval: 5s, minSamples: 10 }]\nwebhooks:\n  - { name: load, type: rollout, url: "meshlet:load", metadata: { via: "127.0.0.1:${front.ports.outbound}", qps: "30", duration: "60s" } }`);
+      await waitFor('iteration 2', async () => (await canary('bg')).status?.iterations >= 2, 90_000);
+      expect(users.by['bg-v2'] ?? 0).toBe(0);
+      expect(apps.get('bg/v2')!.up.hits).toBeGreaterThan(10);
+      const c = await waitFor('Succeeded', async () => { const c = await canary('bg'); return c.status?.phase === 'Succeeded' ? c : undefined; }, 60_000);
+      expect(c.strategy).toBe('bluegreen');
+      expect(c.events.some((e: any) => e.message.includes('canary iteration 3/3'))).toBe(true);
+    } finally { users.stop(); }
+  }, 150_000);
+
+  it('a new version appearing in the endpoints is detected ("New revision detected!") and rolled out', async () => {
+    const t = traffic('reviews-detect', 60);
+    try {
+      writeFileSync(join(dir, 'canary-detect.yaml'), `apiVersion: meshlet.io/v1alpha1
+kind: Canary
+metadata: { name: detect }
+spec:
+  targetRef: { kind: Service, name: reviews-detect }
+  analysis: { interval: 1s, threshold: 2, stepWeight: 50, metrics: [${SR}] }
+`);
+      await waitFor('Initialized', async () => (await canary('detect')).status?.phase === 'Initialized', 30_000);
+      expect((await canary('detect')).status.primary).toBe('v1');
+      writeFileSync(join(dir, 'svc-detect.yaml'), serviceYaml('detect', apps.get('detect/v1')!.up.port, apps.get('detect/v2')!.up.port));
+      const c = await waitFor('Succeeded', async () => { const c = await canary('detect'); return c.status?.phase === 'Succeeded' ? c : undefined; }, 90_000);
+      expect(c.events.some((e: any) => /^New revision detected! Starting canary analysis for detect\.default: primary v1, canary v2$/.test(e.message))).toBe(true);
+      expect(c.status.primary).toBe('v2');
+      // Gauges and the ctl table show it.
+      const m = await fetch(`http://127.0.0.1:${control.ports.api}/metrics`).then((r) => r.text());
+      expect(m).toMatch(/meshlet_canary_status\{name="detect",namespace="default"\} 1/);
+      expect(m).toMatch(/meshlet_canary_metric_threshold\{name="detect",namespace="default",metric="request-success-rate",bound="min"\} 99/);
+      const out = await ctlRun(['--server', `127.0.0.1:${control.ports.api}`, 'get', 'canaries']);
+      expect(out.stdout.split('\n')[0].split(/\s+/)).toEqual(['NAME', 'STATUS', 'WEIGHT', 'FAILEDCHECKS', 'LASTTRANSITIONTIME']);
+      expect(out.stdout).toMatch(/^detect\s+Succeeded\s+0\s+0\s+\d{4}-/m);
+      const d = await ctlRun(['--server', `127.0.0.1:${control.ports.api}`, 'describe', 'canary', 'detect']);
+      expect(d.stdout).toContain('Promotion completed! detect.default: v2 is the primary');
+    } finally { t.stop(); }
+  }, 150_000);
 });

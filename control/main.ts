@@ -85,6 +85,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     return {
       topology: t, splits: splits(state.current()?.snapshot.virtualHosts ?? [], t),
       proxies: { version: state.current()?.snapshot.version ?? null, proxies: discovery!.views() }, at: new Date().toISOString(),
+      canaries: canaries.list(),
     };
   };
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>

@@ -354,6 +354,10 @@ spec:
       expect(out.stdout).toMatch(/^detect\s+Succeeded\s+0\s+0\s+\d{4}-/m);
       const d = await ctlRun(['--server', `127.0.0.1:${control.ports.api}`, 'describe', 'canary', 'detect']);
       expect(d.stdout).toContain('Promotion completed! detect.default: v2 is the primary');
+      // The mesh page carries the canary panel: phase, weight line, checks, events.
+      const page = await fetch(`http://127.0.0.1:${control.ports.api}/`).then((r) => r.text());
+      expect(page).toMatch(/<div class="canary" data-canary="detect" data-phase="Succeeded">/);
+      expect(page).toContain('Promotion completed! detect.default: v2 is the primary');
     } finally { t.stop(); }
   }, 150_000);
 });

@@ -505,12 +505,15 @@ export class CanaryController implements CanarySink {
     // Canary with mirror: the first interval mirrors (weight 0) and is checked like a step.
     if (st === 'canary' && a.mirror && !s.mirrored && s.canaryWeight === 0) {
       s.mirrored = true;
-      this.event(r, 'Normal', 'Synced', `Starting mirroring of ${this.label(r)}: ${a.mirrorWeight ?? 100}% of requests copied to ${s.canary}`);
+      this.event(r, 'Normal', 'Synced', `Starting mirroring of ${this.label(r)}: ${a.mirrorWeight ?? 100}% of requests copied to ${s.canary} for one interval (copies are not in the callers' reports: the checks start with the first weighted step)`);
       return;
     }
 
-    // Flagger: no analysis while nothing is routed or mirrored to the canary (the first step).
-    const noTraffic = st === 'canary' && s.canaryWeight === 0 && !s.mirrored;
+    // Flagger: no analysis while nothing is routed to the canary (the first step). Flagger also
+    // analyses the mirrored interval, from the canary's own (reporter=destination) metrics; the
+    // edge reports here are the callers', and a mirrored copy is not a caller's request, so the
+    // checks start with the first weighted step (docs/canary.md).
+    const noTraffic = st === 'canary' && s.canaryWeight === 0;
     const checks = noTraffic ? [] : await this.checks(r, host);
     if (!noTraffic) s.lastChecks = checks;
     const failed = checks.filter((c) => c.result === 'fail' || c.result === 'error');

@@ -19,7 +19,7 @@ const upstreams: Upstream[] = [];
 let dir: string;
 let control: RunningControl;
 let front: Child;
-const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect'];
+const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect', 'fast', 'mirror'];
 
 function app(name: string): Promise<App> {
   const mode: Mode = { fail5xx: 0, delayMs: 0 };
@@ -360,4 +360,37 @@ spec:
       expect(page).toContain('Promotion completed! detect.default: v2 is the primary');
     } finally { t.stop(); }
   }, 150_000);
+
+  it('fast rollback: a candidate whose answers collapse (100 % 5xx) is rolled back from the reports, before its first interval check', async () => {
+    apps.get('fast/v2')!.mode.fail5xx = 100;
+    const t = traffic('reviews-fast', 60);
+    try {
+      // A 20 s interval: the step to 20 % comes at the second tick, the first check 20 s later.
+      writeCanary('fast', `interval: 20s\nthreshold: 5\nstepWeight: 20\nmetrics: [${SR}]`);
+      await waitFor('Progressing', async () => (await canary('fast')).status?.phase === 'Progressing', 30_000);
+      await api('POST', '/api/v1/canaries/fast/resume'); // resume = "step now": the 0 -> 20 step without waiting 20 s
+      const c = await waitFor('Failed', async () => { const c = await canary('fast'); return c.status?.phase === 'Failed' ? c : undefined; }, 15_000);
+      const ev = c.events.find((e: any) => e.message.startsWith('Rolling back fast.default fast rollback: success rate of v2'));
+      expect(ev).toBeDefined();
+      expect(c.status.failedChecks).toBe(0); // no interval check ran
+      const at20 = c.events.find((e: any) => e.message === 'Advance fast.default canary weight 20');
+      expect(Date.parse(ev.time) - Date.parse(at20.time)).toBeLessThan(15_000);
+    } finally { t.stop(); }
+  }, 60_000);
+
+  it('mirror: the first interval copies traffic to the candidate (users only see the primary), then shifting starts', async () => {
+    // (the copies are not analysed: see docs/canary.md, "Mirroring")
+    const t = traffic('reviews-mirror', 40);
+    try {
+      writeCanary('mirror', `interval: 2s\nthreshold: 2\nstepWeight: 50\nmaxWeight: 50\nmirror: true\nmirrorWeight: 100\nmetrics: [{ name: request-success-rate, thresholdRange: { min: 99 }, interval: 5s, minSamples: 5 }]\nwebhooks: [{ name: hold, type: confirm-promotion, url: "meshlet:gate" }]`);
+      await waitFor('mirroring', async () => (await canary('mirror')).events?.some((e: any) => e.message.startsWith('Starting mirroring of mirror.default')), 30_000);
+      await waitFor('v2 gets copies', () => apps.get('mirror/v2')!.up.hits > 10, 20_000);
+      expect(t.by['mirror-v2'] ?? 0).toBe(0); // the copies' answers are dropped
+      const routing = (await api('GET', '/v1/config?snapshot')).json.snapshot.virtualHosts.find((v: any) => v.service === 'reviews-mirror');
+      expect(JSON.stringify(routing)).toContain('v2');
+      await waitFor('weight 50', async () => (await canary('mirror')).status?.canaryWeight === 50, 30_000);
+      await waitFor('users reach v2', () => (t.by['mirror-v2'] ?? 0) > 5, 20_000);
+      await api('POST', '/api/v1/canaries/mirror/abort');
+    } finally { t.stop(); }
+  }, 90_000);
 });

@@ -19,7 +19,7 @@ const upstreams: Upstream[] = [];
 let dir: string;
 let control: RunningControl;
 let front: Child;
-const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect', 'fast', 'mirror'];
+const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect', 'fast', 'mirror', 'rel'];
 
 function app(name: string): Promise<App> {
   const mode: Mode = { fail5xx: 0, delayMs: 0 };
@@ -231,7 +231,9 @@ describe('Canary (control server + sidecar + apps, 1 s intervals)', () => {
       expect(held.status.phase).toBe('WaitingPromotion');
       expect(held.status.canaryWeight).toBe(100);
       expect(held.events.some((e: any) => e.message.startsWith('Halt advancement gate.default waiting for promotion approval gate'))).toBe(true);
-      expect((await api('POST', '/api/v1/canaries/gate/approve')).status).toBe(200);
+      const ok = await ctlRun(['--server', `127.0.0.1:${control.ports.api}`, 'canary', 'approve', 'gate']);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toContain('canary gate: approve');
       await waitFor('Succeeded', async () => (await canary('gate')).status?.phase === 'Succeeded', 30_000);
       await waitFor('post-rollout hook', () => hooks.some((h) => h.url === '/ok'), 10_000);
       const post = hooks.find((h) => h.url === '/ok').body;
@@ -393,4 +395,27 @@ spec:
       await api('POST', '/api/v1/canaries/mirror/abort');
     } finally { t.stop(); }
   }, 90_000);
+
+  it('a relative success-rate metric (posted through the ops API) fails a candidate 5 points worse than the primary', async () => {
+    apps.get('rel/v2')!.mode.fail5xx = 5;
+    const t = traffic('reviews-rel', 60);
+    try {
+      const doc = {
+        apiVersion: 'meshlet.io/v1alpha1', kind: 'Canary', metadata: { name: 'rel' },
+        spec: { targetRef: { name: 'reviews-rel' }, canary: { subset: 'v2' }, analysis: {
+          interval: '1s', threshold: 1, stepWeight: 50, maxWeight: 50,
+          metrics: [{ name: 'request-success-rate', interval: '1m', relative: { maxDecrease: 0.5 } }],
+          webhooks: [{ name: 'hold', type: 'confirm-promotion', url: 'meshlet:gate' }],
+        } },
+      };
+      const bad = await api('POST', '/api/v1/canaries', { ...doc, spec: { ...doc.spec, analysis: { ...doc.spec.analysis, stepWeigth: 5 } } });
+      expect(bad.status).toBe(400);
+      expect(bad.json.error).toContain('unknown field(s) stepWeigth');
+      const r = await api('POST', '/api/v1/canaries', doc);
+      expect(r.status).toBe(200);
+      expect(r.json.written).toBe(join(dir, 'canary-rel.yaml'));
+      const c = await waitFor('Failed', async () => { const c = await canary('rel'); return c.status?.phase === 'Failed' ? c : c.status?.phase === 'WaitingPromotion' ? Promise.reject(new Error('passed')) : undefined; }, 90_000);
+      expect(c.events.some((e: any) => /^Halt rel\.default advancement success rate 9\d(\.\d+)?% vs primary 100% \(max 0\.5 points lower; SPRT LLR/.test(e.message))).toBe(true);
+    } finally { t.stop(); }
+  }, 120_000);
 });

@@ -164,12 +164,17 @@ export class CanaryController implements CanarySink {
     }
     for (const e of f.errors) this.log.error({ origin }, e);
     this.templates = templates;
+    let removed = false;
     for (const [k, run] of this.runs) {
       if (defs.has(k)) continue;
       run.load.stop();
       this.runs.delete(k);
+      // Its status goes with it (as Flagger's goes with the object): a new Canary of that name starts afresh.
+      delete this.saved[k];
+      removed = true;
       this.log.info({ canary: k }, 'canary removed');
     }
+    if (removed) this.persist();
     for (const [k, def] of defs) {
       const run = this.runs.get(k);
       if (run) {

@@ -374,7 +374,8 @@ export class CanaryController implements CanarySink {
     }
     await this.state.applyOps(svc.host, `canary ${r.def.name} ${why}`, (ctx) => canaryRouting(ctx, svc.host, routing));
     s.canaryWeight = final ? 0 : weight;
-    r.weights.push({ time: nowIso(), weight: s.canaryWeight });
+    // The line on the mesh page: a promotion ends at 100 (all traffic on the new version), a rollback at 0.
+    r.weights.push({ time: nowIso(), weight });
     if (r.weights.length > WEIGHTS_MAX) r.weights.splice(0, r.weights.length - WEIGHTS_MAX);
   }
 
@@ -485,6 +486,19 @@ export class CanaryController implements CanarySink {
       for (const h of this.hooks(r, 'post-rollout')) { const res = await this.hook(r, h); if (!res.ok) this.event(r, 'Warning', 'Synced', `Post-rollout hook ${h.name} failed: ${res.detail}`); }
       return;
     }
+    if (s.phase === 'Promoting') {
+      const w = Math.min(100, s.canaryWeight + (r.def.spec.analysis?.stepWeightPromotion ?? 100));
+      if (w < 100) {
+        await this.route(r, w, `promotion weight ${w}`);
+        this.event(r, 'Normal', 'Synced', `Advance ${this.label(r)} promotion: canary weight ${w}`);
+        return;
+      }
+      this.setPhase(r, 'Promoting');
+      this.event(r, 'Normal', 'Synced', `Promoting ${this.label(r)}: all routes of the service send to ${s.canary}`);
+      await this.route(r, 100, `promote ${s.canary}`, true);
+      this.setPhase(r, 'Finalising');
+      return;
+    }
     // The deadline and the rollback hooks apply to every running phase.
     const deadlineMs = (spec.progressDeadlineSeconds ?? 600) * 1000;
     if (s.lastProgressTime && Date.now() - Date.parse(s.lastProgressTime) > deadlineMs) {
@@ -564,6 +578,13 @@ export class CanaryController implements CanarySink {
 
   private async promote(r: Run, why: string): Promise<void> {
     const s = r.status;
+    const step = r.def.spec.analysis?.stepWeightPromotion ?? 0;
+    if (step > 0 && strategy(r.def) === 'canary' && s.canaryWeight < 100 && !r.def.spec.skipAnalysis) {
+      // Flagger's runPromotionTrafficShift: the rest of the traffic moves by stepWeightPromotion per interval.
+      this.setPhase(r, 'Promoting');
+      this.event(r, 'Normal', 'Synced', `Promoting ${this.label(r)} (${why}): moving the rest of the traffic to ${s.canary} by ${step}% per interval`);
+      return;
+    }
     this.setPhase(r, 'Promoting');
     this.event(r, 'Normal', 'Synced', `Promoting ${this.label(r)} (${why}): all routes of the service send to ${s.canary}`);
     await this.route(r, 100, `promote ${s.canary}`, true);

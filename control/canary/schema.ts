@@ -49,7 +49,7 @@ export const analysisSpec = closed({
   maxWeight: opt(int(1, 100, 'unset = the last stepWeights entry, else 100')),
   stepWeight: opt(int(0, 100, 'linear step; 0 = use stepWeights')),
   stepWeights: opt(Type.Array(int(1, 100, 'a weight'), { description: 'the weights to step through' })),
-  stepWeightPromotion: opt(int(0, 100, 'accepted; meshlet promotes in one step')),
+  stepWeightPromotion: opt(int(0, 100, 'after maxWeight, move the rest of the traffic by this step per interval; 0 = in one step')),
   iterations: opt(int(0, undefined, 'with match: A/B; alone: blue/green; the number of checks before promotion')),
   match: opt(Type.Array(httpMatch, { description: 'A/B: requests matching any of these go to the candidate' })),
   mirror: opt(Type.Boolean({ description: 'canary: one interval of mirroring before shifting; blue/green: mirror for the whole run' })),

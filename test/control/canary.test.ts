@@ -19,7 +19,7 @@ const upstreams: Upstream[] = [];
 let dir: string;
 let control: RunningControl;
 let front: Child;
-const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect', 'fast', 'mirror', 'rel'];
+const SERVICES = ['good', 'bad', 'slow', 'thin', 'gate', 'prehook', 'restart', 'ab', 'sticky', 'bg', 'detect', 'fast', 'mirror', 'rel', 'promo'];
 
 function app(name: string): Promise<App> {
   const mode: Mode = { fail5xx: 0, delayMs: 0 };
@@ -418,6 +418,18 @@ spec:
       expect(r.json.written).toBe(join(dir, 'canary-rel.yaml'));
       const c = await waitFor('Failed', async () => { const c = await canary('rel'); return c.status?.phase === 'Failed' ? c : c.status?.phase === 'WaitingPromotion' ? Promise.reject(new Error('passed')) : undefined; }, 90_000);
       expect(c.events.some((e: any) => /^Halt rel\.default advancement success rate 9\d(\.\d+)?% vs primary 100% \(max 0\.5 points lower; SPRT LLR/.test(e.message))).toBe(true);
+    } finally { t.stop(); }
+  }, 120_000);
+
+  it('stepWeightPromotion: after maxWeight the rest of the traffic moves by that step per interval', async () => {
+    const t = traffic('reviews-promo', 40);
+    try {
+      writeCanary('promo', `interval: 1s\nthreshold: 2\nstepWeight: 50\nmaxWeight: 50\nstepWeightPromotion: 20\nmetrics: [${SR}]`);
+      const c = await waitFor('Succeeded', async () => { const c = await canary('promo'); return c.status?.phase === 'Succeeded' ? c : c.status?.phase === 'Failed' ? Promise.reject(new Error('failed')) : undefined; }, 90_000);
+      const msgs = c.events.map((e: any) => e.message);
+      expect(msgs.filter((m: string) => m.startsWith('Advance promo.default promotion: canary weight')).map((m: string) => Number(m.split(' ').pop()))).toEqual([70, 90]);
+      expect(c.weights.map((w: any) => w.weight)).toEqual([0, 50, 70, 90, 100]);
+      expect(c.status.primary).toBe('v2');
     } finally { t.stop(); }
   }, 120_000);
 });

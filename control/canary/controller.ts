@@ -551,6 +551,7 @@ export class CanaryController implements CanarySink {
       if (s.canaryWeight < max) {
         const wait = await this.gate(r, 'confirm-traffic-increase');
         if (wait) { this.event(r, 'Normal', 'Synced', `Halt advancement ${this.label(r)} waiting for traffic increase approval ${wait.name} (${wait.detail})`); return; }
+        if (this.hooks(r, 'confirm-traffic-increase').length) r.approved = false; // an approval allows one step
         const w = nextWeight(r.def, s.canaryWeight);
         await this.route(r, w, `weight ${w}`);
         this.event(r, 'Normal', 'Synced', `Advance ${this.label(r)} canary weight ${w}`);

@@ -5,6 +5,7 @@ import { ConfigError } from '../proxy/config/resources.ts';
 import { readDir } from './sources/dir.ts';
 import { build } from './build.ts';
 import { readToken } from './http.ts';
+import { fromDirFiles } from './canary/source.ts';
 import { resolve } from 'node:path';
 
 const SPECS: FlagSpec[] = [
@@ -12,6 +13,7 @@ const SPECS: FlagSpec[] = [
   { name: 'token-file', type: 'string', help: 'file holding the bearer token' },
   { name: 'json', type: 'boolean', default: false, help: 'print the raw JSON answer' },
   { name: 'timeout', type: 'number', default: 10, help: 'seconds to wait for the server' },
+  { name: 'version', type: 'string', help: 'canary start: the candidate subset' },
 ];
 
 const USAGE = `meshlet ctl [--server <host:port|url>] [--token-file <file>] [--json] <command>
@@ -26,7 +28,12 @@ commands:
                                        host's own versions are dropped, others kept)
   remove-version <host> <subset>       routes stop using the subset; its endpoints are drained
   rollback <host>                      undo the last weights/promote/remove-version (repeatable)
-  validate <dir>                       validate a config directory locally (no server needed)`;
+  validate <dir>                       validate a config directory locally (no server needed)
+  get canaries                         NAME STATUS WEIGHT FAILEDCHECKS LASTTRANSITIONTIME (as kubectl get canary)
+  describe canary <name>               spec, status, last checks and the events
+  canary start <name> [--version <v>]  start (or restart) a run with that candidate subset
+  canary approve|pause|resume|abort <name>
+                                       pass the next confirm gate / stop analysis / go on / roll back now`;
 
 type Out = { code: number };
 
@@ -119,10 +126,28 @@ function printConfig(j: any): void {
   console.log(`registered endpoints: ${j.endpoints}`);
 }
 
+function describeCanary(c: any): void {
+  const s = c.status;
+  console.log(`Name:         ${c.name}\nNamespace:    ${c.namespace}\nSource:       ${c.file}\nTarget:       ${c.spec.targetRef.name}\nStrategy:     ${c.strategy} (interval ${c.interval_ms / 1000}s, threshold ${c.threshold}, maxWeight ${c.maxWeight})`);
+  console.log(`Status:\n  Phase:                ${s.phase}${s.paused ? ' (paused)' : ''}\n  Primary:              ${s.primary || '-'}\n  Canary:               ${s.canary || '-'}\n  Canary Weight:        ${s.canaryWeight}\n  Failed Checks:        ${s.failedChecks}\n  Iterations:           ${s.iterations}\n  Last Transition Time: ${s.lastTransitionTime}`);
+  for (const cond of s.conditions ?? []) console.log(`  Condition ${cond.type}=${cond.status} (${cond.reason}): ${cond.message}`);
+  if (s.checks?.length) {
+    console.log('Checks:');
+    console.log(table([['  METRIC', 'RESULT', 'VALUE', 'MIN', 'MAX', 'SAMPLES'], ...s.checks.map((k: any) => [`  ${k.metric}`, k.result, k.value === null ? '-' : String(k.value), k.min === null ? '-' : String(k.min), k.max === null ? '-' : String(k.max), `${k.samples}/${k.needed}`])]));
+  }
+  console.log('Spec:');
+  for (const line of JSON.stringify(c.spec.analysis ?? {}, null, 2).split('\n')) console.log(`  ${line}`);
+  console.log('Events:');
+  console.log(table([['  TYPE', 'REASON', 'AGE', 'MESSAGE'], ...c.events.slice(-30).map((e: any) => [`  ${e.type}`, e.reason, ago(e.time), e.message])]));
+}
+
 function validate(dir: string): Out {
   try {
-    const r = build(readDir(resolve(dir)), [], `dir:${resolve(dir)}`);
-    console.log(`${dir}: valid (${r.snapshot.services.length} services, ${r.snapshot.clusters.length} clusters, ${r.snapshot.virtualHosts.length} virtual hosts, hash ${r.snapshot.hash})`);
+    const files = readDir(resolve(dir));
+    const r = build(files, [], `dir:${resolve(dir)}`);
+    const canaries = fromDirFiles(files);
+    if (canaries.errors.length) throw new ConfigError(canaries.errors);
+    console.log(`${dir}: valid (${r.snapshot.services.length} services, ${r.snapshot.clusters.length} clusters, ${r.snapshot.virtualHosts.length} virtual hosts, ${canaries.canaries.length} canaries, hash ${r.snapshot.hash})`);
     for (const n of r.notices) console.log(`NOTICE: ${n.message}`);
     return { code: 0 };
   } catch (e) {
@@ -146,10 +171,34 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'validate':
         need(1, 'validate <dir>');
         return validate(args[0]).code;
+      case 'describe': {
+        need(2, 'describe canary <name>');
+        if (args[0] !== 'canary' && args[0] !== 'canaries') throw new FlagError(`describe: unknown resource '${args[0]}' (canary)`);
+        r = await call(f, 'GET', `api/v1/canaries/${encodeURIComponent(args[1])}`);
+        if (r.status === 200 && !f.json) { describeCanary(r.json); return 0; }
+        break;
+      }
+      case 'canary': {
+        const act = args[0];
+        if (!['start', 'approve', 'pause', 'resume', 'abort'].includes(act) || args.length !== 2) throw new FlagError('usage: meshlet ctl canary start|approve|pause|resume|abort <name> [--version <subset>]');
+        r = await call(f, 'POST', `api/v1/canaries/${encodeURIComponent(args[1])}/${act}`, f.version ? { version: f.version } : {});
+        if (r.status === 200 && !f.json) { console.log(`canary ${r.json.name}: ${act} -> ${r.json.status.phase}, weight ${r.json.status.canaryWeight}`); return 0; }
+        break;
+      }
       case 'get': {
-        need(1, 'get proxies|config|endpoints');
+        need(1, 'get proxies|config|endpoints|canaries');
         const what = args[0];
-        if (!['proxies', 'config', 'endpoints'].includes(what)) throw new FlagError(`get: unknown resource '${what}' (proxies, config, endpoints)`);
+        if (what === 'canaries' || what === 'canary') {
+          r = await call(f, 'GET', 'api/v1/canaries');
+          if (r.status === 200 && !f.json) {
+            console.log(table([['NAME', 'STATUS', 'WEIGHT', 'FAILEDCHECKS', 'LASTTRANSITIONTIME'],
+              ...r.json.canaries.map((c: any) => [c.name, c.status.phase, String(c.status.canaryWeight), String(c.status.failedChecks), c.status.lastTransitionTime])]));
+            for (const e of r.json.errors ?? []) console.log(`ERROR ${e}`);
+            return 0;
+          }
+          break;
+        }
+        if (!['proxies', 'config', 'endpoints'].includes(what)) throw new FlagError(`get: unknown resource '${what}' (proxies, config, endpoints, canaries)`);
         r = await call(f, 'GET', `v1/${what}`);
         if (r.status === 200 && !f.json) {
           if (what === 'proxies') printProxies(r.json);

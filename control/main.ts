@@ -14,6 +14,10 @@ import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, una
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
 import { ControlState } from './state.ts';
 import type { KubernetesControlOptions } from './kubernetes/control.ts';
+import { canaryApi } from './canary/api.ts';
+import { CanaryController } from './canary/controller.ts';
+import { VersionMetrics } from './canary/metrics.ts';
+import { fromDirFiles } from './canary/source.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -42,6 +46,7 @@ export interface RunningControl {
   ports: { discovery: number; api: number; webhook?: number };
   state: ControlState;
   discovery: Discovery;
+  canaries: CanaryController;
   log: Logger;
   kubernetes: import('./kubernetes/control.ts').RunningKubernetes | null;
   close(): Promise<void>;
@@ -81,7 +86,11 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   kube?.started();
   const authn = opts.authenticate ?? kube?.authenticate ?? undefined;
   const cur = state.current();
-  const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => state.fromDir(files), log);
+  // Canaries (control/canary/): read from the same directory; a Kubernetes source feeds the same sink.
+  const canaries = new CanaryController({ state, metrics: new VersionMetrics(), log, dir });
+  canaries.feed('directory', fromDirFiles(readDir(dir)));
+  canaries.start();
+  const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => { state.fromDir(files); canaries.feed('directory', fromDirFiles(files)); }, log);
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
   gc.unref();
 
@@ -92,6 +101,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     return {
       topology: t, splits: splits(state.current()?.snapshot.virtualHosts ?? [], t),
       proxies: { version: state.current()?.snapshot.version ?? null, proxies: discovery!.views() }, at: new Date().toISOString(),
+      canaries: canaries.list(),
     };
   };
   // The discovery port: a sidecar is let in by the static token or, when configured, by its own
@@ -135,7 +145,9 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     if (url.pathname === '/v1/report' && req.method === 'POST') {
       // Per-edge traffic from a sidecar, for the mesh view (docs/control-protocol.md).
       try {
-        topology.ingest(parseEdgesReport(await readJson(req)));
+        const report = parseEdgesReport(await readJson(req));
+        topology.ingest(report);
+        canaries.metrics.ingest(report);
       } catch (e) {
         return sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message));
       }
@@ -145,12 +157,14 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
   }));
   const ops = apiHandler(state, d);
+  const canaryOps = canaryApi(canaries, dir, () => canaries.feed('directory', fromDirFiles(readDir(dir))));
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (req.method === 'GET') {
       if (url.pathname === '/api/v1/topology') return sendJson(res, 200, topology.topology());
       if (url.pathname === '/api/v1/splits') return sendJson(res, 200, { splits: splits(state.current()?.snapshot.virtualHosts ?? [], topology.topology()) });
       if (url.pathname === '/api/v1/proxies') return sendJson(res, 200, { version: state.current()?.snapshot.version ?? null, proxies: d.views() });
     }
+    if (await canaryOps(req, res, url)) return;
     return ops(req, res, url);
   };
   const apiServer = createServer(guard(api));
@@ -178,15 +192,16 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       ...(webhookServer ? { webhook: await listen(webhookServer as unknown as Server, opts.webhook!.port, opts.webhook!.bind ?? bind) } : {}),
     };
   } catch (e) {
-    source.close(); state.close(); d.close(); clearInterval(gc); await kube?.close();
+    source.close(); state.close(); d.close(); clearInterval(gc); canaries.close(); await kube?.close();
     discoveryServer.close(); apiServer.close(); webhookServer?.close();
     throw e;
   }
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
-    ports, state, discovery: d, log, kubernetes: kube,
+    ports, state, discovery: d, log, kubernetes: kube, canaries,
     async close() {
+      canaries.close();
       await kube?.close();
       source.close();
       state.close();

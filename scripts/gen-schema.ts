@@ -13,6 +13,7 @@ import { Code } from 'typebox/compile';
 import type { TSchema } from 'typebox';
 import { Snapshot } from '../proxy/config/snapshot.schema.ts';
 import { RESOURCE_SCHEMAS, isRe2 } from '../proxy/config/resources.schema.ts';
+import { CANARY_SCHEMAS } from '../control/canary/schema.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DRAFT = 'http://json-schema.org/draft-07/schema#';
@@ -24,7 +25,9 @@ function jsonSchema(schema: TSchema, id: string): Record<string, unknown> {
 
 /** One kind-dispatching schema for files that mix kinds (multi-document YAML: each document is checked alone). */
 function anyResource(): Record<string, unknown> {
-  const kinds = Object.keys(RESOURCE_SCHEMAS);
+  // The control server's own kinds (Canary, MetricTemplate) live in the same directories.
+  const all: Record<string, TSchema> = { ...RESOURCE_SCHEMAS, ...CANARY_SCHEMAS };
+  const kinds = Object.keys(all);
   return {
     $schema: DRAFT,
     $id: 'resource.json',
@@ -33,7 +36,7 @@ function anyResource(): Record<string, unknown> {
     type: 'object',
     required: ['apiVersion', 'kind', 'metadata', 'spec'],
     properties: { kind: { enum: kinds } },
-    allOf: Object.entries(RESOURCE_SCHEMAS).map(([kind, s]) => ({
+    allOf: Object.entries(all).map(([kind, s]) => ({
       if: { properties: { kind: { const: kind } }, required: ['kind'] },
       then: JSON.parse(JSON.stringify(s)),
     })),
@@ -84,7 +87,7 @@ ${Object.entries(schemas).map(([n, s]) => checkSource(n, s)).join('\n')}
 export function generate(): Map<string, string> {
   const out = new Map<string, string>();
   const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
-  for (const [kind, s] of Object.entries(RESOURCE_SCHEMAS)) out.set(`docs/schema/${kind}.json`, json(jsonSchema(s, `${kind}.json`)));
+  for (const [kind, s] of Object.entries({ ...RESOURCE_SCHEMAS, ...CANARY_SCHEMAS })) out.set(`docs/schema/${kind}.json`, json(jsonSchema(s, `${kind}.json`)));
   out.set('docs/schema/resource.json', json(anyResource()));
   out.set('docs/schema/snapshot.json', json(jsonSchema(Snapshot, 'snapshot.json')));
   out.set('proxy/config/checks.generated.ts', checksModule());

@@ -203,3 +203,64 @@ export function rollback(ctx: OpsContext, host: string): Override | null {
   return stamp(o);
 }
 
+
+/** What a canary run wants the host's routes to be (control/canary/controller.ts). */
+export interface CanaryRouting {
+  primary: string;
+  canary: string;
+  weight: number;                       // percent to the canary on the routes of the two versions
+  managedPrefix: string;                // routes the run inserted are named <prefix>…; replaced on each call
+  match?: Raw[];                        // A/B: these requests go to the canary (a route in front)
+  mirrorPercent?: number;               // mirror this share of the primary's traffic onto the canary
+  cookie?: { name: string; value: string; maxAge: number; primaryName?: string; primaryValue?: string };
+}
+
+/**
+ * A canary step: every route of the host's VirtualService that sends only to the primary and/or
+ * the canary (a catch-all or a header-matched one, or to all endpoints) gets the split
+ * primary = 100 - weight, canary = weight (one destination at 0 or 100); the run's own routes
+ * (A/B match, sticky cookies) go in front, named with `managedPrefix`, and are dropped when the
+ * call gives none (the end of the run). Routes to other subsets or other hosts are kept.
+ */
+export function canaryRouting(ctx: OpsContext, host: string, r: CanaryRouting): Override {
+  const svc = canonicalHost(ctx, host);
+  for (const s of [r.primary, r.canary]) {
+    if (!svc.subsets.includes(s)) throw new HttpError(400, `host ${svc.host} has no subset "${s}" (subsets: ${svc.subsets.join(', ') || 'none; define them in a DestinationRule'})`);
+  }
+  if (!Number.isInteger(r.weight) || r.weight < 0 || r.weight > 100) throw new HttpError(400, `canary weight must be an integer 0..100, got ${r.weight}`);
+  const o = overrideFor(ctx, svc);
+  remember(o);
+  const ours = new Set(['', r.primary, r.canary]);
+  const kept = routesOf(o).filter((route) => !String(route.name ?? '').startsWith(r.managedPrefix));
+  let moved = 0;
+  const dest = (subset: string, port: unknown, extra: Raw = {}): Raw => ({ destination: { host: svc.host, subset, ...(port ? { port: clone(port) } : {}) }, ...extra });
+  const cookieHeader = (name: string, value: string) => ({ response: { add: { 'set-cookie': `${name}=${value}; Max-Age=${r.cookie!.maxAge}; Path=/` } } });
+  for (const route of kept) {
+    const dests: Raw[] = Array.isArray(route.route) ? route.route : [];
+    if (dests.length === 0 || !dests.every((d) => svc.aliases.includes(destHost(d)) && ours.has(String(d.destination.subset ?? '')))) continue;
+    moved++;
+    const port = dests.find((d) => d.destination.port)?.destination.port;
+    const p = dest(r.primary, port, r.cookie?.primaryName ? { headers: cookieHeader(r.cookie.primaryName, r.cookie.primaryValue!) } : {});
+    const c = dest(r.canary, port, r.cookie ? { headers: cookieHeader(r.cookie.name, r.cookie.value) } : {});
+    // Cookies are handed out only while traffic is split: pinning everyone to the primary at 0 % would starve the canary.
+    route.route = r.weight === 0 ? [dest(r.primary, port)] : r.weight === 100 ? [c] : [{ ...p, weight: 100 - r.weight }, { ...c, weight: r.weight }];
+    const onCanary = (m: Raw | undefined) => m && svc.aliases.includes(String(m.host ?? '').toLowerCase()) && ours.has(String(m.subset ?? ''));
+    if (onCanary(route.mirror)) { delete route.mirror; delete route.mirrorPercentage; }
+    if (r.mirrorPercent && r.weight < 100 && !route.mirror && !route.mirrors) {
+      route.mirror = { host: svc.host, subset: r.canary };
+      route.mirrorPercentage = { value: r.mirrorPercent };
+    }
+  }
+  if (moved === 0) throw new HttpError(409, `VirtualService ${o.raw.metadata?.name} has no route that sends only to ${svc.host} ${r.primary}/${r.canary}`);
+  const front: Raw[] = [];
+  const only = (subset: string): Raw[] => [dest(subset, undefined)];
+  const cookieMatch = (name: string, value: string) => [{ headers: { cookie: { regex: `.*\\b${name}=${value}\\b.*` } } }];
+  if (r.cookie) {
+    front.push({ name: `${r.managedPrefix}sticky-canary`, match: cookieMatch(r.cookie.name, r.cookie.value), route: only(r.canary) });
+    if (r.cookie.primaryName) front.push({ name: `${r.managedPrefix}sticky-primary`, match: cookieMatch(r.cookie.primaryName, r.cookie.primaryValue!), route: only(r.primary) });
+  }
+  if (r.match?.length) front.push({ name: `${r.managedPrefix}match`, match: clone(r.match), route: only(r.canary) });
+  o.raw.spec.http = [...front, ...kept];
+  o.removed = o.removed.filter((s) => s !== r.primary && s !== r.canary);
+  return stamp(o);
+}

@@ -13,6 +13,7 @@ export interface MeshData {
   splits: Split[];
   proxies: { version: string | null; proxies: NodeView[] };
   at: string;                // when the server took this data (ISO)
+  canaries?: unknown[];      // GET /api/v1/canaries (control/canary/): phase, weight over time, checks, events
 }
 
 // The table renderers run in the browser (every refresh) and here (the first paint), so the two
@@ -32,6 +33,22 @@ function statusCell(x) {
   if (x.status === 'NACKED') return '<td class="nack">NACK: ' + esc(x.nacked ? x.nacked.error : '') + '</td>';
   return '<td>' + esc(x.status) + '</td>';
 }
+// Each canary: phase and weight, its weight over time (a step line, 0-100 %), the last checks
+// with value and threshold, and the latest events (Flagger's wording).
+function canariesHtml(list) {
+  if (!list || !list.length) return '<p class="empty">no canaries</p>';
+  return list.map((c) => {
+    const s = c.status;
+    const w = c.weights || [];
+    const t0 = w.length ? Date.parse(w[0].time) : 0, t1 = w.length ? Math.max(Date.parse(w[w.length - 1].time), t0 + 1) : 1;
+    const pts = w.map((p, i) => { const x = (280 * (Date.parse(p.time) - t0)) / (t1 - t0); const prev = i ? w[i - 1].weight : p.weight; return x.toFixed(1) + ',' + (40 - 0.4 * prev).toFixed(1) + ' ' + x.toFixed(1) + ',' + (40 - 0.4 * p.weight).toFixed(1); }).join(' ');
+    const checks = (s.checks || []).map((k) => '<tr class="check ' + esc(k.result) + '"><td>' + esc(k.metric) + '</td><td>' + esc(k.result) + '</td><td>' + (k.value === null ? '–' : esc(k.value)) + '</td><td>' + (k.min === null ? '' : '≥ ' + esc(k.min)) + (k.max === null ? '' : ' ≤ ' + esc(k.max)) + '</td><td>' + esc(k.samples) + '/' + esc(k.needed) + '</td></tr>').join('');
+    const events = (c.events || []).slice(-6).reverse().map((e) => '<li class="' + (e.type === 'Warning' ? 'warn' : '') + '">' + esc(clock(e.time)) + ' ' + esc(e.message) + '</li>').join('');
+    return '<div class="canary" data-canary="' + esc(c.name) + '" data-phase="' + esc(s.phase) + '"><b>' + esc(c.name) + '</b> ' + esc(s.phase) + ' · ' + esc(s.primary || '?') + ' → ' + esc(s.canary || '–') + ' · weight ' + Number(s.canaryWeight) + '% · failed checks ' + Number(s.failedChecks) + '/' + Number(c.threshold) +
+      '<svg class="spark" viewBox="0 0 280 42" preserveAspectRatio="none"><polyline points="' + pts + '"/></svg>' +
+      (checks ? '<table><tr><th>metric</th><th>result</th><th>value</th><th>threshold</th><th>samples</th></tr>' + checks + '</table>' : '') + '<ul class="events">' + events + '</ul></div>';
+  }).join('');
+}
 function proxiesHtml(p) {
   const list = (p && p.proxies) || [];
   if (!list.length) return '<p class="empty">no proxies connected</p>';
@@ -41,8 +58,8 @@ function proxiesHtml(p) {
 }
 `;
 
-const render = new Function(`${RENDER_JS}\nreturn { splitsHtml, proxiesHtml, clock };`)() as {
-  splitsHtml(s: Split[]): string; proxiesHtml(p: MeshData['proxies']): string; clock(iso: string): string;
+const render = new Function(`${RENDER_JS}\nreturn { splitsHtml, proxiesHtml, canariesHtml, clock };`)() as {
+  splitsHtml(s: Split[]): string; proxiesHtml(p: MeshData['proxies']): string; canariesHtml(c: unknown[] | undefined): string; clock(iso: string): string;
 };
 
 /** Embedded JSON must not be able to close its script element (node ids come from the network). */
@@ -80,6 +97,11 @@ export function meshPage(data: MeshData | null): string {
   tr.down td { color: var(--muted); }
   td.down { color: var(--warn); font-weight: 600; }
   .empty { color: var(--muted); font-style: italic; }
+  .canary { background: #fff; border: 1px solid #e4e7eb; border-radius: 6px; padding: 6px 8px; margin-bottom: 10px; }
+  .spark { width: 100%; height: 42px; display: block; margin: 4px 0; background: #f5f7fa; }
+  .spark polyline { fill: none; stroke: #3e8ede; stroke-width: 1.5; }
+  tr.check.fail td, tr.check.error td { color: #c92a2a; } tr.check.insufficient td { color: var(--warn); }
+  .events { margin: 0; padding-left: 16px; font-size: 12px; } .events li.warn { color: #c92a2a; }
 </style>
 </head>
 <body>
@@ -92,6 +114,8 @@ export function meshPage(data: MeshData | null): string {
   <section>
     <h2>Traffic split</h2>
     <div id="splits">${data ? render.splitsHtml(data.splits) : loading}</div>
+    <h2>Canaries</h2>
+    <div id="canaries">${data ? render.canariesHtml(data.canaries) : loading}</div>
     <h2>Proxies</h2>
     <div id="proxies">${data ? render.proxiesHtml(data.proxies) : loading}</div>
   </section>
@@ -163,6 +187,7 @@ function draw(d) {
   drawGraph(d.topology);
   document.getElementById('splits').innerHTML = splitsHtml(d.splits || []);
   document.getElementById('proxies').innerHTML = proxiesHtml(d.proxies);
+  document.getElementById('canaries').innerHTML = canariesHtml(d.canaries);
   document.getElementById('window').textContent = '(last ' + d.topology.window_s + ' s)';
 }
 // With --token-file, open the page as http://host:15014/#token=<token>: the fragment never leaves the browser.
@@ -176,8 +201,8 @@ if (!shown) { try { shown = JSON.parse(sessionStorage.getItem(LAST) || 'null'); 
 if (shown) draw(shown);
 async function refresh() {
   try {
-    const [t, s, p] = await Promise.all(['topology', 'splits', 'proxies'].map((x) => fetch('api/v1/' + x, { headers }).then((r) => { if (!r.ok) throw new Error(x + ': HTTP ' + r.status); return r.json(); })));
-    shown = { topology: t, splits: s.splits || [], proxies: p, at: new Date().toISOString() };
+    const [t, s, p, c] = await Promise.all(['topology', 'splits', 'proxies', 'canaries'].map((x) => fetch('api/v1/' + x, { headers }).then((r) => { if (!r.ok) throw new Error(x + ': HTTP ' + r.status); return r.json(); })));
+    shown = { topology: t, splits: s.splits || [], proxies: p, canaries: c.canaries || [], at: new Date().toISOString() };
     draw(shown);
     try { sessionStorage.setItem(LAST, JSON.stringify(shown)); } catch (e) { /* storage full or disabled: only the reload view loses */ }
     document.getElementById('status').textContent = 'updated ' + clock(shown.at) + ' · snapshot ' + (p.version ?? '–');

@@ -76,6 +76,9 @@ function resolutionProblems(se: ServiceEntrySpec, p: string): string[] {
   return errs;
 }
 
+/** Kinds in the same directory that the control server reads itself (Canary: control/canary/). */
+export const CONTROL_KINDS: ReadonlySet<string> = new Set(['Canary', 'MetricTemplate']);
+
 type Common = { name: string; namespace: string; file: string };
 export type Resource =
   | Common & { kind: 'ServiceEntry'; spec: ServiceEntrySpec }
@@ -126,6 +129,8 @@ export function parseResource(file: string, value: unknown, errors: string[]): R
   const name = (v.metadata as { name?: unknown } | undefined)?.name;
   const label = `${kind ?? '<no kind>'}/${typeof name === 'string' ? name : '<no name>'}`;
   const report = (errs: string[]) => { for (const e of errs) errors.push(`${file}: ${label}: ${e}`); };
+  // Kinds only the control server reads (control/canary): the proxy, and the snapshot build, skip them.
+  if (kind !== undefined && CONTROL_KINDS.has(kind)) return undefined;
   if (kind === undefined || !Object.hasOwn(CHECKERS, kind)) {
     report([`kind: ${kind ? `unknown kind "${kind}" (known: ${Object.keys(CHECKERS).join(', ')})` : 'is required'}`]);
     return undefined;

@@ -57,8 +57,8 @@ describe('generated from the definitions', () => {
   it('docs/schema/*.json and proxy/config/checks.generated.ts are what `npm run schema` writes', () => {
     const files = generate();
     expect([...files.keys()].sort()).toEqual([
-      'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json', 'docs/schema/ServiceEntry.json',
-      'docs/schema/VirtualService.json', 'docs/schema/resource.json', 'docs/schema/snapshot.json',
+      'docs/schema/Canary.json', 'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json', 'docs/schema/MetricTemplate.json',
+      'docs/schema/ServiceEntry.json', 'docs/schema/VirtualService.json', 'docs/schema/resource.json', 'docs/schema/snapshot.json',
       'proxy/config/checks.generated.ts',
     ]);
     for (const [path, content] of files) {

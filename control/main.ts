@@ -90,6 +90,8 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   const canaries = new CanaryController({ state, metrics: new VersionMetrics(), log, dir });
   canaries.feed('directory', fromDirFiles(readDir(dir)));
   canaries.start();
+  // With --kubernetes, Canary/MetricTemplate objects from the API server too (meshlet.io and flagger.app).
+  const canaryWatch = kube ? (await import('./kubernetes/canaries.ts')).watchCanaries(kube.kc, canaries, log) : null;
   const source = new DirSource(dir, { ...DEFAULT_DIR_OPTIONS, ...opts.dir }, (files) => { state.fromDir(files); canaries.feed('directory', fromDirFiles(files)); }, log);
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
   gc.unref();
@@ -192,7 +194,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       ...(webhookServer ? { webhook: await listen(webhookServer as unknown as Server, opts.webhook!.port, opts.webhook!.bind ?? bind) } : {}),
     };
   } catch (e) {
-    source.close(); state.close(); d.close(); clearInterval(gc); canaries.close(); await kube?.close();
+    source.close(); state.close(); d.close(); clearInterval(gc); canaries.close(); await canaryWatch?.stop(); await kube?.close();
     discoveryServer.close(); apiServer.close(); webhookServer?.close();
     throw e;
   }
@@ -202,6 +204,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     ports, state, discovery: d, log, kubernetes: kube, canaries,
     async close() {
       canaries.close();
+      await canaryWatch?.stop();
       await kube?.close();
       source.close();
       state.close();

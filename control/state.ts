@@ -138,6 +138,8 @@ export class ControlState {
   // Several control replicas (Kubernetes): only the Lease holder writes ops changes.
   private writerGate: (() => { ok: boolean; holder: string | null }) | null = null;
   setWriterGate(gate: () => { ok: boolean; holder: string | null }): void { this.writerGate = gate; }
+  /** Whether this replica may write ops changes now (no gate = a single replica: yes). */
+  canWrite(): boolean { const g = this.writerGate?.(); return !g || g.ok; }
   // Custom resources the Kubernetes source rejected (shown by /v1/config and `ctl get config`).
   private externalRejections: (() => unknown[]) | null = null;
   setExternalRejections(fn: () => unknown[]): void { this.externalRejections = fn; }

@@ -127,6 +127,9 @@ export class CanaryController implements CanarySink {
   start(): void {
     // One coarse timer for every canary: each is stepped when its interval is due, one step at a time.
     this.timer = setInterval(() => {
+      // With several control replicas only the writer Lease's holder runs canaries (its weight
+      // changes are ops writes); the others keep their definitions and take over with the Lease.
+      if (!this.state.canWrite()) return;
       const now = Date.now();
       for (const run of this.runs.values()) {
         if (run.nextAt > now) continue;
@@ -661,6 +664,7 @@ export class CanaryController implements CanarySink {
   // ---- fast rollback ----------------------------------------------------------------------
 
   private onReport(keys: string[]): void {
+    if (!this.state.canWrite()) return;
     const snap = this.snapshot();
     if (!snap) return;
     for (const r of this.runs.values()) {

@@ -49,6 +49,8 @@ export function manifests(o: InstallOptions): Obj[] {
   const docs: Obj[] = [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/part-of': 'meshlet' } } },
     crd('meshlet.io', 'Dtab', 'dtabs', ['v1alpha1']),
+    crd('meshlet.io', 'Canary', 'canaries', ['v1alpha1'], ['canary']),
+    crd('meshlet.io', 'MetricTemplate', 'metrictemplates', ['v1alpha1']),
   ];
   if (o.istioCrds) {
     // For a cluster without Istio only: applying these over Istio's own CRDs would replace them.
@@ -67,6 +69,8 @@ export function manifests(o: InstallOptions): Obj[] {
         { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['networking.istio.io'], resources: ['virtualservices', 'destinationrules', 'serviceentries'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['meshlet.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] },
+        // Canaries written for Flagger (flagger.app/v1beta1) are read too, where Flagger's CRDs exist.
+        { apiGroups: ['flagger.app'], resources: ['canaries', 'metrictemplates'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
         { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },

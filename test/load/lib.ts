@@ -82,8 +82,12 @@ export async function rawServer(reply: (s: Seen, n: number) => { status?: number
           sock.write(`HTTP/1.1 ${r.status ?? 200} X\r\n${(r.headers ?? []).map((h) => `${h}\r\n`).join('')}Content-Length: ${Buffer.byteLength(body)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`);
           if (close) sock.end();
         };
-        // Give a half-close a moment to arrive before answering, so it can be observed.
-        setTimeout(answer, 5);
+        // A client that says Connection: close may half-close after its request: wait (bounded,
+        // 500 ms) for its FIN before answering so the test can see it; others are answered now.
+        const closing = /close/i.test(Object.entries(headers).find(([k]) => k.toLowerCase() === 'connection')?.[1] ?? '');
+        const t0 = Date.now();
+        const wait = () => { if (!closing || ended || Date.now() - t0 > 500) answer(); else setTimeout(wait, 5); };
+        wait();
       }
     };
     sock.on('data', (d) => { buf = Buffer.concat([buf, d]); pump(); });

@@ -20,6 +20,7 @@ import type { StatSource } from './telemetry/stats.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
 import { noteRequest } from './telemetry/memory.ts';
+import { ExtAuthz } from './filters/authz/ext-authz.ts';
 
 export interface ProxyOptions {
   config?: string;
@@ -75,6 +76,15 @@ export interface ProxyOptions {
   chains?: { outbound?: (filters: HttpFilter[]) => HttpFilter[]; inbound?: (filters: HttpFilter[]) => HttpFilter[] };
   /** DNS clusters: the resolver (default: the OS resolver, getaddrinfo). */
   dnsLookup?: import('./upstream/dns.ts').DnsLookup;
+  /** The workload's namespace and service account (its identity, and which policies apply); env POD_NAMESPACE / SERVICE_ACCOUNT. */
+  namespace?: string;
+  serviceAccount?: string;
+  /** Istio's numTrustedProxies: X-Forwarded-For hops trusted for remote.ip / remoteIpBlocks. */
+  numTrustedProxies?: number;
+  /** CUSTOM AuthorizationPolicy providers (Istio meshConfig extensionProviders, envoyExtAuthzHttp). */
+  extAuthzProviders?: import('./filters/authz/ext-authz.ts').ExtAuthzProvider[];
+  /** Workload identity and mTLS (proxy/identity): null/absent = plaintext only. */
+  identity?: import('./identity/identity.ts').Identity;
 }
 
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
@@ -152,11 +162,18 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     onDone: (info: import('./core/stream-info.ts').StreamInfo) => { inFlight--; telemetry.record(info); },
     log,
   };
+  const workload = { namespace: opts.namespace ?? 'default', labels: opts.labels };
   const deps: ChainDeps = {
     runtime: () => runtime,
     inboundCluster: () => inbound,
     fault: { maxActiveFaults: opts.maxActiveFaults },
     mirror: { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix },
+    authz: {
+      workload, numTrustedProxies: opts.numTrustedProxies ?? 0, destinationPort: opts.appPort,
+      extAuthz: Object.fromEntries((opts.extAuthzProviders ?? []).map((p) => [p.name, new ExtAuthz(p)])),
+      onDecision: (d, s) => log.debug({ policy: d.policy, reason: d.reason, path: s.req.url }, 'rbac: denied'),
+    },
+    jwt: { workload },
   };
   const common = {
     maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,

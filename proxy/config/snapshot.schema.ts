@@ -8,6 +8,7 @@
 // into proxy/config/checks.generated.ts, so a sidecar does not load the schema builder (~14 MB
 // RSS, ~200 ms of start-up per proxy); a test fails when the generated files are stale.
 import Type, { type TProperties, type TSchema } from 'typebox';
+import { SecuritySpec, ClientTlsSpec } from './security.schema.ts';
 
 const U32 = 4294967295;
 const MS = { minimum: 0, maximum: 1e12 };
@@ -111,6 +112,10 @@ export const EndpointSpec = closed({
   address: Type.String({ description: "an IP; in a DNS cluster's spec, the host name (or IP) to resolve" }),
   port: int(1, 65535),
   labels: dict(Type.String()),
+  // Workload identity (filled by sidecar registration and Kubernetes discovery alike).
+  serviceAccount: opt(Type.String()),
+  namespace: opt(Type.String()),
+  tlsMode: opt(Type.Enum(['istio', 'disabled'], { description: "'istio': the endpoint has a sidecar: originate mTLS and verify spiffe://<td>/ns/<namespace>/sa/<serviceAccount>" })),
 });
 
 export const ClusterSpec = closed({
@@ -128,6 +133,8 @@ export const ClusterSpec = closed({
    * LOGICAL_DNS): only the first address of the latest answer (proxy/upstream/dns.ts).
    */
   resolution: opt(Type.Enum(['DNS', 'DNS_ROUND_ROBIN'])),
+  /** DestinationRule trafficPolicy.tls; absent = Istio's auto mTLS (ISTIO_MUTUAL to endpoints with tlsMode istio). */
+  tls: opt(ClientTlsSpec),
 });
 
 export const ServiceSpec = closed({
@@ -145,6 +152,7 @@ export const Snapshot = Type.Object({
   clusters: Type.Array(ClusterSpec),
   virtualHosts: Type.Array(VirtualHostSpec),
   dtab: Type.String({ description: 'base dtab (Finagle syntax)' }),
+  security: opt(SecuritySpec),
 }, {
   additionalProperties: false,
   title: 'meshlet snapshot',

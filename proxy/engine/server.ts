@@ -21,6 +21,22 @@ export interface ServerOptions {
   streamIdleTimeoutMs?: number;
   /** Largest request body accepted (413 above it; a chunked body is cut when it passes). 0 = no limit. */
   maxRequestBytes?: number;
+  /**
+   * Accept hook (the transport below HTTP, e.g. TLS termination with first-bytes detection): gets
+   * each accepted socket and calls `ready` with the socket to speak HTTP on (the same or a wrapper)
+   * and what it learned of the peer (null: plaintext); or destroys the socket to refuse it.
+   */
+  accept?: (socket: Socket, ready: (s: Socket, peer: ConnPeer | null) => void) => void;
+}
+
+/** The authenticated peer of a connection, as the accept hook found it (the engine does not read it). */
+export interface ConnPeer {
+  /** The peer certificate's identity (a SPIFFE ID: `spiffe://td/ns/x/sa/y`), null if it sent none. */
+  identity: string | null;
+  /** The server name the client asked for (TLS SNI). */
+  sni: string | null;
+  /** The local identity presented (our certificate's). */
+  localIdentity: string | null;
 }
 
 /** `S`: what the user of the server hangs on each response (`res.stream`): the listener's stream. */
@@ -97,6 +113,8 @@ export class ServerRequest {
   /** Upgrade protocols asked for (`Connection: upgrade` + Upgrade), lower-case; null for none. */
   readonly upgrade: string[] | null;
   readonly remoteAddress: string;
+  /** The connection's authenticated peer (null: plaintext). */
+  readonly peer: ConnPeer | null;
   /** Trailer fields of a chunked body (validated, prohibited ones dropped), once it ended; null for none. */
   trailers: string[] | null = null;
   bodyDone: boolean;
@@ -127,7 +145,12 @@ export class ServerRequest {
     this.upgrade = h.upgrade;
     this.bodyDone = !this.hasBody;
     this.remoteAddress = conn.remoteAddress;
+    this.peer = conn.peer;
   }
+
+  /** The local address and port the connection was accepted on. */
+  get localAddress(): string { return this.conn.socket.localAddress ?? ''; }
+  get localPort(): number { return this.conn.socket.localPort ?? 0; }
 
   /** One header, lower-case name; repeated fields joined with ", " (RFC 9110 §5.3). */
   header(lower: string): string | undefined {
@@ -369,6 +392,7 @@ export class ServerResponse<S = unknown> {
 export class ServerConn {
   readonly socket: Socket;
   readonly remoteAddress: string;
+  readonly peer: ConnPeer | null;
   private server: HttpServer;
   private buf: Buffer | null = null;
   req: ServerRequest | null = null;
@@ -400,9 +424,10 @@ export class ServerConn {
     r.push(c);
   };
 
-  constructor(socket: Socket, server: HttpServer) {
+  constructor(socket: Socket, server: HttpServer, peer: ConnPeer | null = null) {
     this.socket = socket;
     this.server = server;
+    this.peer = peer;
     this.remoteAddress = socket.remoteAddress ?? '';
     this.maxBody = server.opts.maxRequestBytes ?? 0;
     socket.setNoDelay(true);
@@ -697,6 +722,7 @@ export class HttpServer<S = unknown> {
   readonly stats = { rejected: 0 };
   closing = false;
   private conns = new Set<ServerConn>();
+  private accepting = new Set<Socket>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(opts: ServerOptions, hooks: ServerHooks<S>) {
@@ -705,10 +731,21 @@ export class HttpServer<S = unknown> {
     // allowHalfOpen: a client that half-closes after its request still gets the response.
     // A connection accepted while closing is served (its response says close): destroying it
     // would reset a request the client already sent.
-    this.net = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
-      this.conns.add(new ServerConn(s, this));
+    const serve = (s: Socket, peer: ConnPeer | null): void => {
+      this.conns.add(new ServerConn(s, this, peer));
       hooks.onConnection(true);
       this.arm();
+    };
+    const accept = opts.accept;
+    this.net = createServer({ allowHalfOpen: true, noDelay: true }, accept === undefined ? (s) => serve(s, null) : (s) => {
+      // Sockets still in the accept hook (a TLS handshake) are tracked so a drain can end them.
+      this.accepting.add(s);
+      s.once('close', () => this.accepting.delete(s));
+      accept(s, (t, peer) => {
+        this.accepting.delete(s);
+        if (t.destroyed) return;
+        serve(t, peer);
+      });
     });
   }
 
@@ -772,5 +809,8 @@ export class HttpServer<S = unknown> {
     for (const c of this.conns) if (c.idle && now - c.lastActive >= quietMs) c.drainIdle();
   }
 
-  destroyConnections(): void { for (const c of this.conns) c.socket.destroy(); }
+  destroyConnections(): void {
+    for (const c of this.conns) c.socket.destroy();
+    for (const s of this.accepting) s.destroy();
+  }
 }

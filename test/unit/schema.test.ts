@@ -57,7 +57,8 @@ describe('generated from the definitions', () => {
   it('docs/schema/*.json and proxy/config/checks.generated.ts are what `npm run schema` writes', () => {
     const files = generate();
     expect([...files.keys()].sort()).toEqual([
-      'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json', 'docs/schema/ServiceEntry.json',
+      'docs/schema/AuthorizationPolicy.json', 'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json',
+      'docs/schema/PeerAuthentication.json', 'docs/schema/RequestAuthentication.json', 'docs/schema/ServiceEntry.json',
       'docs/schema/VirtualService.json', 'docs/schema/resource.json', 'docs/schema/snapshot.json',
       'proxy/config/checks.generated.ts',
     ]);
@@ -145,7 +146,7 @@ describe('resource checks', () => {
   it('a kind that names an Object.prototype member is an unknown kind, not a crash', () => {
     for (const kind of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
       expect(errorsOf(`apiVersion: v1\nkind: ${kind}\nmetadata: { name: x }\nspec: {}\n`)).toEqual([
-        `m.yaml: ${kind}/x: kind: unknown kind "${kind}" (known: ServiceEntry, VirtualService, DestinationRule, Dtab)`,
+        `m.yaml: ${kind}/x: kind: unknown kind "${kind}" (known: ServiceEntry, VirtualService, DestinationRule, Dtab, AuthorizationPolicy, PeerAuthentication, RequestAuthentication)`,
       ]);
     }
   });

@@ -13,6 +13,8 @@ import { Discovery } from './discovery/server.ts';
 import { HttpError, isLoopback, readJson, sendError, sendJson, tokenChecker, unauthorized } from './http.ts';
 import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from './sources/dir.ts';
 import { ControlState } from './state.ts';
+import { CertificateAuthority } from './ca/ca.ts';
+import { handleCsr } from './ca/endpoint.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -26,12 +28,18 @@ export interface ControlOptions {
   dir?: Partial<DirSourceOptions>;
   logger?: Logger;
   logLevel?: string;
+  /** The CA's directory: the root generated there on first start, or the user's cacerts. Unset = a root in memory. */
+  caDir?: string;
+  trustDomain?: string;
+  /** Longest leaf lifetime signed (default 24 h). */
+  leafTtlMs?: number;
 }
 
 export interface RunningControl {
   ports: { discovery: number; api: number };
   state: ControlState;
   discovery: Discovery;
+  ca: CertificateAuthority;
   log: Logger;
   close(): Promise<void>;
 }
@@ -69,6 +77,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
   gc.unref();
 
+  const ca = await CertificateAuthority.load(opts.caDir, { trustDomain: opts.trustDomain, leafTtlMs: opts.leafTtlMs });
   const topology = new TopologyWindow(opts.topologyWindowS ?? 30);
   const authorized = tokenChecker(opts.token);
   const meshData = (): MeshData => {
@@ -116,6 +125,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       res.writeHead(204).end();
       return;
     }
+    if (url.pathname === '/v1/certificates' && req.method === 'POST') return handleCsr(ca, req, res);
     if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
   }));
   const ops = apiHandler(state, d);
@@ -145,7 +155,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
-    ports, state, discovery: d, log,
+    ports, state, discovery: d, log, ca,
     async close() {
       source.close();
       state.close();

@@ -21,6 +21,8 @@ import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
 import { noteRequest } from './telemetry/memory.ts';
 import { ExtAuthz } from './filters/authz/ext-authz.ts';
+import { inboundAccept, outboundConnector, peerAuthMode, type InboundTlsStats, type MtlsMode, type OutboundTlsStats } from './identity/tls.ts';
+import { certsHandler } from "./identity/certs.ts";
 
 export interface ProxyOptions {
   config?: string;
@@ -117,6 +119,11 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
   const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix };
+  // Workload identity: mTLS origination to endpoints with a sidecar (and DestinationRule tls).
+  const identity = opts.identity ?? null;
+  const tlsOut: OutboundTlsStats = { 'ssl.handshake': 0, 'ssl.fail_verify_san': 0, 'ssl.session_reused': 0 };
+  const tlsIn: InboundTlsStats = { 'ssl.handshake': 0, 'ssl.connection_error': 0, 'ssl.plaintext_refused': 0, 'ssl.no_certificate': 0 };
+  clusterOpts.transport = (c, e) => outboundConnector(() => identity, c, e, tlsOut);
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
   clusterOpts.onDnsError = (cluster, name, err) => log.warn({ cluster, name, err: err.message }, 'DNS resolution failed; the last good addresses stay in use');
@@ -180,8 +187,17 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
     trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
+  // PeerAuthentication for this workload's port, resolved once per snapshot.
+  let modeFor: Snapshot | null = null;
+  let mode: MtlsMode = 'PERMISSIVE';
+  const inboundMode = (): MtlsMode => {
+    const snap = runtime?.snapshot ?? null;
+    if (snap !== modeFor) { modeFor = snap; mode = peerAuthMode(snap?.security, workload.namespace, workload.labels, opts.appPort ?? opts.inboundPort); }
+    return mode;
+  };
+  const accept = inboundAccept(() => identity, inboundMode, tlsIn);
   const outbound = new Listener({ ...common, name: 'outbound' }, (opts.chains?.outbound ?? same)(outboundFilters(deps)), listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound' }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound', accept }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {
@@ -193,6 +209,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       out.push({ prefix: l.prefix, stats: l.stats, prom });
       for (const f of l.filterStats()) out.push({ prefix: l.prefix, stats: f.stats, prom });
     }
+    out.push({ prefix: 'listener.inbound', stats: tlsIn as unknown as StatSource['stats'], prom: ['envoy_listener_', { listener_prefix: 'inbound' }] });
+    out.push({ prefix: 'cluster_manager.outbound', stats: tlsOut as unknown as StatSource['stats'], prom: ['envoy_cluster_manager_', {}] });
     if (tracing) out.push({ prefix: 'tracing', stats: tracing.stats as unknown as StatSource['stats'], prom: ['meshlet_tracing_', {}] });
     return out;
   };
@@ -203,7 +221,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     statSources,
     metrics,
     clusters: () => [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])],
-    extra: delegatorHandler(() => runtime),
+    extra: certsHandler(() => identity, delegatorHandler(() => runtime)),
     configDump: () => ({
       version: runtime?.snapshot.version ?? null, hash: runtime?.snapshot.hash ?? null, source: runtime?.snapshot.source ?? null,
       applied_at: runtime?.appliedAt.toISOString() ?? null, last_error: lastError,
@@ -268,6 +286,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;
       watcher?.close();
+      identity?.close();
       // Envoy's drain for HTTP/1: listeners stop accepting, every response from now on carries
       // `Connection: close` (its connection closes after it), so a keep-alive client learns of
       // the drain from an answer and is never reset. A connection left idle for `quiet` is closed

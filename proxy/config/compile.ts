@@ -36,7 +36,7 @@ export function hostAliases(host: string): string[] {
 
 interface ServiceInfo {
   spec: ServiceSpec;
-  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string> }>;
+  endpoints: Array<{ address: string; ports: Record<string, number>; labels: Record<string, string>; id?: Pick<EndpointSpec, 'serviceAccount' | 'namespace' | 'tlsMode'> }>;
   targetPorts: Record<string, number>;     // port name -> targetPort (Istio: the endpoint port when the endpoint names none)
   resolution?: ClusterSpec['resolution'];  // absent = STATIC
   rule?: Extract<Resource, { kind: 'DestinationRule' }>;
@@ -126,7 +126,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
         // DNS without endpoints: the host itself is the name to resolve (Istio).
         endpoints: dns && (spec.endpoints ?? []).length === 0
           ? [{ address: host.toLowerCase(), ports: {}, labels: {} }]
-          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {} })),
+          : (spec.endpoints ?? []).map((e) => ({ address: e.address, ports: e.ports ?? {}, labels: e.labels ?? {}, id: endpointIdentity(e, r.namespace) })),
         targetPorts: Object.fromEntries(spec.ports.flatMap((p) => (p.targetPort !== undefined ? [[p.name, p.targetPort] as const] : []))),
       };
       if (dns) info.resolution = spec.resolution as ClusterSpec['resolution'];
@@ -170,7 +170,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
       for (const s of subsets) {
         const endpoints: EndpointSpec[] = info.endpoints
           .filter((e) => Object.entries(s.labels).every(([k, v]) => e.labels[k] === v))
-          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels }));
+          .map((e) => ({ address: e.address, port: e.ports[port.name] ?? info.targetPorts[port.name] ?? port.number, labels: e.labels, ...e.id }));
         const spec: ClusterSpec = {
           name: clusterName(port.number, s.name, info.spec.host), service: info.spec.host, subset: s.name, port: port.number,
           lb: lb(s.tp), endpoints, connectionPool: pool(s.tp),
@@ -251,6 +251,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
   if (security) body.security = security;
   const hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
   return { version: opts.version, hash, source: opts.source, ...body };
+}
+
+/** Istio's WorkloadEntry identity: serviceAccount in the entry's namespace; label security.istio.io/tlsMode. */
+function endpointIdentity(e: { serviceAccount?: string; labels?: Record<string, string> }, namespace: string): Pick<EndpointSpec, 'serviceAccount' | 'namespace' | 'tlsMode'> | undefined {
+  const mode = e.labels?.['security.istio.io/tlsMode'];
+  if (!e.serviceAccount && mode === undefined) return undefined;
+  return {
+    ...(e.serviceAccount ? { serviceAccount: e.serviceAccount, namespace } : {}),
+    ...(mode === 'istio' || mode === 'disabled' ? { tlsMode: mode } : {}),
+  };
 }
 
 function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | undefined): TrafficPolicy | undefined {

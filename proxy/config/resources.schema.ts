@@ -67,7 +67,8 @@ export const serviceEntrySpec = closed({
   endpoints: opt(list(closed({
     address: nonEmptyStr('an IP address (STATIC) or a host name (DNS)'),
     ports: opt(map(port(), 'service port name -> port of this endpoint')),
-    labels: opt(map(str(), 'matched by DestinationRule subsets')),
+    labels: opt(map(str(), 'matched by DestinationRule subsets; security.istio.io/tlsMode: istio = the endpoint has a sidecar (mTLS is originated to it)')),
+    serviceAccount: opt(nonEmptyStr('the workload\'s service account (in the ServiceEntry\'s namespace): the identity its certificate must carry')),
   }))),
 });
 

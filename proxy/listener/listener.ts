@@ -29,6 +29,8 @@ export interface ListenerOptions {
    * every l5d-* request header unread (Linkerd's clearContext: edges facing untrusted clients).
    */
   dtabHeaders: 'trust' | 'strip';
+  /** The transport below HTTP (inbound mTLS termination, proxy/identity/tls.ts). */
+  accept?: import('../engine/server.ts').ServerOptions['accept'];
 }
 
 /** What a listener needs from the proxy around it. */
@@ -64,7 +66,7 @@ export class Listener implements StreamOwner {
     // Malformed requests get a clear status from the engine (400, 408, 431), never a crash.
     this.server = new HttpServer<HttpStream>({
       maxHeaderBytes: opts.maxHeaderBytes, idleTimeoutMs: opts.idleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs,
-      streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes, accept: opts.accept,
     }, {
       onRequest: (req, res) => this.handle(req, res),
       onAbort: (res) => {
@@ -175,8 +177,10 @@ export class Listener implements StreamOwner {
       for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === 'x-forwarded-for') { headers[i + 1] = `${xff}, ${remote}`; break; }
     } else headers.push('x-forwarded-for', remote);
     headers.push('x-forwarded-proto', 'http');
+    const peer = req.peer;
 
     const info = new StreamInfo(this.opts.name, req.method, req.url, `HTTP/${req.httpVersion}`, remote, performance.now());
+    if (peer !== null) { info.mtls = true; info.sourcePrincipal = peer.identity; info.destinationPrincipal = peer.localIdentity; }
     const s = new HttpStream(req, res, info, headers, this.chain, this);
     res.stream = s;
     this.ctx.onStart();

@@ -2,7 +2,7 @@
 // endpoints, balancer, breakers, outlier detector and stats. Knows nothing of routes.
 import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
 import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
-import { EndpointPool, type Breakers } from './pool.ts';
+import { EndpointPool, type Breakers, type Connector } from './pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
 import { DnsDiscovery, type DnsLookup } from './dns.ts';
@@ -27,15 +27,18 @@ export interface ClusterOptions {
   dnsRefreshMs?: number;
   /** A DNS name failed to resolve (its last good addresses stay in use). */
   onDnsError?: (cluster: string, name: string, err: Error) => void;
+  /** The transport to each endpoint (mTLS origination, proxy/identity/tls.ts); undefined = plain TCP. */
+  transport?: (cluster: ClusterSpec, endpoint: EndpointSpec) => Connector | undefined;
 }
 
 export class Endpoint {
   readonly spec: EndpointSpec;
   readonly pool: EndpointPool;
   readonly outlier: HostOutlierState = newHostOutlierState();
-  constructor(spec: EndpointSpec, br: Breakers) {
+  constructor(spec: EndpointSpec, br: Breakers, connector?: Connector) {
     this.spec = spec;
     this.pool = new EndpointPool(spec.address, spec.port, br);
+    this.pool.connector = connector;
   }
   get key(): string { return `${this.spec.address}:${this.spec.port}`; }
 }
@@ -59,6 +62,7 @@ export class Cluster implements ClusterInfo {
   /** DNS clusters only: the resolver that turns the spec's names into `endpoints`. */
   private readonly dns: DnsDiscovery | null = null;
   private readonly balancer = new Balancer();
+  private readonly transport: ClusterOptions['transport'];
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
@@ -66,7 +70,8 @@ export class Cluster implements ClusterInfo {
     this.budget = opts.retryBudget ? opts.retryBudget() : null;
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
-    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br));
+    this.transport = opts.transport;
+    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br, this.transport?.(spec, e)));
     this.destVersion = destinationVersion(spec);
     this.stats.membership_total = this.endpoints.length;
     this.stats.membership_healthy = this.endpoints.length;
@@ -110,12 +115,14 @@ export class Cluster implements ClusterInfo {
   }
 
   private replaceHosts(specs: EndpointSpec[]): void {
-    const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
+    // The identity fields are part of the key: an endpoint that gains a sidecar gets a TLS connector.
+    const idKey = (e: EndpointSpec) => `${JSON.stringify(e.labels)}|${e.tlsMode ?? ''}|${e.namespace ?? ''}|${e.serviceAccount ?? ''}`;
+    const old = new Map(this.endpoints.map((e) => [`${e.key}|${idKey(e.spec)}`, e]));
     const next = specs.map((e) => {
-      const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
+      const k = `${e.address}:${e.port}|${idKey(e)}`;
       const kept = old.get(k);
       if (kept) { old.delete(k); return kept; }
-      return new Endpoint(e, this.br);
+      return new Endpoint(e, this.br, this.transport?.(this.spec, e));
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;

@@ -45,6 +45,12 @@ const SPECS: FlagSpec[] = [
   { name: 'trace-endpoint', type: 'string', help: 'OTLP/HTTP traces URL (else OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; tracing is off when none is set)' },
   { name: 'workers', type: 'number', default: 1, help: 'proxy processes sharing the ports with SO_REUSEPORT; --admin-port is the primary\'s (/ready, /workers, /stats and /stats/prometheus for all workers), each worker\'s admin port is picked by the kernel (listed in /workers)' },
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
+  { name: 'namespace', type: 'string', help: "the workload's namespace (env POD_NAMESPACE; default 'default'): its identity and which policies apply" },
+  { name: 'service-account', type: 'string', help: "the workload's service account (env SERVICE_ACCOUNT). With --control, the proxy gets a certificate for spiffe://<trust-domain>/ns/<namespace>/sa/<service-account> from the control server's CA (development mode: the bootstrap token is the credential) and speaks mTLS to sidecars" },
+  { name: 'trust-domain', type: 'string', default: 'cluster.local', help: 'SPIFFE trust domain' },
+  { name: 'cert-ttl', type: 'number', default: 24, help: 'hours of workload certificate asked for (renewed at half life)' },
+  { name: 'num-trusted-proxies', type: 'number', default: 0, help: "X-Forwarded-For hops trusted for remote.ip / remoteIpBlocks (Istio's numTrustedProxies)" },
+  { name: 'ext-authz-providers', type: 'string', help: 'JSON file: a list of {name, service, pathPrefix, timeoutMs, failOpen, statusOnError, includeRequestHeadersInCheck, headersToUpstreamOnAllow, headersToDownstreamOnDeny} for CUSTOM AuthorizationPolicies' },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
 
@@ -129,9 +135,28 @@ export async function main(argv: string[]): Promise<number | undefined> {
     }
     worker = { index, ports: w.workerPorts() };
   }
+  const namespace = (f.namespace as string | undefined) ?? process.env.POD_NAMESPACE;
+  const serviceAccount = (f['service-account'] as string | undefined) ?? process.env.SERVICE_ACCOUNT;
+  const controlToken = f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined;
+  let identity: import('../proxy/identity/identity.ts').Identity | undefined;
   let proxy;
   try {
+    const nTrusted = f['num-trusted-proxies'] as number;
+    if (!Number.isInteger(nTrusted) || nTrusted < 0) throw new FlagError('--num-trusted-proxies must be a whole number >= 0');
+    if (serviceAccount && f.control) {
+      // The key is made here; only the CSR goes to the control server's CA.
+      const { Identity, controlCertSource } = await import('../proxy/identity/identity.ts');
+      const url = String(f.control).startsWith('http') ? String(f.control) : `http://${String(f.control)}`;
+      const hours = f['cert-ttl'] as number;
+      if (!(hours > 0)) throw new FlagError('--cert-ttl must be > 0');
+      identity = await Identity.start({
+        namespace: namespace ?? 'default', serviceAccount, trustDomain: f['trust-domain'] as string,
+        source: controlCertSource(url, controlToken), ttlMs: hours * 3600_000,
+      });
+    }
     proxy = await startProxy({
+      namespace, serviceAccount, identity, numTrustedProxies: nTrusted,
+      extAuthzProviders: f['ext-authz-providers'] ? JSON.parse(readFileSync(f['ext-authz-providers'] as string, 'utf8')) : undefined,
       config: f.config as string | undefined,
       outboundPort: worker?.ports?.outbound ?? f['outbound-port'] as number, inboundPort: worker?.ports?.inbound ?? f['inbound-port'] as number,
       adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
@@ -175,7 +200,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
-        token: f['control-token-file'] ? readFileSync(f['control-token-file'] as string, 'utf8').trim() : undefined,
+        token: controlToken, ...(identity ? { identity: { serviceAccount: identity.serviceAccount } } : {}),
         register: f.service && f['app-port'] !== undefined
           ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
           : undefined,

@@ -11,7 +11,15 @@ const SPECS: FlagSpec[] = [
   { name: 'token-file', type: 'string', help: 'file holding the bearer token every request must carry' },
   { name: 'endpoint-ttl', type: 'number', default: D.endpointTtlMs / 1000, help: 'seconds a registered endpoint lives without a heartbeat' },
   { name: 'log-level', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|silent' },
+  { name: 'ca-dir', type: 'string', help: "the CA's directory: a root is generated there on first start (ca-cert.pem, ca-key.pem, root-cert.pem), or Istio's plug-in cacerts are used as found; unset = a root in memory" },
+  { name: 'trust-domain', type: 'string', default: 'cluster.local', help: 'SPIFFE trust domain of the identities signed' },
+  { name: 'cert-ttl', type: 'number', default: 24, help: 'hours a workload certificate is valid at most' },
 ];
+
+function certTtl(h: number): number {
+  if (!Number.isFinite(h) || h <= 0) throw new Error(`--cert-ttl: must be a number of hours > 0, got ${h}`);
+  return h * 3600_000;
+}
 
 export async function main(argv: string[]): Promise<number | undefined> {
   let p;
@@ -27,6 +35,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     control = await startControl({
       configDir: f['config-dir'] as string, port: f.port as number, apiPort: f['api-port'] as number, bind: f.bind as string,
       token, endpointTtlMs: ttl * 1000, logLevel: f['log-level'] as string,
+      caDir: f['ca-dir'] as string | undefined, trustDomain: f['trust-domain'] as string, leafTtlMs: certTtl(f['cert-ttl'] as number),
     });
   } catch (e) {
     console.error(`meshlet control: ${(e as Error).message}`);

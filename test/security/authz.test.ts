@@ -39,6 +39,9 @@ describe('the seed: AuthorizationPolicy on httpbin', () => {
     const s = await stats(m.server.ports.admin);
     expect(s.get('listener.inbound.ssl.handshake')).toBeGreaterThan(0);
     expect(s.get('http.inbound.rbac.denied') ?? 0).toBe(0);
+    // Istio's standard labels on the destination side.
+    const prom = (await send(m.server.ports.admin, { path: '/stats/prometheus' })).body;
+    expect(prom).toMatch(/istio_requests_total\{reporter="destination"[^}]*connection_security_policy="mutual_tls",source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/sleep",destination_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/httpbin"\} [1-9]/);
   });
 
   it('1. a policy with no rules denies everything: 403 RBAC: access denied', async () => {

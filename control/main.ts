@@ -15,6 +15,8 @@ import { DEFAULT_DIR_OPTIONS, DirSource, readDir, type DirSourceOptions } from '
 import { ControlState } from './state.ts';
 import { CertificateAuthority } from './ca/ca.ts';
 import { handleCsr } from './ca/endpoint.ts';
+import { authzCheck, CheckError, type CheckRequest } from './authz-check.ts';
+import type { Snapshot } from '../proxy/config/schema.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -135,6 +137,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       if (url.pathname === '/api/v1/splits') return sendJson(res, 200, { splits: splits(state.current()?.snapshot.virtualHosts ?? [], topology.topology()) });
       if (url.pathname === '/api/v1/proxies') return sendJson(res, 200, { version: state.current()?.snapshot.version ?? null, proxies: d.views() });
     }
+    if (req.method === 'POST' && url.pathname === '/v1/authz/check') return authzCheckHandler(state.current()?.snapshot ?? null, req, res);
     return ops(req, res, url);
   };
   const apiServer = createServer(guard(api));
@@ -164,4 +167,16 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       await Promise.all([discoveryServer, apiServer].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
     },
   };
+}
+
+/** POST /v1/authz/check {to, fromPrincipal, method, path, headers}: `meshlet ctl authz check`. */
+async function authzCheckHandler(snap: Snapshot | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (snap === null) return sendJson(res, 503, { error: 'no snapshot is served yet' });
+  let q: CheckRequest;
+  try { q = await readJson(req) as unknown as CheckRequest; } catch (e) { return sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message)); }
+  if (typeof q?.to !== 'string') return sendJson(res, 400, { error: 'field "to" (a service) is required' });
+  try { sendJson(res, 200, authzCheck(snap, q)); } catch (e) {
+    if (e instanceof CheckError) return sendJson(res, 404, { error: e.message });
+    throw e;
+  }
 }

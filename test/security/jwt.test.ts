@@ -5,6 +5,9 @@
 // outputClaimToHeaders.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import type { webcrypto } from 'node:crypto';
+
+type CryptoKey = webcrypto.CryptoKey;
 import { Fixtures, send } from '../helpers.ts';
 import { mesh, type Mesh } from './lib.ts';
 

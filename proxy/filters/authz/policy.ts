@@ -317,6 +317,9 @@ export class WorkloadAuthz {
   private readonly shadowDeny: CompiledPolicy[] = [];
   private readonly shadowAllow: CompiledPolicy[] = [];
   readonly hasShadow: boolean;
+  /** Enforced and dry-run together: the shadow decision's lists. */
+  private readonly withShadowDeny: CompiledPolicy[];
+  private readonly withShadowAllow: CompiledPolicy[];
   /** How many policies apply (enforced + dry-run). */
   readonly size: number;
 
@@ -339,6 +342,8 @@ export class WorkloadAuthz {
     }
     if (problems.length > 0) throw new Error(problems.join('; '));
     this.hasShadow = this.shadowDeny.length + this.shadowAllow.length > 0;
+    this.withShadowDeny = [...this.deny, ...this.shadowDeny];
+    this.withShadowAllow = [...this.allow, ...this.shadowAllow];
     this.size = n;
   }
 
@@ -356,7 +361,7 @@ export class WorkloadAuthz {
     for (const p of this.audit) if (firstRule(p, a) >= 0) { audit = p.id; break; }
     const d = evaluate(this.deny, this.allow, a);
     const shadow = this.hasShadow
-      ? evaluate([...this.deny, ...this.shadowDeny], [...this.allow, ...this.shadowAllow], a)
+      ? evaluate(this.withShadowDeny, this.withShadowAllow, a)
       : null;
     return {
       allowed: d.allowed, policy: d.policy, rule: d.rule, reason: d.reason, audit, custom,

@@ -6,7 +6,7 @@
 // (createRemoteJWKSet: refetched on an unknown `kid`, at most every 30 s). The verified identity
 // goes on the stream (`s.jwt`) for the authz filter: principal `<iss>/<sub>`, audiences, `azp`,
 // the claims.
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 import type { HttpFilter, HttpStream } from '../../listener/stream.ts';
 import type { Runtime } from '../../runtime.ts';
 import type { Snapshot } from '../../config/schema.ts';
@@ -15,7 +15,13 @@ import type { Workload } from '../authz/filter.ts';
 
 type Ra = NonNullable<Snapshot['security']>['requestAuthentications'][number];
 type Rule = NonNullable<Ra['spec']['jwtRules']>[number];
-type KeySet = ReturnType<typeof createLocalJWKSet>;
+type Jose = typeof import('jose');
+type KeySet = ReturnType<Jose['createLocalJWKSet']>;
+
+// jose is loaded on the first token a workload with RequestAuthentication sees: a sidecar
+// without JWT rules never pays for it.
+let josePromise: Promise<Jose> | null = null;
+const loadJose = (): Promise<Jose> => (josePromise ??= import('jose'));
 
 export interface JwtOptions {
   runtime: () => Runtime | null;
@@ -23,7 +29,7 @@ export interface JwtOptions {
 }
 
 interface Location { header?: string; prefix?: string; param?: string }
-interface CompiledRule { rule: Rule; keys: KeySet; locations: Location[] }
+interface CompiledRule { rule: Rule; keys: KeySet | null; locations: Location[] }
 
 /** Key sets by their source, kept across snapshots so a refresh of a remote set is not lost. */
 const remoteSets = new Map<string, KeySet>();
@@ -56,19 +62,26 @@ export class JwtFilter implements HttpFilter {
     if (rules.length === 0) return true;
     const found = findToken(s, rules);
     if (found === null) return true; // missing: passes without identity (Istio)
-    let iss: string | undefined;
-    try { iss = decodeJwt(found.token).iss; } catch { this.reject(s, 'Jwt verification fails'); return false; }
+    const iss = unverifiedIssuer(found.token);
+    if (iss === null) { this.reject(s, 'Jwt verification fails'); return false; }
     const cr = rules.find((r) => r.rule.issuer === iss && r.locations.includes(found.at));
     if (cr === undefined) { this.reject(s, 'Jwt issuer is not configured'); return false; }
     const aud = cr.rule.audiences;
-    jwtVerify(found.token, cr.keys, { issuer: cr.rule.issuer, ...(aud && aud.length > 0 ? { audience: aud } : {}), clockTolerance: 60 })
+    let joseErrors: Jose['errors'] | null = null;
+    loadJose()
+      .then((j) => {
+        joseErrors = j.errors;
+        cr.keys ??= makeKeys(j, cr.rule);
+        return j.jwtVerify(found.token, cr.keys, { issuer: cr.rule.issuer, ...(aud && aud.length > 0 ? { audience: aud } : {}), clockTolerance: 60 });
+      })
       .then(({ payload }) => {
         if (s.done) return;
         this.accept(s, cr, payload, found);
         s.continue();
       }, (e: unknown) => {
         if (s.done) return;
-        const msg = e instanceof joseErrors.JWTExpired ? 'Jwt is expired'
+        const msg = joseErrors === null ? 'Jwt verification fails'
+          : e instanceof joseErrors.JWTExpired ? 'Jwt is expired'
           : e instanceof joseErrors.JWTClaimValidationFailed && (e as { claim?: string }).claim === 'aud' ? 'Audiences in Jwt are not allowed'
             : 'Jwt verification fails';
         this.reject(s, msg);
@@ -102,18 +115,30 @@ export class JwtFilter implements HttpFilter {
   }
 }
 
-function compileRule(rule: Rule): CompiledRule {
-  let keys: KeySet;
-  if (rule.jwks) keys = createLocalJWKSet(JSON.parse(rule.jwks));
-  else {
-    const uri = rule.jwksUri!;
-    let k = remoteSets.get(uri);
-    if (k === undefined) {
-      k = createRemoteJWKSet(new URL(uri), { cacheMaxAge: 5 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5_000 }) as unknown as KeySet;
-      remoteSets.set(uri, k);
-    }
-    keys = k;
+/** The rule's key set: inline, or remote (one per URI, kept across snapshots: its cache survives). */
+function makeKeys(j: Jose, rule: Rule): KeySet {
+  if (rule.jwks) return j.createLocalJWKSet(JSON.parse(rule.jwks));
+  const uri = rule.jwksUri!;
+  let k = remoteSets.get(uri);
+  if (k === undefined) {
+    k = j.createRemoteJWKSet(new URL(uri), { cacheMaxAge: 5 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5_000 }) as unknown as KeySet;
+    remoteSets.set(uri, k);
   }
+  return k;
+}
+
+/** The `iss` of a compact JWS, read without verifying (to pick the rule); null when it is not one. */
+function unverifiedIssuer(token: string): string | null {
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const p = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as { iss?: unknown };
+    return typeof p?.iss === 'string' ? p.iss : null;
+  } catch { return null; }
+}
+
+function compileRule(rule: Rule): CompiledRule {
+  const keys = null;
   const locations: Location[] = [];
   for (const h of rule.fromHeaders ?? []) locations.push({ header: h.name.toLowerCase(), prefix: h.prefix ?? '' });
   for (const q of rule.fromParams ?? []) locations.push({ param: q });

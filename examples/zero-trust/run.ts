@@ -40,7 +40,7 @@ function httpbin() {
   });
 }
 
-async function control(configDir: string, caDir: string, ports: { discovery: number; api: number }): Promise<{ child: ChildProcess; ports: { discovery: number; api: number } }> {
+export async function control(configDir: string, caDir: string, ports: { discovery: number; api: number }): Promise<{ child: ChildProcess; ports: { discovery: number; api: number } }> {
   const child = spawn(process.execPath, [BIN, 'control', '--config-dir', configDir, '--ca-dir', caDir, '--port', String(ports.discovery), '--api-port', String(ports.api), '--log-level', 'warn', '--endpoint-ttl', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const bound = await new Promise<{ discovery: number; api: number }>((resolve, reject) => {

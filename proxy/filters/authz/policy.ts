@@ -182,11 +182,20 @@ function field<M extends StrMatch | IpMatch>(yes: M | null, no: M | null, get: (
 
 const NS = /\/ns\/([^/]+)\/sa\/([^/]+)$/;
 const principalOf = (a: AuthzAttributes): string => a.principal ?? '';
-const namespaceOf = (a: AuthzAttributes): string => (a.principal !== null ? NS.exec(a.principal)?.[1] ?? '' : '');
-const serviceAccountOf = (a: AuthzAttributes): string => {
-  const m = a.principal !== null ? NS.exec(a.principal) : null;
-  return m ? `${m[1]}/${m[2]}` : '';
-};
+// The principal's parts, parsed once per distinct principal in a row (one decision reads them
+// for every policy; consecutive requests mostly come from the same peer).
+let lastPrincipal: string | null = null;
+let lastNs = '';
+let lastSa = '';
+function parsePrincipal(p: string | null): void {
+  if (p === lastPrincipal) return;
+  lastPrincipal = p;
+  const m = p !== null ? NS.exec(p) : null;
+  lastNs = m ? m[1] : '';
+  lastSa = m ? `${m[1]}/${m[2]}` : '';
+}
+const namespaceOf = (a: AuthzAttributes): string => { parsePrincipal(a.principal); return lastNs; };
+const serviceAccountOf = (a: AuthzAttributes): string => { parsePrincipal(a.principal); return lastSa; };
 const requestPrincipalOf = (a: AuthzAttributes): string => a.jwt?.principal ?? '';
 
 function compileSource(s: AuthzSource): Pred {

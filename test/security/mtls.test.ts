@@ -137,6 +137,24 @@ describe('the client sidecar', () => {
   });
 });
 
+describe('resumption', () => {
+  it('a new connection to the same endpoint resumes the TLS 1.3 session (one request per connection)', async () => {
+    const m = await mesh(fx);
+    const sleep = await m.client('demo', 'sleep', `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: httpbin, namespace: demo }
+spec:
+  host: httpbin
+  trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 1 } } }
+`);
+    for (let i = 0; i < 5; i++) expect((await send(sleep.ports.outbound, { host: 'httpbin', path: '/get' })).status).toBe(200);
+    const s = await stats(sleep.ports.admin);
+    expect(s.get('cluster_manager.outbound.ssl.handshake')).toBeGreaterThanOrEqual(5);
+    expect(s.get('cluster_manager.outbound.ssl.session_reused')).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('rotation', () => {
   it('rotates every certificate under load with no failed request', async () => {
     // 4 s leaves: both sidecars renew about every 2 s while requests keep flowing.

@@ -121,7 +121,7 @@ describe('the published JSON Schemas', () => {
     const any = load('resource.json');
     const byKind = Object.fromEntries(KINDS.map((k) => [k, load(`${k}.json`)]));
     const docs = exampleDocs();
-    expect(new Set(docs.map((d) => d.doc.kind))).toEqual(new Set(['ServiceEntry', 'VirtualService', 'DestinationRule']));
+    expect(new Set(docs.map((d) => d.doc.kind))).toEqual(new Set(['ServiceEntry', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication']));
     for (const { file, doc } of docs) {
       expect(byKind[doc.kind as string].Check(doc), `${file}: ${JSON.stringify(byKind[doc.kind as string].Errors(doc))}`).toBe(true);
       expect(any.Check(doc), file).toBe(true);

@@ -37,6 +37,8 @@ export interface ConnPeer {
   sni: string | null;
   /** The local identity presented (our certificate's). */
   localIdentity: string | null;
+  /** sha256 (hex) of the peer certificate's DER, for x-forwarded-client-cert. */
+  certHash?: string;
 }
 
 /** `S`: what the user of the server hangs on each response (`res.stream`): the listener's stream. */

@@ -4,6 +4,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { ConnPeer } from '../engine/server.ts';
 import type { Connector } from '../upstream/pool.ts';
 import type { ClusterSpec, EndpointSpec, Snapshot } from '../config/schema.ts';
@@ -58,7 +59,11 @@ export function inboundAccept(identity: () => Identity | null, mode: () => MtlsM
     }, (t) => {
       stats['ssl.handshake']++;
       const cb = ready.get((t as unknown as { _parent?: Socket })._parent ?? t);
-      const peer: ConnPeer = { identity: uriSan(t.getPeerCertificate()), sni: (t as TLSSocket & { servername?: string | false }).servername || null, localIdentity: id.spiffeId };
+      const pc = t.getPeerCertificate();
+      const peer: ConnPeer = {
+        identity: uriSan(pc), sni: (t as TLSSocket & { servername?: string | false }).servername || null, localIdentity: id.spiffeId,
+        certHash: pc?.raw ? createHash('sha256').update(pc.raw).digest('hex') : undefined,
+      };
       if (peer.identity === null) { stats['ssl.no_certificate']++; t.destroy(); return; }
       (cb ?? (() => t.destroy()))(t, peer);
     });

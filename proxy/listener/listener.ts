@@ -181,6 +181,7 @@ export class Listener implements StreamOwner {
 
     const info = new StreamInfo(this.opts.name, req.method, req.url, `HTTP/${req.httpVersion}`, remote, performance.now());
     if (peer !== null) { info.mtls = true; info.sourcePrincipal = peer.identity; info.destinationPrincipal = peer.localIdentity; }
+    if (this.opts.name === 'inbound') xfcc(headers, peer);
     const s = new HttpStream(req, res, info, headers, this.chain, this);
     res.stream = s;
     this.ctx.onStart();
@@ -228,6 +229,16 @@ export class Listener implements StreamOwner {
     else if (info.serverSpan !== null) info.traceId = info.serverSpan.ctx.traceId;
     return s;
   }
+}
+
+/**
+ * x-forwarded-client-cert as Istio's sidecars set it (Envoy SANITIZE_SET): a caller's own value is
+ * dropped; an mTLS caller's is `By=<our id>;Hash=<sha256 of its cert>;Subject="";URI=<its id>`.
+ */
+function xfcc(headers: string[], peer: import('../engine/server.ts').ConnPeer | null): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].length === 23 && headers[i].toLowerCase() === 'x-forwarded-client-cert') headers.splice(i, 2);
+  if (peer === null || peer.identity === null) return;
+  headers.push('x-forwarded-client-cert', `By=${peer.localIdentity ?? ''};Hash=${peer.certHash ?? ''};Subject="";URI=${peer.identity}`);
 }
 
 /** `Upgrade: h2c` alone: Envoy strips it and serves the request as plain HTTP/1.1 (the headers are hop-by-hop). */

@@ -34,8 +34,10 @@ ${spec}
 describe('the seed: AuthorizationPolicy on httpbin', () => {
   it('with no policy, every caller is served over mutual TLS and the app sees the caller identity in the server sidecar', async () => {
     m.policies('');
-    const r = await get(sleep);
+    const r = await get(sleep, '/get', { 'x-forwarded-client-cert': 'By=forged' });
     expect(r.status).toBe(200);
+    // The app learns the caller from x-forwarded-client-cert (Istio's format); a caller's own value is dropped.
+    expect(JSON.parse(r.body).headers['x-forwarded-client-cert']).toMatch(/^By=spiffe:\/\/cluster\.local\/ns\/demo\/sa\/httpbin;Hash=[0-9a-f]{64};Subject="";URI=spiffe:\/\/cluster\.local\/ns\/demo\/sa\/sleep$/);
     const s = await stats(m.server.ports.admin);
     expect(s.get('listener.inbound.ssl.handshake')).toBeGreaterThan(0);
     expect(s.get('http.inbound.rbac.denied') ?? 0).toBe(0);

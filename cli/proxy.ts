@@ -143,6 +143,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   try {
     const nTrusted = f['num-trusted-proxies'] as number;
     if (!Number.isInteger(nTrusted) || nTrusted < 0) throw new FlagError('--num-trusted-proxies must be a whole number >= 0');
+    if (f['service-account'] && !f.control) throw new FlagError('--service-account needs --control: the certificate for the identity comes from the control server\'s CA');
     if (serviceAccount && f.control) {
       // The key is made here; only the CSR goes to the control server's CA.
       const { Identity, controlCertSource } = await import('../proxy/identity/identity.ts');

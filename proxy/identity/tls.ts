@@ -13,6 +13,9 @@ import { selects, ROOT_NAMESPACE, type AuthzPolicyEntry } from '../filters/authz
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 
+/** How long the inbound side waits for a connection's first bytes to tell TLS from plaintext. */
+const DETECT_TIMEOUT_MS = 10_000;
+
 /**
  * Istio's effective PeerAuthentication for a workload port: the workload policy (selector
  * matching; its portLevelMtls for this port first), else the namespace's (no selector), else the
@@ -78,9 +81,9 @@ export function inboundAccept(identity: () => Identity | null, mode: () => MtlsM
     const id = identity();
     if (m === 'DISABLE' || (id === null && m !== 'STRICT')) { done(socket, null); return; }
     if (id === null) { stats['ssl.plaintext_refused']++; socket.destroy(); return; }
-    const timer = setTimeout(() => socket.destroy(), 10_000);
-    socket.once('close', () => clearTimeout(timer));
-    socket.once('data', (first: Buffer) => {
+    // Nothing sent within the detection timeout: STRICT closes; otherwise it is served as
+    // plaintext (Istio: continue_on_listener_filters_timeout), the engine's idle timeout applies.
+    const onFirst = (first: Buffer) => {
       clearTimeout(timer);
       socket.pause();
       socket.unshift(first);
@@ -92,7 +95,14 @@ export function inboundAccept(identity: () => Identity | null, mode: () => MtlsM
       }
       ready.set(socket, done);
       tlsServer(id).emit('connection', socket);
-    });
+    };
+    const timer = setTimeout(() => {
+      socket.off('data', onFirst);
+      if (m === 'STRICT') { socket.destroy(); return; }
+      done(socket, null);
+    }, DETECT_TIMEOUT_MS);
+    socket.once('close', () => clearTimeout(timer));
+    socket.once('data', onFirst);
   };
 }
 

@@ -113,4 +113,17 @@ spec:
     // The default location (Authorization: Bearer) is not read when fromHeaders is set.
     expect((await call({ authorization: `Bearer ${wrongAud}` })).status).toBe(200);
   });
+
+  it('several rules: the token is checked by the rule of its issuer', async () => {
+    const second = await generateKeyPair('ES256');
+    const jwks2 = JSON.stringify({ keys: [{ ...(await exportJWK(second.publicKey)), kid: 'k1', alg: 'ES256' }] });
+    m.policies(ra(`    jwks: '${jwks}'
+  - issuer: "https://second.example"
+    jwks: '${jwks2}'`));
+    const t2 = await token({}, { iss: 'https://second.example', key: second.privateKey });
+    expect((await call({ authorization: `Bearer ${t2}` })).status).toBe(200);
+    expect((await call({ authorization: `Bearer ${await token()}` })).status).toBe(200);
+    // The first issuer's claim signed with the second issuer's key: refused.
+    expect((await call({ authorization: `Bearer ${await token({}, { key: second.privateKey })}` })).body).toBe('Jwt verification fails');
+  });
 });

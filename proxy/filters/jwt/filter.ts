@@ -64,7 +64,8 @@ export class JwtFilter implements HttpFilter {
     if (found === null) return true; // missing: passes without identity (Istio)
     const iss = unverifiedIssuer(found.token);
     if (iss === null) { this.reject(s, 'Jwt verification fails'); return false; }
-    const cr = rules.find((r) => r.rule.issuer === iss && r.locations.includes(found.at));
+    // The rule for the token's issuer that reads the location it came from (rules may share locations).
+    const cr = rules.find((r) => r.rule.issuer === iss && r.locations.some((l) => l.header === found.at.header && l.param === found.at.param));
     if (cr === undefined) { this.reject(s, 'Jwt issuer is not configured'); return false; }
     const aud = cr.rule.audiences;
     let joseErrors: Jose['errors'] | null = null;

@@ -30,7 +30,7 @@ const SPECS: FlagSpec[] = [
   { name: 'health-bind', type: 'string', default: '0.0.0.0', help: 'address of the health port' },
   { name: 'service', type: 'string', help: 'the service this sidecar fronts' },
   { name: 'labels', type: 'string', help: "labels of this sidecar's app, e.g. 'version=v2,team=a'" },
-  { name: 'namespace', type: 'string', help: "this pod's Kubernetes namespace (default: env POD_NAMESPACE): short names like 'reviews' resolve in it" },
+  { name: 'namespace', type: 'string', help: "the workload's namespace (default: env POD_NAMESPACE, else 'default'): short names like 'reviews' resolve in it; its identity and which policies apply" },
   { name: 'log-level', type: 'string', default: D.logLevel, help: 'trace|debug|info|warn|error|silent' },
   { name: 'access-log', type: 'string', default: D.accessLog, help: 'off | errors (status >= 500 or any flag) | all' },
   { name: 'watch', type: 'boolean', default: false, help: 're-read the config when the file or directory changes' },
@@ -54,6 +54,11 @@ const SPECS: FlagSpec[] = [
   { name: 'max-request-headers-kb', type: 'number', default: D.maxRequestHeadersKb, help: 'request head size limit (431 above it)' },
   { name: 'zone', type: 'string', help: "this proxy's zone (topology.kubernetes.io/zone): with an outlierDetection block, same-zone endpoints are preferred (Istio locality failover)" },
   { name: 'region', type: 'string', help: "this proxy's region (topology.kubernetes.io/region), for locality failover" },
+  { name: 'service-account', type: 'string', help: "the workload's service account (env SERVICE_ACCOUNT). With --control, the proxy gets a certificate for spiffe://<trust-domain>/ns/<namespace>/sa/<service-account> from the control server's CA (development mode: the bootstrap token is the credential) and speaks mTLS to sidecars" },
+  { name: 'trust-domain', type: 'string', default: 'cluster.local', help: 'SPIFFE trust domain' },
+  { name: 'cert-ttl', type: 'number', default: 24, help: 'hours of workload certificate asked for (renewed at half life)' },
+  { name: 'num-trusted-proxies', type: 'number', default: 0, help: "X-Forwarded-For hops trusted for remote.ip / remoteIpBlocks (Istio's numTrustedProxies)" },
+  { name: 'ext-authz-providers', type: 'string', help: 'JSON file: a list of {name, service, pathPrefix, timeoutMs, failOpen, statusOnError, includeRequestHeadersInCheck, headersToUpstreamOnAllow, headersToDownstreamOnDeny} for CUSTOM AuthorizationPolicies' },
   { name: 'dns-refresh-rate', type: 'number', default: 5, help: 'seconds between re-resolutions of ServiceEntry resolution: DNS names (Envoy dns_refresh_rate)' },
 ];
 
@@ -159,9 +164,30 @@ export async function main(argv: string[]): Promise<number | undefined> {
     }
     worker = { index, ports: w.workerPorts() };
   }
+  const namespace = (f.namespace as string | undefined) ?? (process.env.POD_NAMESPACE || undefined);
+  const serviceAccount = (f['service-account'] as string | undefined) ?? process.env.SERVICE_ACCOUNT;
+  // Re-read when it changes: a projected service-account token is rotated by the kubelet.
+  const controlToken = f['control-token-file'] ? tokenReader(f['control-token-file'] as string) : undefined;
+  let identity: import('../proxy/identity/identity.ts').Identity | undefined;
   let proxy;
   try {
+    const nTrusted = f['num-trusted-proxies'] as number;
+    if (!Number.isInteger(nTrusted) || nTrusted < 0) throw new FlagError('--num-trusted-proxies must be a whole number >= 0');
+    if (f['service-account'] && !f.control) throw new FlagError('--service-account needs --control: the certificate for the identity comes from the control server\'s CA');
+    if (serviceAccount && f.control) {
+      // The key is made here; only the CSR goes to the control server's CA.
+      const { Identity, controlCertSource } = await import('../proxy/identity/identity.ts');
+      const url = String(f.control).startsWith('http') ? String(f.control) : `http://${String(f.control)}`;
+      const hours = f['cert-ttl'] as number;
+      if (!(hours > 0)) throw new FlagError('--cert-ttl must be > 0');
+      identity = await Identity.start({
+        namespace: namespace ?? 'default', serviceAccount, trustDomain: f['trust-domain'] as string,
+        source: controlCertSource(url, controlToken), ttlMs: hours * 3600_000,
+      });
+    }
     proxy = await startProxy({
+      namespace, serviceAccount, identity, numTrustedProxies: nTrusted,
+      extAuthzProviders: f['ext-authz-providers'] ? JSON.parse(readFileSync(f['ext-authz-providers'] as string, 'utf8')) : undefined,
       config: f.config as string | undefined,
       outboundPort: worker?.ports?.outbound ?? f['outbound-port'] as number, inboundPort: worker?.ports?.inbound ?? f['inbound-port'] as number,
       adminPort: worker?.ports?.admin ?? f['admin-port'] as number, reusePort: worker !== null,
@@ -180,7 +206,6 @@ export async function main(argv: string[]): Promise<number | undefined> {
       dnsRefreshMs: dnsRefreshMs(f['dns-refresh-rate'] as number),
       locality: f.zone !== undefined || f.region !== undefined ? { zone: (f.zone as string | undefined) ?? '', region: (f.region as string | undefined) ?? '' } : undefined,
       maxActiveFaults: maxActiveFaults(f['max-active-faults'] as number | undefined),
-      namespace: (f.namespace as string | undefined) ?? (process.env.POD_NAMESPACE || undefined),
     });
   } catch (e) {
     let code = 1;
@@ -208,7 +233,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,
-        token: f['control-token-file'] ? tokenReader(f['control-token-file'] as string) : undefined,
+        token: controlToken, ...(identity ? { identity: { serviceAccount: identity.serviceAccount } } : {}),
         register: f.service && f['app-port'] !== undefined && f.register !== false
           ? { address: (f['advertise-address'] as string | undefined) ?? (bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind), port: proxy.ports.inbound }
           : undefined,

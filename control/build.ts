@@ -217,7 +217,12 @@ function addEndpoints(resources: Resource[], endpoints: RegisteredEndpoint[], ov
     const all = [
       ...(r.spec.endpoints ?? []),
       // A sidecar's inbound listener serves every port of its service.
-      ...mine.map((e) => ({ address: e.address, ports: Object.fromEntries(portNames.map((n) => [n, e.port])), labels: e.labels })),
+      // A sidecar with an identity is an mTLS endpoint (Istio's security.istio.io/tlsMode label on its pod).
+      ...mine.map((e) => ({
+        address: e.address, ports: Object.fromEntries(portNames.map((n) => [n, e.port])),
+        labels: e.serviceAccount ? { ...e.labels, 'security.istio.io/tlsMode': 'istio' } : e.labels,
+        ...(e.serviceAccount ? { serviceAccount: e.serviceAccount } : {}),
+      })),
     ];
     const kept = all.filter((e) => !removedLabels.some((l) => Object.entries(l).every(([k, v]) => (e.labels ?? {})[k] === v)));
     return { ...r, spec: { ...r.spec, endpoints: kept } };

@@ -22,7 +22,15 @@ const SPECS: FlagSpec[] = [
   { name: 'sidecar-image', type: 'string', default: 'meshlet:latest', help: 'image of the injected sidecar and init container' },
   { name: 'sidecar-control-url', type: 'string', default: 'http://meshlet-control.meshlet-system:15010', help: 'control URL injected sidecars follow' },
   { name: 'log-level', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|silent' },
+  { name: 'ca-dir', type: 'string', help: "the CA's directory: a root is generated there on first start (ca-cert.pem, ca-key.pem, root-cert.pem), or Istio's plug-in cacerts are used as found; unset = a root in memory" },
+  { name: 'trust-domain', type: 'string', default: 'cluster.local', help: 'SPIFFE trust domain of the identities signed' },
+  { name: 'cert-ttl', type: 'number', default: 24, help: 'hours a workload certificate is valid at most' },
 ];
+
+function certTtl(h: number): number {
+  if (!Number.isFinite(h) || h <= 0) throw new Error(`--cert-ttl: must be a number of hours > 0, got ${h}`);
+  return h * 3600_000;
+}
 
 export async function main(argv: string[]): Promise<number | undefined> {
   let p;
@@ -47,6 +55,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         kubeconfig: f.kubeconfig as string | undefined, clusterDomain: f['cluster-domain'] as string,
         ...(f['lease-namespace'] ? { lease: { namespace: f['lease-namespace'] as string, identity: process.env.POD_NAME || `${hostname()}-${process.pid}` } } : {}),
       } } : {}),
+      caDir: f['ca-dir'] as string | undefined, trustDomain: f['trust-domain'] as string, leafTtlMs: certTtl(f['cert-ttl'] as number),
     });
   } catch (e) {
     console.error(`meshlet control: ${(e as Error).message}`);

@@ -14,6 +14,12 @@ const SPECS: FlagSpec[] = [
   { name: 'json', type: 'boolean', default: false, help: 'print the raw JSON answer' },
   { name: 'timeout', type: 'number', default: 10, help: 'seconds to wait for the server' },
   { name: 'version', type: 'string', help: 'canary start: the candidate subset' },
+  { name: 'to', type: 'string', help: 'authz check: the destination service' },
+  { name: 'from-principal', type: 'string', help: 'authz check: the caller\'s identity (cluster.local/ns/<ns>/sa/<sa>); unset = a plaintext caller' },
+  { name: 'method', type: 'string', help: 'authz check: the method (default GET)' },
+  { name: 'path', type: 'string', help: 'authz check: the path (default /)' },
+  { name: 'header', type: 'list', help: 'authz check: a request header k=v (repeatable)' },
+  { name: 'source-ip', type: 'string', help: 'authz check: the caller\'s address (default 127.0.0.1)' },
 ];
 
 const USAGE = `meshlet ctl [--server <host:port|url>] [--token-file <file>] [--json] <command>
@@ -33,7 +39,9 @@ commands:
   describe canary <name>               spec, status, last checks and the events
   canary start <name> [--version <v>]  start (or restart) a run with that candidate subset
   canary approve|pause|resume|abort <name>
-                                       pass the next confirm gate / stop analysis / go on / roll back now`;
+                                       pass the next confirm gate / stop analysis / go on / roll back now
+  authz check --to <service> [--from-principal P] [--method M] [--path P] [--header k=v]...
+                                       allow or deny, with the AuthorizationPolicy and rule that decided`;
 
 type Out = { code: number };
 
@@ -231,6 +239,31 @@ export async function main(argv: string[]): Promise<number | undefined> {
         need(1, 'rollback <host>');
         r = await call(f, 'POST', 'v1/rollback', { host: args[0] });
         break;
+      case 'authz': {
+        need(1, 'authz check --to <service> [--from-principal P] [--method M] [--path P] [--header k=v]');
+        if (args[0] !== 'check') throw new FlagError(`authz: unknown subcommand '${args[0]}' (check)`);
+        if (!f.to) throw new FlagError('authz check: --to <service> is required');
+        const headers: Record<string, string> = {};
+        for (const h of (f.header as string[] | undefined) ?? []) {
+          const i = h.indexOf('=');
+          if (i <= 0) throw new FlagError(`--header: expected k=v, got '${h}'`);
+          headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1);
+        }
+        r = await call(f, 'POST', 'v1/authz/check', {
+          to: f.to, fromPrincipal: f['from-principal'], method: f.method, path: f.path, headers, sourceIp: f['source-ip'],
+        });
+        if (r.status === 200 && !f.json) {
+          let all = true;
+          for (const w of r.json.workloads) {
+            all &&= w.allowed;
+            const who = `${w.namespace}/${Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',') || '*'}`;
+            console.log(`${w.allowed ? 'ALLOW' : 'DENY'}  ${r.json.service} (${who}): ${w.reason}`);
+            if (w.dryRun) console.log(`       dry-run policies would ${w.dryRun.allowed ? 'allow' : 'deny'}${w.dryRun.policy ? ` (${w.dryRun.policy})` : ''}`);
+          }
+          return all ? 0 : 3;
+        }
+        break;
+      }
       default:
         throw new FlagError(`unknown command '${cmd}'\n\n${USAGE}`);
     }

@@ -18,6 +18,10 @@ import { canaryApi } from './canary/api.ts';
 import { CanaryController } from './canary/controller.ts';
 import { VersionMetrics } from './canary/metrics.ts';
 import { fromDirFiles } from './canary/source.ts';
+import { CertificateAuthority } from './ca/ca.ts';
+import { handleCsr } from './ca/endpoint.ts';
+import { authzCheck, CheckError, type CheckRequest } from './authz-check.ts';
+import type { Snapshot } from '../proxy/config/schema.ts';
 
 export interface ControlOptions {
   configDir: string;
@@ -40,6 +44,11 @@ export interface ControlOptions {
   logLevel?: string;
   /** The mutating admission webhook (HTTPS: kube-apiserver calls webhooks over TLS only). */
   webhook?: { port: number; bind?: string; certPem: string; keyPem: string; inject: import('./inject.ts').InjectOptions };
+  /** The CA's directory: the root generated there on first start, or the user's cacerts. Unset = a root in memory. */
+  caDir?: string;
+  trustDomain?: string;
+  /** Longest leaf lifetime signed (default 24 h). */
+  leafTtlMs?: number;
 }
 
 export interface RunningControl {
@@ -47,6 +56,7 @@ export interface RunningControl {
   state: ControlState;
   discovery: Discovery;
   canaries: CanaryController;
+  ca: CertificateAuthority;
   log: Logger;
   kubernetes: import('./kubernetes/control.ts').RunningKubernetes | null;
   close(): Promise<void>;
@@ -96,6 +106,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   const gc = setInterval(() => discovery!.gc(3_600_000), 60_000);
   gc.unref();
 
+  const ca = await CertificateAuthority.load(opts.caDir, { trustDomain: opts.trustDomain, leafTtlMs: opts.leafTtlMs });
   const topology = new TopologyWindow(opts.topologyWindowS ?? 30);
   const authorized = tokenChecker(opts.token);
   const meshData = (): MeshData => {
@@ -156,6 +167,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       res.writeHead(204).end();
       return;
     }
+    if (url.pathname === '/v1/certificates' && req.method === 'POST') return handleCsr(ca, req, res);
     if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
   }));
   const ops = apiHandler(state, d);
@@ -167,6 +179,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       if (url.pathname === '/api/v1/proxies') return sendJson(res, 200, { version: state.current()?.snapshot.version ?? null, proxies: d.views() });
     }
     if (await canaryOps(req, res, url)) return;
+    if (req.method === 'POST' && url.pathname === '/v1/authz/check') return authzCheckHandler(state.current()?.snapshot ?? null, req, res);
     return ops(req, res, url);
   };
   const apiServer = createServer(guard(api));
@@ -201,7 +214,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
   log.info({ ports, dir, bind, auth: Boolean(opts.token), version: cur?.snapshot.version ?? null, ...(cur ? {} : { status: state.serving().status }) }, 'meshlet control ready');
 
   return {
-    ports, state, discovery: d, log, kubernetes: kube, canaries,
+    ports, state, discovery: d, log, kubernetes: kube, canaries, ca,
     async close() {
       canaries.close();
       await canaryWatch?.stop();
@@ -213,4 +226,16 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       await Promise.all([discoveryServer, apiServer, ...(webhookServer ? [webhookServer as unknown as Server] : [])].map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
     },
   };
+}
+
+/** POST /v1/authz/check {to, fromPrincipal, method, path, headers}: `meshlet ctl authz check`. */
+async function authzCheckHandler(snap: Snapshot | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (snap === null) return sendJson(res, 503, { error: 'no snapshot is served yet' });
+  let q: CheckRequest;
+  try { q = await readJson(req) as unknown as CheckRequest; } catch (e) { return sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message)); }
+  if (typeof q?.to !== 'string') return sendJson(res, 400, { error: 'field "to" (a service) is required' });
+  try { sendJson(res, 200, authzCheck(snap, q)); } catch (e) {
+    if (e instanceof CheckError) return sendJson(res, 404, { error: e.message });
+    throw e;
+  }
 }

@@ -8,6 +8,8 @@ export interface RegisteredEndpoint {
   labels: Record<string, string>;
   address: string;
   port: number;
+  /** The sidecar's workload identity: its endpoint gets tlsMode istio (mTLS is originated to it). */
+  serviceAccount?: string;
   registeredAt: number;
   expiresAt: number;
 }
@@ -29,7 +31,7 @@ export class Registry {
   /** Register or renew. Returns true when the set of endpoints (not just the expiry) changed. */
   upsert(e: Omit<RegisteredEndpoint, 'registeredAt' | 'expiresAt'>, now = Date.now()): boolean {
     const prev = this.entries.get(e.node);
-    const same = prev !== undefined && prev.service === e.service && prev.address === e.address && prev.port === e.port
+    const same = prev !== undefined && prev.service === e.service && prev.address === e.address && prev.port === e.port && prev.serviceAccount === e.serviceAccount
       && JSON.stringify(prev.labels) === JSON.stringify(e.labels);
     this.entries.set(e.node, { ...e, registeredAt: same ? prev.registeredAt : now, expiresAt: now + this.ttlMs });
     if (!same) this.onChange(`registered ${e.node} (${e.service} ${e.address}:${e.port})`);

@@ -20,6 +20,9 @@ import type { StatSource } from './telemetry/stats.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { delegatorHandler } from './admin/delegator.ts';
 import { noteRequest } from './telemetry/memory.ts';
+import { ExtAuthz } from './filters/authz/ext-authz.ts';
+import { inboundAccept, outboundConnector, peerAuthMode, type InboundTlsStats, type MtlsMode, type OutboundTlsStats } from './identity/tls.ts';
+import { certsHandler } from "./identity/certs.ts";
 
 export interface ProxyOptions {
   config?: string;
@@ -78,8 +81,6 @@ export interface ProxyOptions {
   traceEndpoint?: string;
   traceProtocol?: string;
   nodeId?: string;
-  /** The pod's Kubernetes namespace (--namespace, POD_NAMESPACE): short host names resolve in it. */
-  namespace?: string;
   logger?: Logger;
   /** DNS clusters (ServiceEntry resolution DNS): re-resolution interval (default 5 s, Envoy's dns_refresh_rate). */
   dnsRefreshMs?: number;
@@ -92,6 +93,18 @@ export interface ProxyOptions {
   chains?: { outbound?: (filters: HttpFilter[]) => HttpFilter[]; inbound?: (filters: HttpFilter[]) => HttpFilter[] };
   /** DNS clusters: the resolver (default: the OS resolver, getaddrinfo). */
   dnsLookup?: import('./upstream/dns.ts').DnsLookup;
+  /**
+   * The workload's namespace (--namespace, POD_NAMESPACE): short host names resolve in it, and
+   * with the service account it is the workload's identity and decides which policies apply.
+   */
+  namespace?: string;
+  serviceAccount?: string;
+  /** Istio's numTrustedProxies: X-Forwarded-For hops trusted for remote.ip / remoteIpBlocks. */
+  numTrustedProxies?: number;
+  /** CUSTOM AuthorizationPolicy providers (Istio meshConfig extensionProviders, envoyExtAuthzHttp). */
+  extAuthzProviders?: import('./filters/authz/ext-authz.ts').ExtAuthzProvider[];
+  /** Workload identity and mTLS (proxy/identity): null/absent = plaintext only. */
+  identity?: import('./identity/identity.ts').Identity;
 }
 
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
@@ -126,6 +139,11 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
   const opts: ProxyOptions = { ...DEFAULT_PROXY_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger(opts.logLevel);
   const clusterOpts: ClusterOptions & NamingOptions = { retryBudget: retryBudgetFactory(opts.retryBudget), identifier: opts.identifier, dstPrefix: opts.dstPrefix, namespace: opts.namespace };
+  // Workload identity: mTLS origination to endpoints with a sidecar (and DestinationRule tls).
+  const identity = opts.identity ?? null;
+  const tlsOut: OutboundTlsStats = { 'ssl.handshake': 0, 'ssl.fail_verify_san': 0, 'ssl.session_reused': 0 };
+  const tlsIn: InboundTlsStats = { 'ssl.handshake': 0, 'ssl.connection_error': 0, 'ssl.plaintext_refused': 0, 'ssl.no_certificate': 0 };
+  clusterOpts.transport = (c, e) => outboundConnector(() => identity, c, e, tlsOut);
   clusterOpts.dnsLookup = opts.dnsLookup;
   clusterOpts.dnsRefreshMs = opts.dnsRefreshMs;
   clusterOpts.locality = opts.locality;
@@ -174,19 +192,35 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     onDone: (info: import('./core/stream-info.ts').StreamInfo) => { inFlight--; telemetry.record(info); },
     log,
   };
+  const workload = { namespace: opts.namespace ?? 'default', labels: opts.labels };
   const deps: ChainDeps = {
     runtime: () => runtime,
     inboundCluster: () => inbound,
     fault: { maxActiveFaults: opts.maxActiveFaults },
     mirror: { maxInFlight: opts.maxMirrorsInFlight, shadowSuffix: opts.shadowHostSuffix },
+    authz: {
+      workload, numTrustedProxies: opts.numTrustedProxies ?? 0, destinationPort: opts.appPort,
+      extAuthz: Object.fromEntries((opts.extAuthzProviders ?? []).map((p) => [p.name, new ExtAuthz(p)])),
+      onDecision: (d, s) => log.debug({ policy: d.policy, reason: d.reason, path: s.req.url }, 'rbac: denied'),
+    },
+    jwt: { workload },
   };
   const common = {
     maxHeaderBytes: opts.maxRequestHeadersKb * 1024, idleTimeoutMs: opts.downstreamIdleTimeoutMs, headersTimeoutMs: 10_000,
     streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
     trustEnvoyHeaders: opts.trustEnvoyHeaders, dtabHeaders: opts.dtabHeaders,
   };
+  // PeerAuthentication for this workload's port, resolved once per snapshot.
+  let modeFor: Snapshot | null = null;
+  let mode: MtlsMode = 'PERMISSIVE';
+  const inboundMode = (): MtlsMode => {
+    const snap = runtime?.snapshot ?? null;
+    if (snap !== modeFor) { modeFor = snap; mode = peerAuthMode(snap?.security, workload.namespace, workload.labels, opts.appPort ?? opts.inboundPort); }
+    return mode;
+  };
+  const accept = inboundAccept(() => identity, inboundMode, tlsIn);
   const outbound = new Listener({ ...common, name: 'outbound' }, (opts.chains?.outbound ?? same)(outboundFilters(deps)), listenerCtx);
-  const inboundL = new Listener({ ...common, name: 'inbound', dtabHeaders: opts.inboundDtabHeaders ?? opts.dtabHeaders }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
+  const inboundL = new Listener({ ...common, name: 'inbound', dtabHeaders: opts.inboundDtabHeaders ?? opts.dtabHeaders, accept }, (opts.chains?.inbound ?? same)(inboundFilters(deps)), listenerCtx);
 
   const sep = opts.legacyStatNames ? '' : ';'; // Istio >= 1.23 alt_stat_name ends in ';'
   const statSources = (): StatSource[] => {
@@ -198,6 +232,8 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
       out.push({ prefix: l.prefix, stats: l.stats, prom });
       for (const f of l.filterStats()) out.push({ prefix: l.prefix, stats: f.stats, prom });
     }
+    out.push({ prefix: 'listener.inbound', stats: tlsIn as unknown as StatSource['stats'], prom: ['envoy_listener_', { listener_prefix: 'inbound' }] });
+    out.push({ prefix: 'cluster_manager.outbound', stats: tlsOut as unknown as StatSource['stats'], prom: ['envoy_cluster_manager_', {}] });
     if (tracing) out.push({ prefix: 'tracing', stats: tracing.stats as unknown as StatSource['stats'], prom: ['meshlet_tracing_', {}] });
     return out;
   };
@@ -210,7 +246,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     statSources,
     metrics,
     clusters: () => [...(runtime?.clusters.values() ?? []), ...(inbound ? [inbound] : [])],
-    extra: delegatorHandler(() => runtime),
+    extra: certsHandler(() => identity, delegatorHandler(() => runtime)),
     configDump: () => ({
       version: runtime?.snapshot.version ?? null, hash: runtime?.snapshot.hash ?? null, source: runtime?.snapshot.source ?? null,
       applied_at: runtime?.appliedAt.toISOString() ?? null, last_error: lastError,
@@ -276,6 +312,7 @@ export async function startProxy(partial: Partial<ProxyOptions>): Promise<Runnin
     async drain(timeoutMs = opts.drainTimeoutMs) {
       draining = true;
       watcher?.close();
+      identity?.close();
       // Envoy's drain for HTTP/1: listeners stop accepting, every response from now on carries
       // `Connection: close` (its connection closes after it), so a keep-alive client learns of
       // the drain from an answer and is never reset. A connection left idle for `quiet` is closed

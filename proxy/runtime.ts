@@ -7,6 +7,7 @@ import { checkRegexes } from './config/compile.ts';
 import { Cluster, type ClusterOptions } from './upstream/cluster.ts';
 import { RouteTable, directRoute, type CompiledRoute } from './filters/route/table.ts';
 import { Naming, type NamingOptions } from './filters/dtab/naming.ts';
+import { authzProblems } from './filters/authz/policy.ts';
 
 /** Distinct `/$/inet/<host>/<port>` destinations a runtime creates clusters for. */
 const MAX_ADDRESS_CLUSTERS = 256;
@@ -57,6 +58,9 @@ export class Runtime {
    */
   static build(snapshot: Snapshot, prev: Runtime | null, opts: ClusterOptions & NamingOptions): Runtime {
     checkRegexes(snapshot);
+    // A policy this proxy cannot enforce as written refuses the snapshot whole (the old one stays).
+    const authzErrors = (snapshot.security?.authorizationPolicies ?? []).flatMap((e) => authzProblems(e).map((p) => `AuthorizationPolicy ${e.namespace}/${e.name}: ${p}`));
+    if (authzErrors.length > 0) throw new Error(authzErrors.join('; '));
     const specs = new Map<string, { spec: Snapshot['clusters'][number]; json: string }>();
     for (const c of snapshot.clusters) specs.set(c.name, { spec: c, json: JSON.stringify(c) });
     // Compile routes against placeholder-free clusters: create new clusters lazily after checks.

@@ -281,7 +281,9 @@ export class Discovery {
     // Registered endpoints become STATIC hosts, and STATIC needs IP addresses (as Istio's
     // ServiceEntry validation): a name would fail every request with ENOTFOUND at the proxies.
     if (isIP(address) === 0) throw new HttpError(400, `field "address" must be an IP address (registered endpoints are STATIC): ${JSON.stringify(address)}`);
-    this.registry.upsert({ node: node.id, service: node.service, labels: node.labels, address, port });
+    const sa = body.serviceAccount;
+    if (sa !== undefined && (typeof sa !== 'string' || !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(sa))) throw new HttpError(400, 'field "serviceAccount" must be a service account name');
+    this.registry.upsert({ node: node.id, service: node.service, labels: node.labels, address, port, ...(typeof sa === 'string' ? { serviceAccount: sa } : {}) });
     const ttl = this.registry.ttlMs;
     sendJson(res, 200, { ttl_ms: ttl, heartbeat_ms: Math.max(50, Math.floor(ttl / 3)) });
   }

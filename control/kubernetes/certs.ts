@@ -3,7 +3,8 @@
 // makes a small CA and a serving certificate for the control Service's DNS names, puts the pair in
 // a Secret and the CA in the caBundle. ECDSA P-256, made with @peculiar/x509 over WebCrypto.
 import { webcrypto } from 'node:crypto';
-import './reflect-shim.ts';
+// @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

@@ -8,6 +8,7 @@ import { regexProblem } from './regex.ts';
 import { durationMs } from './duration.ts';
 import { Dtab, DtabParseError } from '../dtab/index.ts';
 import { isPrime, MAGLEV_DEFAULT } from '../upstream/lb/hash.ts';
+import { authzProblems, ROOT_NAMESPACE } from '../filters/authz/policy.ts';
 import {
   DEFAULT_CONNECTION_POOL, clusterName,
   type ClusterSpec, type ConnectionPoolSpec, type EndpointSpec, type MatchSpec, type OutlierSpec,
@@ -322,6 +323,7 @@ export function compile(resources: Resource[], opts: { version: string; source: 
         if (info.resolution) spec.resolution = info.resolution;
         const od = outlier(tp, info.rule ? `${where(info.rule)}: outlierDetection` : '', errors);
         if (od) spec.outlier = od;
+        if (s.tp?.tls) spec.tls = s.tp.tls;
         clusters.push(spec);
       }
     }
@@ -397,11 +399,16 @@ export function compile(resources: Resource[], opts: { version: string; source: 
     try { Dtab.parse(dtab); } catch (e) { if (e instanceof DtabParseError) errors.push(`${where(dtabs[0])}: spec.dtab: ${e.message}`); else throw e; }
   }
 
+  const security = compileSecurity(resources, errors);
+
   if (errors.length > 0) throw new ConfigError(errors);
-  const body = { services: [...services.values()].map((s) => s.spec), clusters, virtualHosts, dtab };
+  const body: Omit<Snapshot, 'version' | 'hash' | 'source'> = { services: [...services.values()].map((s) => s.spec), clusters, virtualHosts, dtab };
+  if (security) body.security = security;
   const hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
   return { version: opts.version, hash, source: opts.source, ...body };
 }
+
+/** Istio's WorkloadEntry identity: serviceAccount in the entry's namespace; label security.istio.io/tlsMode. */
 
 function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | undefined): TrafficPolicy | undefined {
   if (!child) return parent;
@@ -412,7 +419,35 @@ function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | u
     connectionPool: child.connectionPool ?? parent?.connectionPool,
     outlierDetection: child.outlierDetection ?? parent?.outlierDetection,
     retryBudget: child.retryBudget ?? parent?.retryBudget,
+    tls: child.tls ?? parent?.tls,
   };
+}
+
+/**
+ * The security.istio.io resources, carried whole (each proxy selects its workload's): checked
+ * here so a bad policy is an error naming its file and field, never a proxy that denies or allows
+ * by surprise. Absent from the snapshot when there are none (older snapshots stay byte-equal).
+ */
+function compileSecurity(resources: Resource[], errors: string[]): Snapshot['security'] {
+  const out: NonNullable<Snapshot['security']> = { rootNamespace: ROOT_NAMESPACE, authorizationPolicies: [], peerAuthentications: [], requestAuthentications: [] };
+  for (const r of resources) {
+    if (r.kind === 'AuthorizationPolicy') {
+      const e = { name: r.name, namespace: r.namespace, ...(r.dryRun ? { dryRun: true } : {}), spec: r.spec };
+      for (const p of authzProblems(e)) errors.push(`${where(r)}: ${p}`);
+      out.authorizationPolicies.push(e);
+    } else if (r.kind === 'PeerAuthentication') {
+      if (r.spec.portLevelMtls && !r.spec.selector) errors.push(`${where(r)}: spec.portLevelMtls: needs a workload selector (Istio)`);
+      out.peerAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
+    } else if (r.kind === 'RequestAuthentication') {
+      r.spec.jwtRules?.forEach((j, i) => {
+        if (!j.jwks && !j.jwksUri) errors.push(`${where(r)}: spec.jwtRules[${i}]: one of jwks, jwksUri is required`);
+        if (j.jwks) { try { JSON.parse(j.jwks); } catch { errors.push(`${where(r)}: spec.jwtRules[${i}].jwks: not JSON`); } }
+      });
+      out.requestAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
+    }
+  }
+  const n = out.authorizationPolicies.length + out.peerAuthentications.length + out.requestAuthentications.length;
+  return n > 0 ? out : undefined;
 }
 
 function compileRoute(

@@ -11,6 +11,7 @@ import Type, { type TProperties, type TSchema } from 'typebox';
 import Format from 'typebox/format';
 import { DURATION_PATTERN } from './duration.ts';
 import { regexProblem } from './regex.ts';
+import { authorizationPolicySpec, peerAuthenticationSpec, requestAuthenticationSpec, ClientTlsSpec } from './security.schema.ts';
 
 const closed = <P extends TProperties>(properties: P, description?: string) =>
   Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
@@ -68,7 +69,7 @@ export const serviceEntrySpec = closed({
   endpoints: opt(list(closed({
     address: nonEmptyStr('an IP address (STATIC) or a host name (DNS)'),
     ports: opt(map(port(), 'service port name -> port of this endpoint')),
-    labels: opt(map(str(), 'matched by DestinationRule subsets')),
+    labels: opt(map(str(), 'matched by DestinationRule subsets; security.istio.io/tlsMode: istio = the endpoint has a sidecar (mTLS is originated to it)')),
     weight: opt(int(1, 4294967295, 'relative share for weighted balancing (Istio WorkloadEntry weight); unset = 1')),
     serviceAccount: opt(nonEmptyStr("the workload's service account (Istio WorkloadEntry.serviceAccount), in the ServiceEntry's namespace: its mesh identity")),
   }))),
@@ -215,6 +216,7 @@ const trafficPolicyOf = (description?: string) => closed({
     percent: opt(num(0, 100, 'concurrent retries as a percent of active + pending requests; unset = 20')),
     minRetryConcurrency: opt(int(0, undefined, 'unset = 3')),
   }, 'replaces connectionPool.http.maxRetries when set')),
+  tls: opt(ClientTlsSpec),
 }, description);
 export const trafficPolicy = trafficPolicyOf();
 
@@ -238,6 +240,7 @@ const metadata = closed({
 });
 
 const ISTIO_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
+const SECURITY_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
 
 /** A whole document of one kind: what a file holds, and what docs/schema/<Kind>.json describes. */
 function resourceSchema<K extends string, S extends TSchema>(kind: K, apiVersions: string[], spec: S, description: string) {
@@ -259,6 +262,12 @@ export const RESOURCE_SCHEMAS = {
     'An Istio DestinationRule (networking.istio.io), the subset meshlet implements: subsets, load balancing, connection pool, outlier detection, retry budget.'),
   Dtab: resourceSchema('Dtab', ['meshlet.io/v1alpha1'], dtabSpec,
     "meshlet's base delegation table (Finagle dtab syntax), overridable per request with l5d-dtab."),
+  AuthorizationPolicy: resourceSchema('AuthorizationPolicy', SECURITY_VERSIONS, authorizationPolicySpec,
+    'An Istio AuthorizationPolicy (security.istio.io): CUSTOM, DENY, ALLOW and AUDIT rules on sources, operations and conditions; annotation istio.io/dry-run: "true" = shadow.'),
+  PeerAuthentication: resourceSchema('PeerAuthentication', SECURITY_VERSIONS, peerAuthenticationSpec,
+    'An Istio PeerAuthentication (security.istio.io): whether a workload accepts mutual TLS, plaintext, or both.'),
+  RequestAuthentication: resourceSchema('RequestAuthentication', SECURITY_VERSIONS, requestAuthenticationSpec,
+    'An Istio RequestAuthentication (security.istio.io): JWT rules; an invalid token is refused, a missing one passes without identity.'),
 };
 
 /** The 're2' format: Istio's StringMatch.regex is RE2, checked by RE2's own parser (errors carry its message). */

@@ -8,6 +8,7 @@ const parseAllDocuments: typeof import('yaml').parseAllDocuments = (text, opts) 
   (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parseAllDocuments(text, opts);
 import type { Static } from 'typebox';
 import type * as R from './resources.schema.ts';
+import type * as S from './security.schema.ts';
 import { checker, dropNullFields, type Checker } from './validate.ts';
 import { isIP } from 'node:net';
 
@@ -21,10 +22,13 @@ export type Destination = Static<typeof R.destination>;
 export type DestinationRuleSpec = Static<typeof R.destinationRuleSpec>;
 export type TrafficPolicy = Static<typeof R.trafficPolicy>;
 export type DtabSpec = Static<typeof R.dtabSpec>;
+export type AuthorizationPolicyResourceSpec = Static<typeof S.authorizationPolicySpec>;
+export type PeerAuthenticationSpec = Static<typeof S.peerAuthenticationSpec>;
+export type RequestAuthenticationSpec = Static<typeof S.requestAuthenticationSpec>;
 
 // The kinds, listed here because RESOURCE_SCHEMAS is not loaded at run time; tsc fails if the
 // list and the definitions disagree.
-const KINDS = ['ServiceEntry', 'VirtualService', 'DestinationRule', 'Dtab'] as const;
+const KINDS = ['ServiceEntry', 'VirtualService', 'DestinationRule', 'Dtab', 'AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication'] as const;
 type Kind = (typeof KINDS)[number];
 type Defined = keyof typeof R.RESOURCE_SCHEMAS;
 const KINDS_ARE_THE_DEFINED_ONES: [Kind] extends [Defined] ? ([Defined] extends [Kind] ? true : never) : never = true;
@@ -84,7 +88,11 @@ export type Resource =
   | Common & { kind: 'ServiceEntry'; spec: ServiceEntrySpec }
   | Common & { kind: 'VirtualService'; spec: VirtualServiceSpec }
   | Common & { kind: 'DestinationRule'; spec: DestinationRuleSpec }
-  | Common & { kind: 'Dtab'; spec: DtabSpec };
+  | Common & { kind: 'Dtab'; spec: DtabSpec }
+  /** dryRun: the annotation istio.io/dry-run: "true" (Envoy shadow rules). */
+  | Common & { kind: 'AuthorizationPolicy'; spec: AuthorizationPolicyResourceSpec; dryRun: boolean }
+  | Common & { kind: 'PeerAuthentication'; spec: PeerAuthenticationSpec }
+  | Common & { kind: 'RequestAuthentication'; spec: RequestAuthenticationSpec };
 
 export class ConfigError extends Error {
   errors: string[];
@@ -146,6 +154,9 @@ export function parseResource(file: string, value: unknown, errors: string[]): R
   if (v.kind === 'ServiceEntry') {
     const problems = resolutionProblems(v.spec, 'spec');
     if (problems.length > 0) { report(problems); return undefined; }
+  }
+  if (v.kind === 'AuthorizationPolicy') {
+    return { ...common, kind: v.kind, spec: v.spec, dryRun: v.metadata.annotations?.['istio.io/dry-run'] === 'true' };
   }
   return { ...common, kind: v.kind, spec: v.spec } as Resource;
 }

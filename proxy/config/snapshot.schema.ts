@@ -8,6 +8,7 @@
 // into proxy/config/checks.generated.ts, so a sidecar does not load the schema builder (~14 MB
 // RSS, ~200 ms of start-up per proxy); a test fails when the generated files are stale.
 import Type, { type TProperties, type TSchema } from 'typebox';
+import { SecuritySpec, ClientTlsSpec } from './security.schema.ts';
 
 const U32 = 4294967295;
 const MS = { minimum: 0, maximum: 1e12 };
@@ -181,6 +182,8 @@ export const ClusterSpec = closed({
    * the downstream's protocol (useClientProtocol).
    */
   protocol: opt(Type.Enum(['http2', 'client'])),
+  /** DestinationRule trafficPolicy.tls; absent = Istio's auto mTLS (ISTIO_MUTUAL to endpoints with tlsMode istio). */
+  tls: opt(ClientTlsSpec),
 });
 
 export const ServiceSpec = closed({
@@ -198,6 +201,7 @@ export const Snapshot = Type.Object({
   clusters: Type.Array(ClusterSpec),
   virtualHosts: Type.Array(VirtualHostSpec),
   dtab: Type.String({ description: 'base dtab (Finagle syntax)' }),
+  security: opt(SecuritySpec),
 }, {
   additionalProperties: false,
   title: 'meshlet snapshot',

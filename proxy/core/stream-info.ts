@@ -67,6 +67,18 @@ export class StreamInfo {
   /** grpc-status sent downstream (response headers or trailers); -1 = none. */
   grpcStatus = -1;
   grpcMessage: string | null = null;
+  // --- security (Istio's standard labels; the access log) ---
+  /** The connection was mutual TLS (Istio's connection_security_policy mutual_tls / none). */
+  mtls = false;
+  /** The peer's SPIFFE ID (inbound: the caller; outbound: the server verified). */
+  sourcePrincipal: string | null = null;
+  destinationPrincipal: string | null = null;
+  /** The verified JWT's `<iss>/<sub>` (RequestAuthentication). */
+  requestPrincipal: string | null = null;
+  /** A matching AUDIT AuthorizationPolicy (`ns/name`): the request is marked for audit. */
+  audit: string | null = null;
+  /** The policy (`ns/name`) that decided an authorization, or null. */
+  authzPolicy: string | null = null;
 
   constructor(listener: ListenerName, method: string, target: string, protocol: string, downstreamAddress: string, startMs: number) {
     this.listener = listener;

@@ -80,8 +80,17 @@ export function fromHeaderObject(h: IncomingHttpHeaders): string[] {
 /** The stream as the request's ReadSource: backpressure is the stream's flow-control window. */
 class StreamSource implements ReadSource {
   readonly remoteAddress: string;
+  // HTTP/2 is not offered on the mTLS hop (ALPN http/1.1), so a stream has no TLS peer.
+  readonly peer = null;
+  readonly localAddress: string;
+  readonly localPort: number;
   private readonly stream: ServerHttp2Stream;
-  constructor(stream: ServerHttp2Stream, remote: string) { this.stream = stream; this.remoteAddress = remote; }
+  constructor(stream: ServerHttp2Stream, remote: string) {
+    this.stream = stream;
+    this.remoteAddress = remote;
+    this.localAddress = stream.session?.socket?.localAddress ?? '';
+    this.localPort = stream.session?.socket?.localPort ?? 0;
+  }
   pauseReading(): void { this.stream.pause(); }
   resumeReading(): void { this.stream.resume(); }
 }

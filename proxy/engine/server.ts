@@ -21,6 +21,24 @@ export interface ServerOptions {
   streamIdleTimeoutMs?: number;
   /** Largest request body accepted (413 above it; a chunked body is cut when it passes). 0 = no limit. */
   maxRequestBytes?: number;
+  /**
+   * Accept hook (the transport below HTTP, e.g. TLS termination with first-bytes detection): gets
+   * each accepted socket and calls `ready` with the socket to speak HTTP on (the same or a wrapper)
+   * and what it learned of the peer (null: plaintext); or destroys the socket to refuse it.
+   */
+  accept?: (socket: Socket, ready: (s: Socket, peer: ConnPeer | null) => void) => void;
+}
+
+/** The authenticated peer of a connection, as the accept hook found it (the engine does not read it). */
+export interface ConnPeer {
+  /** The peer certificate's identity (a SPIFFE ID: `spiffe://td/ns/x/sa/y`), null if it sent none. */
+  identity: string | null;
+  /** The server name the client asked for (TLS SNI). */
+  sni: string | null;
+  /** The local identity presented (our certificate's). */
+  localIdentity: string | null;
+  /** sha256 (hex) of the peer certificate's DER, for x-forwarded-client-cert. */
+  certHash?: string;
 }
 
 /** `S`: what the user of the server hangs on each response (`res.stream`): the listener's stream. */
@@ -86,6 +104,10 @@ const CHUNKED_END = '0\r\n\r\n';
 /** What a request needs from the connection it arrived on (an HTTP/1.1 ServerConn, or an HTTP/2 stream). */
 export interface ReadSource {
   readonly remoteAddress: string;
+  /** The TLS peer of the connection (mTLS), or null. */
+  readonly peer: ConnPeer | null;
+  readonly localAddress: string;
+  readonly localPort: number;
   pauseReading(): void;
   resumeReading(): void;
 }
@@ -106,6 +128,8 @@ export class ServerRequest {
   /** Upgrade protocols asked for (`Connection: upgrade` + Upgrade), lower-case; null for none. */
   readonly upgrade: string[] | null;
   readonly remoteAddress: string;
+  /** The connection's authenticated peer (null: plaintext). */
+  readonly peer: ConnPeer | null;
   /** Trailer fields of a chunked body (validated, prohibited ones dropped), once it ended; null for none. */
   trailers: string[] | null = null;
   bodyDone: boolean;
@@ -137,7 +161,12 @@ export class ServerRequest {
     this.upgrade = h.upgrade;
     this.bodyDone = !this.hasBody;
     this.remoteAddress = conn.remoteAddress;
+    this.peer = conn.peer;
   }
+
+  /** The local address and port the connection was accepted on. */
+  get localAddress(): string { return this.conn.localAddress; }
+  get localPort(): number { return this.conn.localPort; }
 
   /** One header, lower-case name; repeated fields joined with ", " (RFC 9110 §5.3). */
   header(lower: string): string | undefined {
@@ -396,6 +425,9 @@ export class ServerResponse<S = unknown> {
 export class ServerConn {
   readonly socket: Socket;
   readonly remoteAddress: string;
+  readonly peer: ConnPeer | null;
+  get localAddress(): string { return this.socket.localAddress ?? ''; }
+  get localPort(): number { return this.socket.localPort ?? 0; }
   private server: HttpServer;
   private buf: Buffer | null = null;
   req: ServerRequest | null = null;
@@ -427,9 +459,10 @@ export class ServerConn {
     r.push(c);
   };
 
-  constructor(socket: Socket, server: HttpServer) {
+  constructor(socket: Socket, server: HttpServer, peer: ConnPeer | null = null) {
     this.socket = socket;
     this.server = server;
+    this.peer = peer;
     this.remoteAddress = socket.remoteAddress ?? '';
     this.maxBody = server.opts.maxRequestBytes ?? 0;
     socket.setNoDelay(true);
@@ -766,6 +799,7 @@ export class HttpServer<S = unknown> {
   readonly stats = { rejected: 0 };
   closing = false;
   private conns = new Set<ServerConn>();
+  private accepting = new Set<Socket>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(opts: ServerOptions, hooks: ServerHooks<S>) {
@@ -774,9 +808,22 @@ export class HttpServer<S = unknown> {
     // allowHalfOpen: a client that half-closes after its request still gets the response.
     // A connection accepted while closing is served (its response says close): destroying it
     // would reset a request the client already sent.
-    this.net = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
-      if (this.sniff !== null) this.sniffFirst(s); else this.adopt(s);
+    const accept = opts.accept;
+    this.net = createServer({ allowHalfOpen: true, noDelay: true }, accept === undefined ? (s) => this.serve(s, null) : (s) => {
+      // Sockets still in the accept hook (a TLS handshake) are tracked so a drain can end them.
+      this.accepting.add(s);
+      s.once('close', () => this.accepting.delete(s));
+      accept(s, (t, peer) => {
+        this.accepting.delete(s);
+        if (t.destroyed) return;
+        this.serve(t, peer);
+      });
     });
+  }
+
+  /** An accepted (and, with an accept hook, handshaken) socket: HTTP/2 preface sniffing or HTTP/1.1. */
+  private serve(s: Socket, peer: ConnPeer | null): void {
+    if (this.sniff !== null) this.sniffFirst(s, peer); else this.adopt(s, peer);
   }
 
   /**
@@ -787,13 +834,13 @@ export class HttpServer<S = unknown> {
   sniff: { isPreface(first: Buffer): boolean; take(socket: Socket): void } | null = null;
 
   /** Serve an accepted socket as HTTP/1.1 (also for a TLS socket whose ALPN chose http/1.1). */
-  adopt(s: Socket): void {
-    this.conns.add(new ServerConn(s, this));
+  adopt(s: Socket, peer: ConnPeer | null = null): void {
+    this.conns.add(new ServerConn(s, this, peer));
     this.hooks.onConnection(true);
     this.arm();
   }
 
-  private sniffFirst(s: Socket): void {
+  private sniffFirst(s: Socket, peer: ConnPeer | null): void {
     const sniff = this.sniff!;
     // Until its first bytes the socket is in no one's set: kept here so shutdown and the head
     // timeout still reach it.
@@ -814,7 +861,7 @@ export class HttpServer<S = unknown> {
       s.pause();
       s.unshift(first);
       if (sniff.isPreface(first)) { sniff.take(s); return; }
-      this.adopt(s);
+      this.adopt(s, peer);
       s.resume();
     });
   }
@@ -882,6 +929,7 @@ export class HttpServer<S = unknown> {
   destroyConnections(): void {
     for (const c of this.conns) c.socket.destroy();
     for (const s of this.sniffing) s.destroy();
+    for (const s of this.accepting) s.destroy();
   }
 
   private readonly sniffing = new Set<Socket>();

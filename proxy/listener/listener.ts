@@ -31,6 +31,8 @@ export interface ListenerOptions {
    * every l5d-* request header unread (Linkerd's clearContext: edges facing untrusted clients).
    */
   dtabHeaders: 'trust' | 'strip';
+  /** The transport below HTTP (inbound mTLS termination, proxy/identity/tls.ts). */
+  accept?: import('../engine/server.ts').ServerOptions['accept'];
 }
 
 /** What a listener needs from the proxy around it. */
@@ -69,7 +71,7 @@ export class Listener implements StreamOwner {
     // Malformed requests get a clear status from the engine (400, 408, 431), never a crash.
     this.server = new HttpServer<HttpStream>({
       maxHeaderBytes: opts.maxHeaderBytes, idleTimeoutMs: opts.idleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs,
-      streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs, maxRequestBytes: opts.maxRequestBytes, accept: opts.accept,
     }, {
       onRequest: (req, res) => this.handle(req, res),
       onAbort: (res) => {
@@ -192,9 +194,12 @@ export class Listener implements StreamOwner {
       for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === 'x-forwarded-for') { headers[i + 1] = `${xff}, ${remote}`; break; }
     } else headers.push('x-forwarded-for', remote);
     headers.push('x-forwarded-proto', 'http');
+    const peer = req.peer;
 
     const info = new StreamInfo(this.opts.name, req.method, req.url, `HTTP/${req.httpVersion}`, remote, performance.now());
     info.grpc = isGrpcContentType(contentTypeOf(raw));
+    if (peer !== null) { info.mtls = true; info.sourcePrincipal = peer.identity; info.destinationPrincipal = peer.localIdentity; }
+    if (this.opts.name === 'inbound') xfcc(headers, peer);
     const s = new HttpStream(req, res, info, headers, this.chain, this);
     res.stream = s;
     this.ctx.onStart();
@@ -236,6 +241,16 @@ export class Listener implements StreamOwner {
     else if (info.serverSpan !== null) info.traceId = info.serverSpan.ctx.traceId;
     return s;
   }
+}
+
+/**
+ * x-forwarded-client-cert as Istio's sidecars set it (Envoy SANITIZE_SET): a caller's own value is
+ * dropped; an mTLS caller's is `By=<our id>;Hash=<sha256 of its cert>;Subject="";URI=<its id>`.
+ */
+function xfcc(headers: string[], peer: import('../engine/server.ts').ConnPeer | null): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].length === 23 && headers[i].toLowerCase() === 'x-forwarded-client-cert') headers.splice(i, 2);
+  if (peer === null || peer.identity === null) return;
+  headers.push('x-forwarded-client-cert', `By=${peer.localIdentity ?? ''};Hash=${peer.certHash ?? ''};Subject="";URI=${peer.identity}`);
 }
 
 /** `Upgrade: h2c` alone: Envoy strips it and serves the request as plain HTTP/1.1 (the headers are hop-by-hop). */

@@ -9,6 +9,7 @@ import type { Dtab } from '../dtab/index.ts';
 import type { Cluster } from '../upstream/cluster.ts';
 import type { CompiledRoute, CompiledVHost, Destination } from '../filters/route/table.ts';
 import type { TraceContext, Tracing } from '../telemetry/tracing.ts';
+import type { JwtFacts } from '../filters/authz/policy.ts';
 import { Flag, StreamInfo } from '../core/stream-info.ts';
 import { localReply } from '../local-reply.ts';
 import { downstreamResponseHeaders } from './headers.ts';
@@ -100,6 +101,8 @@ export class HttpStream {
   /** Outbound, sampled: the tracer and the parent of this hop's client spans (the router makes one per attempt). */
   tracing: Tracing | null = null;
   traceParent: TraceContext | null = null;
+  /** The request's verified JWT (the jwt filter), for the authz filter's requestPrincipals and claims. */
+  jwt: JwtFacts | null = null;
 
   // --- the body ---
   /** undefined: not settled yet; null: none; a Buffer: buffered (replayable); the request: streamed, single use. */

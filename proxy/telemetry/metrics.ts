@@ -84,6 +84,15 @@ class Family {
   }
 }
 
+/**
+ * Istio's security labels: connection_security_policy (mutual_tls / none on the destination's
+ * side; unknown at the source, as Istio reports), source_principal, destination_principal.
+ */
+export interface SecurityLabels { policy: string; source: string; destination: string }
+export const NO_SECURITY: SecurityLabels = { policy: 'unknown', source: 'unknown', destination: 'unknown' };
+/** Plaintext on the inbound side. With NO_SECURITY the only label sets of the by-code cache: an edge key (a cluster) is only ever inbound or outbound. */
+export const PLAINTEXT_INBOUND: SecurityLabels = { policy: 'none', source: 'unknown', destination: 'unknown' };
+
 /** What a destination caches: its plain (no flags, no override) series by status code, and the rest by key. */
 interface EdgeSeries { plain: Map<number, Series>; other: Map<string, Series> }
 
@@ -117,11 +126,11 @@ export class Metrics {
    * The series for one request's labels. `edgeKey` identifies the destination (cluster name);
    * the common case (no flags, no dtab override) is keyed by status code alone: no string built.
    */
-  series(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean, grpcStatus = -1): Series {
+  series(reporter: string, edgeKey: string, service: string, version: string, code: number, flags: string, dtab: boolean, grpcStatus = -1, sec: SecurityLabels = NO_SECURITY): Series {
     let byEdge = this.cache.get(edgeKey);
     if (byEdge === undefined) { byEdge = { plain: new Map(), other: new Map() }; this.cache.set(edgeKey, byEdge); }
-    const plain = flags === '-' && !dtab && grpcStatus < 0;
-    const k = plain ? '' : `${code}|${flags}|${dtab ? 1 : 0}|${grpcStatus}`;
+    const plain = flags === '-' && !dtab && grpcStatus < 0 && (sec === NO_SECURITY || sec === PLAINTEXT_INBOUND);
+    const k = plain ? '' : `${code}|${flags}|${dtab ? 1 : 0}|${grpcStatus}|${sec.policy}|${sec.source}|${sec.destination}`;
     let s = plain ? byEdge.plain.get(code) : byEdge.other.get(k);
     if (s === undefined) {
       s = new Series({
@@ -130,6 +139,7 @@ export class Metrics {
         response_code: String(code), response_flags: flags, dtab_override: dtab ? 'true' : 'false',
         // Istio's label: the gRPC status of a gRPC request, empty otherwise.
         grpc_response_status: grpcStatus >= 0 ? String(grpcStatus) : '',
+        connection_security_policy: sec.policy, source_principal: sec.source, destination_principal: sec.destination,
       }, code, flags);
       this.all.push(s);
       if (plain) byEdge.plain.set(code, s); else byEdge.other.set(k, s);

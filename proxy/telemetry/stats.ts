@@ -156,6 +156,9 @@ const STAT_KINDS: readonly StatKind[] = [
   },
   { prom: 'envoy_http_', about: 'Envoy stat http.<http_conn_manager_prefix>', counters: HTTP_COUNTERS, gauges: HTTP_GAUGES, codeMaps: [] },
   { prom: 'meshlet_tracing_', about: "meshlet's tracer stat tracing", counters: TRACING_COUNTERS, gauges: [], codeMaps: [], optional: true },
+  // mTLS (proxy/identity/tls.ts): the inbound listener's TLS termination and the upstream side's origination.
+  { prom: 'envoy_listener_', about: 'Envoy stat listener.<listener_prefix>', counters: [], gauges: [], codeMaps: [], optional: true },
+  { prom: 'envoy_cluster_manager_', about: 'Envoy stat cluster_manager (meshlet: the upstream TLS origination of all clusters)', counters: [], gauges: [], codeMaps: [], optional: true },
 ];
 
 /**

@@ -4,6 +4,7 @@
 // server span, and the access log.
 import type { Logger } from 'pino';
 import type { StreamInfo } from '../core/stream-info.ts';
+import { NO_SECURITY, PLAINTEXT_INBOUND, type SecurityLabels } from './metrics.ts';
 import type { AccessLogMode } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Tracing } from './tracing.ts';
@@ -37,7 +38,7 @@ export class Telemetry {
     const c = info.upstreamCluster;
     if (c !== null) {
       const reporter = info.listener === 'inbound' ? 'destination' : 'source';
-      this.metrics.series(reporter, c.name, c.service, c.version(), code, flags, info.dtabOverride, info.grpcStatus).record(dur);
+      this.metrics.series(reporter, c.name, c.service, c.version(), code, flags, info.dtabOverride, info.grpcStatus, securityLabels(info)).record(dur);
     }
     const access = this.access;
     if (access !== null && (this.accessLog === 'all' || code >= 500 || info.flags !== 0)) {
@@ -48,7 +49,26 @@ export class Telemetry {
         x_request_id: info.requestId, trace_id: info.traceId, listener: info.listener, attempts: info.attempts,
         // Envoy's %GRPC_STATUS% (null for a request that is not gRPC or got none).
         grpc_status: info.grpcStatus >= 0 ? info.grpcStatus : null, grpc_message: info.grpcMessage === null ? null : decodeGrpcMessage(info.grpcMessage),
+        connection_security_policy: info.listener === 'inbound' ? (info.mtls ? 'mutual_tls' : 'none') : 'unknown',
+        source_principal: info.sourcePrincipal, destination_principal: info.destinationPrincipal,
+        ...(info.requestPrincipal !== null ? { request_principal: info.requestPrincipal } : {}),
+        ...(info.authzPolicy !== null ? { authz_policy: info.authzPolicy } : {}),
+        ...(info.audit !== null ? { audit: info.audit } : {}),
       });
     }
   }
+}
+
+/** The inbound series carry the connection's security (the same object when nothing differs: no allocation for plaintext). */
+const mtlsLabels = new Map<string, SecurityLabels>();
+function securityLabels(info: StreamInfo): SecurityLabels {
+  if (info.listener !== 'inbound') return NO_SECURITY;
+  if (!info.mtls) return PLAINTEXT_INBOUND;
+  const k = `${info.sourcePrincipal}|${info.destinationPrincipal}`;
+  let l = mtlsLabels.get(k);
+  if (l === undefined) {
+    l = { policy: 'mutual_tls', source: info.sourcePrincipal ?? 'unknown', destination: info.destinationPrincipal ?? 'unknown' };
+    if (mtlsLabels.size < 10_000) mtlsLabels.set(k, l);
+  }
+  return l;
 }

@@ -2,7 +2,7 @@
 // endpoints, balancer, breakers, outlier detector and stats. Knows nothing of routes.
 import type { ClusterSpec, EndpointSpec } from '../config/schema.ts';
 import { newClusterStats, type ClusterStats } from '../telemetry/stats.ts';
-import { EndpointPool, type Breakers } from './pool.ts';
+import { EndpointPool, type Breakers, type Connector } from './pool.ts';
 import { H2Pool } from './h2-pool.ts';
 import { OutlierDetector, newHostOutlierState, type HostOutlierState } from './outlier.ts';
 import type { ClusterInfo } from '../core/stream-info.ts';
@@ -31,6 +31,8 @@ export interface ClusterOptions {
   dnsRefreshMs?: number;
   /** A DNS name failed to resolve (its last good addresses stay in use). */
   onDnsError?: (cluster: string, name: string, err: Error) => void;
+  /** The transport to each endpoint (mTLS origination, proxy/identity/tls.ts); undefined = plain TCP. */
+  transport?: (cluster: ClusterSpec, endpoint: EndpointSpec) => Connector | undefined;
   /** This proxy's locality (--zone/--region): locality-aware balancing when the cluster allows it. */
   locality?: Locality;
 }
@@ -55,10 +57,12 @@ export class Endpoint {
   /** "address:port" (made once: the router reads it per attempt, the hash tables place it). */
   readonly key: string;
   /** `addedAt`: when it joined a running cluster (monotonic ms; 0 = with the cluster, never slow-started). */
-  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0, protocol?: 'http2' | 'client') {
+  constructor(spec: EndpointSpec, br: Breakers, addedAt = 0, protocol?: 'http2' | 'client', connector?: Connector) {
     this.spec = spec;
     // `protocol`: the cluster's (ClusterSpec.protocol): HTTP/2 endpoints get a multiplexed pool.
     this.pool = protocol === undefined ? new EndpointPool(spec.address, spec.port, br) : new H2Pool(spec.address, spec.port, br, protocol);
+    // The transport (mTLS origination, proxy/identity/tls.ts); undefined = plain TCP.
+    this.pool.connector = connector;
     this.lb = new HostLb(spec.weight ?? 1, addedAt);
     this.key = `${spec.address}:${spec.port}`;
   }
@@ -116,6 +120,7 @@ export class Cluster implements ClusterInfo {
   private readonly locality: Locality | null;
   private ranks: Ranks | null = null;
   private rng: () => number = Math.random;
+  private readonly transport: ClusterOptions['transport'];
 
   constructor(spec: ClusterSpec, specJson = JSON.stringify(spec), opts: ClusterOptions = {}) {
     this.spec = spec;
@@ -123,7 +128,8 @@ export class Cluster implements ClusterInfo {
     this.budget = opts.retryBudget ? opts.retryBudget() : null;
     this.br = { limits: spec.connectionPool, stats: this.stats, cxActive: 0, rqActive: 0, pendingActive: 0, retriesActive: 0, hostsInBackoff: 0 };
     // A DNS cluster starts with no hosts: they arrive with the first answer (`warmed`).
-    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br, 0, spec.protocol));
+    this.transport = opts.transport;
+    this.endpoints = spec.resolution ? [] : spec.endpoints.map((e) => new Endpoint(e, this.br, 0, spec.protocol, this.transport?.(spec, e)));
     this.destVersion = destinationVersion(spec);
     this.balancer = new Balancer({ warmupMs: spec.warmupMs, minRingSize: spec.hash?.minimumRingSize, tableSize: spec.hash?.tableSize });
     // Istio: locality failover needs outlier detection (nothing else marks endpoints unhealthy).
@@ -173,13 +179,15 @@ export class Cluster implements ClusterInfo {
   private replaceHosts(specs: EndpointSpec[]): void {
     // Hosts joining a cluster that already has some are new (slow start); the first set is not.
     const addedAt = this.endpoints.length > 0 ? performance.now() : 0;
-    const old = new Map(this.endpoints.map((e) => [`${e.key}|${JSON.stringify(e.spec.labels)}`, e]));
+    // The identity fields are part of the key: an endpoint that gains a sidecar gets a TLS connector.
+    const idKey = (e: EndpointSpec) => `${JSON.stringify(e.labels)}|${e.tlsMode ?? ''}|${e.namespace ?? ''}|${e.serviceAccount ?? ''}`;
+    const old = new Map(this.endpoints.map((e) => [`${e.key}|${idKey(e.spec)}`, e]));
     const next = specs.map((e) => {
-      const k = `${e.address}:${e.port}|${JSON.stringify(e.labels)}`;
+      const k = `${e.address}:${e.port}|${idKey(e)}`;
       const kept = old.get(k);
       // A kept host takes a changed weight in place (the balancer re-reads weights with the new array).
       if (kept) { old.delete(k); kept.lb.weight = e.weight !== undefined && e.weight > 0 ? e.weight : 1; return kept; }
-      return new Endpoint(e, this.br, addedAt, this.spec.protocol);
+      return new Endpoint(e, this.br, addedAt, this.spec.protocol, this.transport?.(this.spec, e));
     });
     for (const gone of old.values()) {
       if (gone.outlier.ejected) this.stats['outlier_detection.ejections_active']--;

@@ -70,6 +70,12 @@ export class Conn {
 export const CONNECT_BACKOFF_BASE_MS = 100;
 export const CONNECT_BACKOFF_MAX_MS = 3_000;
 
+/**
+ * Opens the transport to an upstream host when it is not plain TCP (proxy/identity/tls.ts: mTLS
+ * origination): the socket to speak HTTP on, and the event that says it is ready.
+ */
+export type Connector = (host: string, port: number) => { socket: Socket; ready: 'connect' | 'secureConnect' };
+
 export class EndpointPool {
   readonly host: string;
   readonly port: number;
@@ -85,6 +91,8 @@ export class EndpointPool {
   /** Consecutive failed connects, and until when (monotonic ms) the balancer skips this host; 0 = not. */
   connectFailures = 0;
   backoffUntil = 0;
+  /** The transport hook (TLS origination); undefined = plain TCP. */
+  connector: Connector | undefined = undefined;
 
   constructor(host: string, port: number, br: Breakers) {
     this.host = host;
@@ -252,7 +260,8 @@ export class EndpointPool {
     this.hostStats.cx_active++;
     this.hostStats.cx_total++;
     this.updateOpen();
-    const sock: Socket = netConnect({ host: this.host, port: this.port });
+    const opened = this.connector !== undefined ? this.connector(this.host, this.port) : null;
+    const sock: Socket = opened !== null ? opened.socket : netConnect({ host: this.host, port: this.port });
     sock.setNoDelay(true);
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; sock.destroy(); }, br.limits.connectTimeoutMs);
@@ -285,7 +294,7 @@ export class EndpointPool {
     sock.once('error', onError);
     const onCloseWhileConnecting = () => { if (timedOut) onError(new Error('connection timeout')); };
     sock.once('close', onCloseWhileConnecting);
-    sock.once('connect', () => {
+    sock.once(opened !== null ? opened.ready : 'connect', () => {
       clearTimeout(timer);
       sock.removeListener('error', onError);
       sock.removeListener('close', onCloseWhileConnecting);

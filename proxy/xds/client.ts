@@ -29,7 +29,7 @@ export interface ControlledProxy {
   edgeReports(): EdgeReport[];
 }
 
-export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string | (() => string | undefined); register?: { address: string; port: number }; log: import('pino').Logger; reportMs?: number }
+export interface ControlClientOptions { url: string; nodeId: string; service?: string; labels: Record<string, string>; token?: string | (() => string | undefined); register?: { address: string; port: number }; /** The workload identity registered with the endpoint (it has a sidecar: mTLS to it). */ identity?: { serviceAccount: string }; log: import('pino').Logger; reportMs?: number }
 
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
@@ -221,7 +221,7 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   const register = async (): Promise<void> => {
     if (stopped || !opts.register || !opts.service) return;
     try {
-      const r = await post('/v1/register', { node, address: opts.register.address, port: opts.register.port }, regAgent);
+      const r = await post('/v1/register', { node, address: opts.register.address, port: opts.register.port, ...(opts.identity ? { serviceAccount: opts.identity.serviceAccount } : {}) }, regAgent);
       if (r.status !== 200) throw new Error(`status ${r.status}: ${r.body.slice(0, 200)}`);
       const hb = (JSON.parse(r.body) as { heartbeat_ms?: unknown }).heartbeat_ms;
       if (typeof hb === 'number' && hb >= 50) heartbeatMs = hb;

@@ -252,6 +252,11 @@ function promFor(stat: string): { name: string; labels: Record<string, string> }
   if (m) return { name: `envoy_http_${m[2].replace(/\./g, '_')}`, labels: { http_conn_manager_prefix: m[1] } };
   m = /^tracing\.(.+)$/.exec(stat);
   if (m) return { name: `meshlet_tracing_${m[1]}`, labels: {} };
+  // mTLS: the inbound listener's TLS termination, the outbound side's origination.
+  m = /^listener\.inbound\.(.+)$/.exec(stat);
+  if (m) return { name: `envoy_listener_${m[1].replace(/\./g, '_')}`, labels: { listener_prefix: 'inbound' } };
+  m = /^cluster_manager\.outbound\.(.+)$/.exec(stat);
+  if (m) return { name: `envoy_cluster_manager_${m[1].replace(/\./g, '_')}`, labels: {} };
   throw new Error(`no Prometheus mapping for ${stat}`);
 }
 

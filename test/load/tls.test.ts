@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { run } from './lib.ts';
 
-// Certificates from the openssl CLI (@peculiar/x509 needs a reflect-metadata polyfill that is not installed).
+// Certificates from the openssl CLI (what a fortio user would make them with).
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-tls-'));
 const files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'client.pem'), key: join(dir, 'client-key.pem') };
 const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -300,18 +300,8 @@ function hasGoaway(data: Buffer, code: number): boolean {
 
 /** A self-signed P-256 certificate for localhost, made here (@peculiar/x509 on WebCrypto). */
 async function selfSigned(): Promise<{ cert: string; key: string }> {
-  // @peculiar/x509's DI container (tsyringe) insists on a Reflect metadata API, which Node lacks
-  // and no installed package provides (reflect-metadata): the few calls it makes, on a WeakMap.
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata !== 'function') {
-    const store = new WeakMap<object, Map<unknown, unknown>>();
-    const define = (k: unknown, v: unknown, t: object) => { let m = store.get(t); if (!m) store.set(t, (m = new Map())); m.set(k, v); };
-    R.defineMetadata = define;
-    R.getMetadata = (k: unknown, t: object) => store.get(t)?.get(k);
-    R.getOwnMetadata = R.getMetadata;
-    R.hasMetadata = (k: unknown, t: object) => store.get(t)?.has(k) ?? false;
-    R.metadata = (k: unknown, v: unknown) => (t: object) => define(k, v, t);
-  }
+  // @peculiar/x509's DI container (tsyringe) needs the Reflect metadata API.
+  await import('reflect-metadata');
   const x509 = await import('@peculiar/x509');
   x509.cryptoProvider.set(webcrypto as never);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };

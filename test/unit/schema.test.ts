@@ -57,8 +57,9 @@ describe('generated from the definitions', () => {
   it('docs/schema/*.json and proxy/config/checks.generated.ts are what `npm run schema` writes', () => {
     const files = generate();
     expect([...files.keys()].sort()).toEqual([
-      'docs/schema/Canary.json', 'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json', 'docs/schema/MetricTemplate.json',
-      'docs/schema/ServiceEntry.json', 'docs/schema/VirtualService.json', 'docs/schema/resource.json', 'docs/schema/snapshot.json',
+      'docs/schema/AuthorizationPolicy.json', 'docs/schema/Canary.json', 'docs/schema/DestinationRule.json', 'docs/schema/Dtab.json',
+      'docs/schema/MetricTemplate.json', 'docs/schema/PeerAuthentication.json', 'docs/schema/RequestAuthentication.json', 'docs/schema/ServiceEntry.json',
+      'docs/schema/VirtualService.json', 'docs/schema/resource.json', 'docs/schema/snapshot.json',
       'proxy/config/checks.generated.ts',
     ]);
     for (const [path, content] of files) {
@@ -120,7 +121,7 @@ describe('the published JSON Schemas', () => {
     const any = load('resource.json');
     const byKind = Object.fromEntries(KINDS.map((k) => [k, load(`${k}.json`)]));
     const docs = exampleDocs();
-    expect(new Set(docs.map((d) => d.doc.kind))).toEqual(new Set(['ServiceEntry', 'VirtualService', 'DestinationRule']));
+    expect(new Set(docs.map((d) => d.doc.kind))).toEqual(new Set(['ServiceEntry', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication']));
     for (const { file, doc } of docs) {
       expect(byKind[doc.kind as string].Check(doc), `${file}: ${JSON.stringify(byKind[doc.kind as string].Errors(doc))}`).toBe(true);
       expect(any.Check(doc), file).toBe(true);
@@ -145,7 +146,7 @@ describe('resource checks', () => {
   it('a kind that names an Object.prototype member is an unknown kind, not a crash', () => {
     for (const kind of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
       expect(errorsOf(`apiVersion: v1\nkind: ${kind}\nmetadata: { name: x }\nspec: {}\n`)).toEqual([
-        `m.yaml: ${kind}/x: kind: unknown kind "${kind}" (known: ServiceEntry, VirtualService, DestinationRule, Dtab)`,
+        `m.yaml: ${kind}/x: kind: unknown kind "${kind}" (known: ServiceEntry, VirtualService, DestinationRule, Dtab, AuthorizationPolicy, PeerAuthentication, RequestAuthentication)`,
       ]);
     }
   });

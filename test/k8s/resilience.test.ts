@@ -1,5 +1,5 @@
 // The Kubernetes source when the API server is not perfect: a CRD that is not installed (404) is
-// an empty kind (the rest is served, and the kind is picked up once it exists); API errors (500)
+// an empty kind (the rest is served; it is looked for again every 30 s, not waited for here); API errors (500)
 // at start are retried with backoff until the first lists succeed; a watch the server closes
 // (its timeoutSeconds) is resumed from the last resourceVersion without a relist.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -77,6 +77,10 @@ export class FakeApiServer {
   private bookmarkTimer: NodeJS.Timeout | null = null;
   /** Every request, as "METHOD path?query", for tests that check what the client did (e.g. relist). */
   readonly requests: string[] = [];
+  /** Resources (plural.group, e.g. "httproutes.gateway.networking.k8s.io") this server does not serve: a CRD not installed (404). */
+  readonly unserved = new Set<string>();
+  /** Answer this many of the next requests with 500 (an apiserver having trouble), then recover. */
+  failNext = 0;
 
   private constructor(token: string) {
     this.token = token;
@@ -230,6 +234,7 @@ export class FakeApiServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (req.headers.authorization !== `Bearer ${this.token}`) { req.resume(); return status(res, 401, 'Unauthorized', 'Unauthorized'); }
+    if (this.failNext > 0) { this.failNext--; req.resume(); return status(res, 500, 'InternalError', 'Internal error occurred: etcdserver: request timed out'); }
     const parts = url.pathname.split('/').filter(Boolean);
     // Discovery of an API group: /apis/<group>
     if (parts[0] === 'apis' && parts.length === 2 && req.method === 'GET') {
@@ -246,7 +251,7 @@ export class FakeApiServer {
     if (rest[0] === 'namespaces' && rest.length >= 3) { ns = rest[1]; rest = rest.slice(2); }
     const [plural, name, sub] = rest;
     if (group === 'authentication.k8s.io' && plural === 'tokenreviews' && req.method === 'POST') return this.tokenReview(await body(req), version, res);
-    const k = KINDS.find((x) => x.group === group && x.plural === plural && x.versions.includes(version));
+    const k = KINDS.find((x) => x.group === group && x.plural === plural && x.versions.includes(version) && !this.unserved.has(`${x.plural}.${x.group}`));
     if (!k || sub !== undefined) { req.resume(); return status(res, 404, 'NotFound', 'the server could not find the requested resource'); }
     const b = this.bucket(k);
     const key = (n: string) => `${k.namespaced ? ns ?? '' : ''}/${n}`;

@@ -127,6 +127,13 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     return m ? (await authn(m[1])) !== null : false;
   };
+  // The CSR's credential: a workload token (TokenReview) limits the certificate to that workload's
+  // own identity; the static bootstrap token (or an open loopback server) is development mode.
+  const csrCredential = async (req: IncomingMessage) => {
+    if (!authn || staticOnly?.(req)) return null;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    return m ? authn(m[1]) : null;
+  };
   const guard = (handler: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) =>
     async (req: IncomingMessage, res: ServerResponse) => {
       // The mesh page loads without a header (a browser has the token only in the URL fragment,
@@ -167,7 +174,7 @@ export async function startControl(opts: ControlOptions): Promise<RunningControl
       res.writeHead(204).end();
       return;
     }
-    if (url.pathname === '/v1/certificates' && req.method === 'POST') return handleCsr(ca, req, res);
+    if (url.pathname === '/v1/certificates' && req.method === 'POST') return handleCsr(ca, req, res, csrCredential);
     if (!(await d.handle(req, res, url))) sendJson(res, 404, { error: `no route ${req.method} ${url.pathname}` });
   }));
   const ops = apiHandler(state, d);

@@ -7,14 +7,23 @@ import { HttpError, readJson, sendError, sendJson } from '../http.ts';
 import { CsrError, type CertificateAuthority } from './ca.ts';
 import { grantIdentity, IdentityRefused } from './identity.ts';
 
-export async function handleCsr(ca: CertificateAuthority, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * `reviewed(req)`: the workload a Kubernetes token in the request belongs to (TokenReview), or
+ * null when the caller came in with the static bootstrap token (development mode). The server's
+ * guard has already let the request in by one of the two.
+ */
+export type CsrCredentialOf = (req: IncomingMessage) => Promise<{ namespace: string; serviceAccount: string } | null>;
+
+export async function handleCsr(ca: CertificateAuthority, req: IncomingMessage, res: ServerResponse, reviewed: CsrCredentialOf = async () => null): Promise<void> {
   let body: unknown;
   try { body = await readJson(req); } catch (e) { return sendError(res, e instanceof HttpError ? e : new HttpError(400, (e as Error).message)); }
   const b = body as { csr?: unknown; namespace?: unknown; serviceAccount?: unknown; ttlSeconds?: unknown };
   if (typeof b?.csr !== 'string') return sendJson(res, 400, { error: 'csr (PEM) is required' });
   const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
   try {
-    const id = grantIdentity({ kind: 'bootstrap', requested: { namespace: str(b.namespace), serviceAccount: str(b.serviceAccount) } });
+    const who = await reviewed(req);
+    const requested = { namespace: str(b.namespace), serviceAccount: str(b.serviceAccount) };
+    const id = grantIdentity(who ? { kind: 'token-review', requested, reviewed: who } : { kind: 'bootstrap', requested });
     const ttl = typeof b.ttlSeconds === 'number' && b.ttlSeconds > 0 ? b.ttlSeconds * 1000 : undefined;
     sendJson(res, 200, await ca.sign(b.csr, id, ttl));
   } catch (e) {

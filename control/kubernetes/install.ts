@@ -58,6 +58,9 @@ export function manifests(o: InstallOptions): Obj[] {
       crd('networking.istio.io', 'VirtualService', 'virtualservices', ['v1', 'v1beta1'], ['vs']),
       crd('networking.istio.io', 'DestinationRule', 'destinationrules', ['v1', 'v1beta1'], ['dr']),
       crd('networking.istio.io', 'ServiceEntry', 'serviceentries', ['v1', 'v1beta1'], ['se']),
+      crd('security.istio.io', 'AuthorizationPolicy', 'authorizationpolicies', ['v1', 'v1beta1'], ['ap']),
+      crd('security.istio.io', 'PeerAuthentication', 'peerauthentications', ['v1', 'v1beta1'], ['pa']),
+      crd('security.istio.io', 'RequestAuthentication', 'requestauthentications', ['v1', 'v1beta1'], ['ra']),
     );
   }
   docs.push(
@@ -68,6 +71,7 @@ export function manifests(o: InstallOptions): Obj[] {
         { apiGroups: [''], resources: ['services', 'pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['networking.istio.io'], resources: ['virtualservices', 'destinationrules', 'serviceentries'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['security.istio.io'], resources: ['authorizationpolicies', 'peerauthentications', 'requestauthentications'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['meshlet.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] },
         // Canaries written for Flagger (flagger.app/v1beta1) are read too, where Flagger's CRDs exist.
         { apiGroups: ['flagger.app'], resources: ['canaries', 'metrictemplates'], verbs: ['get', 'list', 'watch'] },

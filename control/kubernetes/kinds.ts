@@ -35,6 +35,10 @@ export const CONFIG_KINDS: ConfigKind[] = [
   { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService', toResources: asResource },
   { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule', toResources: asResource },
   { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', kind: 'ServiceEntry', toResources: asResource },
+  // Istio's security kinds (security.istio.io/v1, served since Istio 1.22).
+  { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', toResources: asResource },
+  { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', toResources: asResource },
+  { group: 'security.istio.io', version: 'v1', plural: 'requestauthentications', kind: 'RequestAuthentication', toResources: asResource },
   { group: 'meshlet.io', version: 'v1alpha1', plural: 'dtabs', kind: 'Dtab', toResources: asResource },
   { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', toResources: (o, errors) => httpRouteToResources(o, errors) },
 ];

@@ -9,6 +9,20 @@ import { httpJson } from '../control/lib.ts';
 import { waitLong as waitFor } from './lib.ts';
 import type { RunningControl } from '../../control/main.ts';
 import { serviceAccountOf, tokenReviewAuthenticator } from '../../control/kubernetes/token-review.ts';
+import { webcrypto, X509Certificate } from 'node:crypto';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+
+/** A PEM CSR for `spiffeId` (what a sidecar sends the CA). */
+async function csrFor(spiffeId: string): Promise<string> {
+  x509.cryptoProvider.set(webcrypto as never);
+  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys: keys as never, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
+  });
+  return csr.toString('pem');
+}
 
 let api: FakeApiServer;
 let control: RunningControl;
@@ -58,5 +72,22 @@ describe('sidecar authentication by TokenReview', () => {
     } finally {
       await good.stop(); await bad.stop();
     }
+  });
+
+  it('a workload token gets a certificate for its own identity only; the static token is development mode', async () => {
+    const port = control.ports.discovery;
+    const ask = (ns: string, sa: string, token?: string) => csrFor(`spiffe://cluster.local/ns/${ns}/sa/${sa}`)
+      .then((csr) => httpJson(port, 'POST', '/v1/certificates', { csr, namespace: ns, serviceAccount: sa }, token));
+    const own = await ask('bookinfo', 'reviews', 'good');
+    expect(own.status).toBe(200);
+    expect(new X509Certificate(own.json.certChain).subjectAltName).toContain('URI:spiffe://cluster.local/ns/bookinfo/sa/reviews');
+    // The reviewed token belongs to bookinfo/reviews: another identity is refused, named.
+    const other = await ask('bookinfo', 'productpage', 'good');
+    expect(other.status).toBe(403);
+    expect(other.json.error).toContain('bookinfo/reviews');
+    expect((await ask('bookinfo', 'reviews', 'forged')).status).toBe(401);
+    expect((await ask('bookinfo', 'reviews')).status).toBe(401);
+    // The static token (outside Kubernetes: --namespace/--service-account) may name any identity.
+    expect((await ask('demo', 'sleep', OPS)).status).toBe(200);
   });
 });

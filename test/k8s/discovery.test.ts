@@ -54,7 +54,8 @@ beforeAll(async () => {
   for (const n of ['r1', 'r2', 'r3', 'o1', 'd1']) pods[n] = await podServer(n);
   api.apply(service('default', 'reviews', [{ port: 9080, name: 'http' }]));
   api.apply(service('other', 'reviews', [{ port: 9080, name: 'http' }]));
-  api.apply(pod('default', 'r1', { app: 'reviews', version: 'v1' }, { sa: 'bookinfo-reviews', sidecar: true }));
+  // r1 is a plain test server, not a meshed pod: a sidecar-marked pod would be sent mutual TLS.
+  api.apply(pod('default', 'r1', { app: 'reviews', version: 'v1' }, { sa: 'bookinfo-reviews' }));
   api.apply(pod('default', 'r2', { app: 'reviews', version: 'v2' }));
   api.apply(pod('other', 'o1', { app: 'reviews', version: 'v1' }));
   api.apply(slice('default', 'reviews', 'reviews-r1', 'http', pods.r1.port, [{ pod: 'r1' }]));
@@ -154,9 +155,9 @@ spec:
   it('a Pod label change moves its endpoint between subsets', async () => {
     api.apply(VS({ hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v2' } }] }] }));
     await waitFor('only v2', async () => { const w = await who(pDefault, 'reviews', 10); return w.pods.size === 1 && w.pods.has('r2'); });
-    api.apply(pod('default', 'r1', { app: 'reviews', version: 'v2' }, { sa: 'bookinfo-reviews', sidecar: true }));
+    api.apply(pod('default', 'r1', { app: 'reviews', version: 'v2' }, { sa: 'bookinfo-reviews' }));
     await waitFor('r1 now in v2', async () => (await who(pDefault, 'reviews', 20)).pods.has('r1'));
-    api.apply(pod('default', 'r1', { app: 'reviews', version: 'v1' }, { sa: 'bookinfo-reviews', sidecar: true }));
+    api.apply(pod('default', 'r1', { app: 'reviews', version: 'v1' }, { sa: 'bookinfo-reviews' }));
     await waitFor('r1 back in v1', async () => { const w = await who(pDefault, 'reviews', 20); return w.pods.size === 1 && w.pods.has('r2'); });
   });
 

@@ -14,7 +14,7 @@ describe('meshlet install', () => {
 
   it('prints the namespace, CRDs, RBAC, Secrets, Deployment, Service and webhook configuration', () => {
     expect(r.status).toBe(0);
-    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding',
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'CustomResourceDefinition', 'CustomResourceDefinition', 'CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding',
       'Secret', 'Secret', 'Deployment', 'Service', 'MutatingWebhookConfiguration']);
     expect(find('Namespace').metadata.name).toBe('meshlet-system');
     const dep = find('Deployment');
@@ -52,7 +52,8 @@ describe('meshlet install', () => {
   it('--istio-crds adds the Istio kinds; bad flags are clear errors', () => {
     const withIstio = spawnSync(process.execPath, [BIN, 'install', '--istio-crds'], { encoding: 'utf8', timeout: 30_000 });
     const names = parseAllDocuments(withIstio.stdout).map((d) => d.toJS()).filter((d) => d.kind === 'CustomResourceDefinition').map((d) => d.metadata.name);
-    expect(names).toEqual(['dtabs.meshlet.io', 'virtualservices.networking.istio.io', 'destinationrules.networking.istio.io', 'serviceentries.networking.istio.io']);
+    expect(names).toEqual(['dtabs.meshlet.io', 'canaries.meshlet.io', 'metrictemplates.meshlet.io', 'virtualservices.networking.istio.io', 'destinationrules.networking.istio.io', 'serviceentries.networking.istio.io',
+      'authorizationpolicies.security.istio.io', 'peerauthentications.security.istio.io', 'requestauthentications.security.istio.io']);
     const bad = spawnSync(process.execPath, [BIN, 'install', '--namespace', 'Bad_NS'], { encoding: 'utf8', timeout: 30_000 });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('not a valid namespace name');

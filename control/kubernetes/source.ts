@@ -8,6 +8,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Resource } from '../../proxy/config/resources.ts';
 import { startInformer, type InformerHandle } from './informer.ts';
+import { intrinsicProblems } from '../../proxy/config/compile.ts';
 import { CONFIG_KINDS, DISCOVERY_KINDS, configKindSpec, type ConfigKind } from './kinds.ts';
 import { nsName, servicesToEntries, type KObj } from './translate.ts';
 
@@ -113,6 +114,8 @@ export class KubernetesSource {
           const errors: string[] = [];
           const doc = { ...o, apiVersion: o.apiVersion ?? `${kind.group}/${kind.version}`, kind: o.kind ?? kind.kind };
           const rs = kind.toResources(doc, errors);
+          // Problems of the object by itself (an unknown `when` key…) reject it alone, as a schema error does.
+          for (const r of rs) for (const p of intrinsicProblems(r)) errors.push(`apiserver:${kind.kind} ${nsName(o)}: ${p}`);
           p = { rv, resources: errors.length ? null : rs, errors };
           this.parsed.set(key, p);
           if (p.resources) this.lastValid.set(key, p.resources);

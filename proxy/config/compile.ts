@@ -431,23 +431,33 @@ function mergePolicy(parent: TrafficPolicy | undefined, child: TrafficPolicy | u
 function compileSecurity(resources: Resource[], errors: string[]): Snapshot['security'] {
   const out: NonNullable<Snapshot['security']> = { rootNamespace: ROOT_NAMESPACE, authorizationPolicies: [], peerAuthentications: [], requestAuthentications: [] };
   for (const r of resources) {
-    if (r.kind === 'AuthorizationPolicy') {
-      const e = { name: r.name, namespace: r.namespace, ...(r.dryRun ? { dryRun: true } : {}), spec: r.spec };
-      for (const p of authzProblems(e)) errors.push(`${where(r)}: ${p}`);
-      out.authorizationPolicies.push(e);
-    } else if (r.kind === 'PeerAuthentication') {
-      if (r.spec.portLevelMtls && !r.spec.selector) errors.push(`${where(r)}: spec.portLevelMtls: needs a workload selector (Istio)`);
-      out.peerAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
-    } else if (r.kind === 'RequestAuthentication') {
-      r.spec.jwtRules?.forEach((j, i) => {
-        if (!j.jwks && !j.jwksUri) errors.push(`${where(r)}: spec.jwtRules[${i}]: one of jwks, jwksUri is required`);
-        if (j.jwks) { try { JSON.parse(j.jwks); } catch { errors.push(`${where(r)}: spec.jwtRules[${i}].jwks: not JSON`); } }
-      });
-      out.requestAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
-    }
+    for (const p of intrinsicProblems(r)) errors.push(`${where(r)}: ${p}`);
+    if (r.kind === 'AuthorizationPolicy') out.authorizationPolicies.push({ name: r.name, namespace: r.namespace, ...(r.dryRun ? { dryRun: true } : {}), spec: r.spec });
+    else if (r.kind === 'PeerAuthentication') out.peerAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
+    else if (r.kind === 'RequestAuthentication') out.requestAuthentications.push({ name: r.name, namespace: r.namespace, spec: r.spec });
   }
   const n = out.authorizationPolicies.length + out.peerAuthentications.length + out.requestAuthentications.length;
   return n > 0 ? out : undefined;
+}
+
+/**
+ * What is wrong with one resource by itself, beyond its schema (no other resource needed): a
+ * source that takes objects one by one (the Kubernetes informers) rejects such an object alone and
+ * keeps its last valid version, instead of the whole build failing on it.
+ */
+export function intrinsicProblems(r: Resource): string[] {
+  const errs: string[] = [];
+  if (r.kind === 'AuthorizationPolicy') {
+    errs.push(...authzProblems({ name: r.name, namespace: r.namespace, ...(r.dryRun ? { dryRun: true } : {}), spec: r.spec }));
+  } else if (r.kind === 'PeerAuthentication') {
+    if (r.spec.portLevelMtls && !r.spec.selector) errs.push('spec.portLevelMtls: needs a workload selector (Istio)');
+  } else if (r.kind === 'RequestAuthentication') {
+    r.spec.jwtRules?.forEach((j, i) => {
+      if (!j.jwks && !j.jwksUri) errs.push(`spec.jwtRules[${i}]: one of jwks, jwksUri is required`);
+      if (j.jwks) { try { JSON.parse(j.jwks); } catch { errs.push(`spec.jwtRules[${i}].jwks: not JSON`); } }
+    });
+  }
+  return errs;
 }
 
 function compileRoute(

@@ -36,6 +36,13 @@ const KINDS: KindInfo[] = [
   { group: 'networking.istio.io', versions: ['v1', 'v1beta1'], plural: 'serviceentries', kind: 'ServiceEntry', namespaced: true, builtin: false },
   { group: 'gateway.networking.k8s.io', versions: ['v1'], plural: 'httproutes', kind: 'HTTPRoute', namespaced: true, builtin: false },
   { group: 'meshlet.io', versions: ['v1alpha1'], plural: 'dtabs', kind: 'Dtab', namespaced: true, builtin: false },
+  { group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true, builtin: false },
+  { group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true, builtin: false },
+  { group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'requestauthentications', kind: 'RequestAuthentication', namespaced: true, builtin: false },
+  { group: 'meshlet.io', versions: ['v1alpha1'], plural: 'canaries', kind: 'Canary', namespaced: true, builtin: false },
+  { group: 'meshlet.io', versions: ['v1alpha1'], plural: 'metrictemplates', kind: 'MetricTemplate', namespaced: true, builtin: false },
+  { group: 'flagger.app', versions: ['v1beta1'], plural: 'canaries', kind: 'Canary', namespaced: true, builtin: false },
+  { group: 'flagger.app', versions: ['v1beta1'], plural: 'metrictemplates', kind: 'MetricTemplate', namespaced: true, builtin: false },
 ];
 
 const gv = (k: KindInfo, v: string) => (k.group ? `${k.group}/${v}` : v);

@@ -169,6 +169,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       abortOn: num(v, 'abort-on'), jitter: bool(v, 'jitter'), uniform: bool(v, 'uniform'), noCatchUp: bool(v, 'nocatchup'),
       sequentialWarmup: bool(v, 'sequential-warmup'), resolution: num(v, 'r'), offsetSec: num(v, 'offset') / 1000,
       accessLog: access, signal: ac.signal, log, runId: num(v, 'runid'),
+      h2: bool(v, 'h2'), grpc: bool(v, 'grpc') ? { service: str(v, 'healthservice') } : null,
       onStart: (r) => process.stderr.write(startLine(r, gomax, level, access ? ` with access logger ${access.info()}` : '')),
     };
     log('info', 'Starting http test', {

@@ -23,6 +23,12 @@ async function readStdin(): Promise<Buffer> {
 
 export async function curlWith(parsed: GoParsed, log: Logger, _level: number): Promise<number> {
   const v = parsed.values;
+  // The curl mode prints the response as received, which the HTTP/2 client does not keep (it is
+  // a load client): refused rather than silently sent as HTTP/1.1.
+  if (parsed.set.has('h2') || parsed.set.has('grpc')) {
+    process.stderr.write(`meshlet curl: -${parsed.set.has('h2') ? 'h2' : 'grpc'}: not supported in curl mode (meshlet load -h2 / -grpc are)\n`);
+    return 2;
+  }
   let url: URL;
   let base;
   try {

@@ -2,7 +2,8 @@
 // each marked with what meshlet does with it:
 //   'same'      implemented with fortio's meaning;
 //   'note'      accepted, with a difference stated in `note` (also shown in --help and docs/load.md);
-//   'protocols' HTTP/2 and gRPC: exit 2 "not supported yet: arrives with the Protocols work";
+//   'protocols' gRPC features beyond health checks (ping, reflection, compression, streams):
+//               exit 2 "not supported" (-h2 and -grpc health checks are built);
 //   'server'    a flag of fortio's servers: fortio's one global flag set accepts it for `load`
 //               too and ignores it there; so does meshlet (scripts that pass them keep working).
 // Checked against fortio's source (cli/fortio_main.go, bincommon/commonflags.go, periodic/, fhttp/).
@@ -39,7 +40,7 @@ export const FORTIO_FLAGS: FortioFlag[] = [
   { name: 'data-dir', kind: 'string', def: '.', help: 'Directory where JSON results are stored/read', status: 'same' },
   { name: 'dns-method', kind: 'string', def: 'cached-rr', help: 'When a name resolves to multiple ip, which method to pick: cached-rr for cached round-robin, rnd for random, first for first answer (pre 1.30 behavior), rr for round-robin.', status: 'same', check: (v) => (['cached-rr', 'rnd', 'first', 'rr'].includes(v) ? null : 'expected cached-rr, rnd, first or rr') },
   { name: 'gomaxprocs', kind: 'int', help: "Setting for runtime.GOMAXPROCS, < 1 doesn't change the default", status: 'note', note: 'no effect: the Node runner is one thread; the value only shows in the banner' },
-  { name: 'h2', kind: 'bool', help: 'Attempt to use HTTP/2.0 / h2 (instead of HTTP/1.1) for both TLS and h2c', status: 'protocols' },
+  { name: 'h2', kind: 'bool', help: 'Attempt to use HTTP/2.0 / h2 (instead of HTTP/1.1) for both TLS and h2c', status: 'note', note: 'h2c with prior knowledge for http://, ALPN h2 for https:// (node:http2); one session per thread; header sizes are not counted (HPACK)' },
   { name: 'halfclose', kind: 'bool', help: 'When not keepalive, whether to half close the connection (only for fast http)', status: 'same' },
   { name: 'http1.0', kind: 'bool', help: 'Use HTTP/1.0 (instead of HTTP/1.1)', status: 'same' },
   { name: 'httpbufferkb', kind: 'int', def: 128, help: 'Size of the buffer (max data size) for the optimized HTTP client in kbytes', status: 'note', note: 'bounds the response head; bodies are counted, not buffered' },
@@ -85,11 +86,11 @@ export const FORTIO_FLAGS: FortioFlag[] = [
   { name: 'unix-socket', kind: 'string', help: 'Unix domain socket path to use for physical connection', status: 'same' },
   { name: 'user', kind: 'string', help: 'User credentials for basic authentication (for HTTP). Input data format should be user:password', status: 'same' },
   // gRPC (fortio's fgrpc flags): with the HTTP/2 client of the Protocols work.
-  { name: 'grpc', kind: 'bool', help: 'Use GRPC (health check by default, add -ping for ping) for load testing', status: 'protocols' },
+  { name: 'grpc', kind: 'bool', help: 'Use GRPC (health check by default, add -ping for ping) for load testing', status: 'note', note: 'grpc.health.v1.Health/Check over HTTP/2; reported as Code lines: 200 = grpc-status 0 and SERVING, 503 = NOT_SERVING, 500+N = grpc-status N (fortio prints a health-status table instead)' },
   { name: 'ping', kind: 'bool', help: 'gRPC load test: use ping instead of health', status: 'protocols' },
   { name: 'grpc-ping-delay', kind: 'duration', help: 'gRPC ping delay in response', status: 'protocols' },
   { name: 'grpc-compression', kind: 'bool', help: 'Enable gRPC compression', status: 'protocols' },
-  { name: 'healthservice', kind: 'string', help: 'which service string to pass to health check', status: 'protocols' },
+  { name: 'healthservice', kind: 'string', help: 'which service string to pass to health check', status: 'same' },
   { name: 's', kind: 'int', def: 1, help: 'Number of streams per gRPC connection', status: 'protocols' },
   { name: 'grpc-method', kind: 'string', help: 'Fully-qualified gRPC method to call (Service/Method). Service must have reflection enabled.', status: 'protocols' },
   { name: 'health', kind: 'bool', help: 'gRPC ping client mode: use health instead of ping', status: 'protocols' },
@@ -129,7 +130,7 @@ export const CURL_FLAG_NAMES = new Set(['H', 'L', 'X', 'cacert', 'cert', 'compre
   'no-reresolve', 'payload', 'payload-file', 'payload-size', 'quiet', 'resolve', 'resolve-ip-type', 'stdclient', 'stream', 'timeout',
   'unix-socket', 'user', 'grpc', 'gomaxprocs', 'profile']);
 
-export const PROTOCOLS_MESSAGE = 'not supported yet: arrives with the Protocols work';
+export const PROTOCOLS_MESSAGE = 'not supported: meshlet load -grpc does grpc.health.v1 health checks only (no ping service, reflection, compression or stream count)';
 
 /** The --help note for a flag. */
 export function flagNote(f: FortioFlag): string | undefined {

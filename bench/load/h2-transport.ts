@@ -8,6 +8,7 @@
 //   HealthCheckRequest  { string service = 1; }            -> 0x0a <len> <utf-8 bytes> (empty: no bytes)
 //   HealthCheckResponse { ServingStatus status = 1; }      -> 0x08 <varint>; SERVING = 1
 // framed as gRPC messages: 1 byte compressed flag (0), 4 bytes big-endian length, the message.
+import type { CallResult, Target } from './http-client.ts';
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 
 export interface H2TransportOptions {
@@ -159,4 +160,33 @@ export function h2Transport(o: H2TransportOptions): H2Transport {
     get sessions() { return sessions; },
     close: () => new Promise<void>((r) => { const s = session; session = null; if (s === null || s.destroyed) return r(); s.close(() => r()); }),
   };
+}
+
+/**
+ * The runner's per-thread caller over HTTP/2 (`meshlet load -h2`) or gRPC health checks
+ * (`-grpc`): one session per thread, as fortio's one client per thread. A gRPC call counts as
+ * Code 200 when grpc-status is 0 and the service answered SERVING; otherwise as 500 + grpc-status
+ * (a NOT_SERVING answer with status 0 is 503), so the Code lines show what failed. -1 as fortio
+ * for a transport error or timeout.
+ */
+export class H2Caller {
+  readonly target: Target;
+  readonly addr: string;
+  private readonly t: H2Transport;
+  private readonly grpc: boolean;
+  constructor(target: Target, o: H2TransportOptions) {
+    this.target = target;
+    this.addr = `${target.url.hostname}:${target.url.port || (target.url.protocol === 'https:' ? 443 : 80)}`;
+    this.t = h2Transport(o);
+    this.grpc = !!o.grpc;
+  }
+  get sockets(): number { return this.t.sessions; }
+  call(cb: (r: CallResult) => void): void {
+    void this.t.call().then((r) => {
+      let status = r.status;
+      if (status > 0 && this.grpc) status = r.grpcStatus === 0 ? (r.serving === 1 || r.serving === -1 ? 200 : 503) : 500 + Math.max(0, r.grpcStatus);
+      cb(status < 0 ? { status: -1, headerBytes: 0, totalBytes: r.bytes, error: 'HTTP/2 stream failed or timed out' } : { status, headerBytes: 0, totalBytes: r.bytes });
+    });
+  }
+  close(): void { void this.t.close(); }
 }

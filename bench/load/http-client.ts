@@ -86,7 +86,18 @@ export class Resolver {
 const IDLE = 0, HEAD = 1, LENGTH = 2, CHUNKED = 3, UNTIL_CLOSE = 4;
 
 /** One thread's connection: at most one request in flight, reconnects as needed. */
-export class Conn {
+/** What the runner drives per thread: an HTTP/1.x Conn, or an HTTP/2 / gRPC caller (h2-transport.ts). */
+export interface Caller {
+  readonly target: Target;
+  /** "ip:port" of the current socket (for the log lines). */
+  readonly addr: string;
+  /** Sockets (sessions) opened so far: fortio's "Sockets used". */
+  readonly sockets: number;
+  call(cb: (r: CallResult) => void): void;
+  close(): void;
+}
+
+export class Conn implements Caller {
   readonly target: Target;
   readonly opts: ClientOptions;
   request: Buffer;

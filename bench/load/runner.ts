@@ -6,7 +6,8 @@
 // thread was behind schedule, its latency is measured from the call's intended start (fortio
 // measures from the actual send), so a stalled server shows up in the percentiles instead of
 // silently slowing the sender (no coordinated omission). `coCorrection: false` gives fortio's.
-import { Conn, Resolver, buildRequest, targetOf, type CallResult, type RequestSpec, type TlsOptions } from './http-client.ts';
+import { Conn, Resolver, buildRequest, targetOf, type CallResult, type Caller, type RequestSpec, type TlsOptions } from './http-client.ts';
+import { H2Caller } from './h2-transport.ts';
 import { Counter, Histogram } from './histogram.ts';
 import { dueMs, jitterMs, plan, uniformOffsetMs, type Plan } from './pacing.ts';
 import { goDurationMs } from './goflag.ts';
@@ -53,6 +54,10 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Measure late calls from their intended start (default true; see the header comment). */
   coCorrection?: boolean;
+  /** HTTP/2 (-h2: h2c for http://, ALPN h2 for https://) instead of HTTP/1.1. */
+  h2?: boolean;
+  /** gRPC health checks (-grpc, -healthservice) over HTTP/2. */
+  grpc?: { service: string } | null;
   /** fortio's log lines (warnings per thread, non-OK codes). */
   log?: (level: 'info' | 'warn' | 'err', msg: string, fields?: Record<string, unknown>) => void;
   /** -runid, for the log lines. */
@@ -134,7 +139,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   });
   const mainTarget = targetOf(url, o.resolve, o.unixSocket);
   const request = buildRequest(url, spec);
-  const conns = Array.from({ length: threads }, (_, i) => new Conn(mainTarget, request, method, clientOpts(i), !!o.noReresolve));
+  const h2 = !!o.h2 || !!o.grpc;
+  const conns: Caller[] = Array.from({ length: threads }, (_, i) => (h2
+    ? new H2Caller(mainTarget, { url: o.url, headers: o.headers, payload: o.payload, contentType: o.contentType, timeoutMs: o.timeoutMs, insecure: tls.insecure, grpc: o.grpc ?? null })
+    : new Conn(mainTarget, request, method, clientOpts(i), !!o.noReresolve)));
   // -L: other origins get their own connection per thread (fortio: the std client follows redirects).
   const redirectConns = Array.from({ length: threads }, () => new Map<string, Conn>());
 
@@ -145,7 +153,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     let hb = 0, tb = 0;
     const step = (r: CallResult) => {
       hb += r.headerBytes; tb += r.totalBytes;
-      if (o.followRedirects && r.location && r.status >= 300 && r.status < 400 && hops < 10) {
+      if (!h2 && o.followRedirects && r.location && r.status >= 300 && r.status < 400 && hops < 10) {
         hops++;
         let next: URL;
         try { next = new URL(r.location, conn.target.url); } catch { cb({ ...r, headerBytes: hb, totalBytes: tb }); return; }

@@ -14,9 +14,24 @@ const service: grpc.ServiceDefinition = {
   },
 };
 
-export async function startHealthServer(port = 0): Promise<{ port: number; close(): void }> {
+/** HealthCheckRequest.service (field 1, a short string): the bytes after tag 0x0a and a one-byte length. */
+function requestedService(b: Buffer): string {
+  return b.length >= 2 && b[0] === 0x0a && b[1] < 0x80 ? b.subarray(2, 2 + b[1]).toString('utf8') : '';
+}
+
+/**
+ * As the standard health service: a service it knows answers its status (the server itself, '',
+ * is SERVING), any other is NOT_FOUND.
+ */
+export async function startHealthServer(port = 0, services: Record<string, 1 | 2> = { '': 1 }): Promise<{ port: number; close(): void }> {
   const server = new grpc.Server();
-  server.addService(service, { Check: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, SERVING) });
+  server.addService(service, {
+    Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const st = services[requestedService(call.request)];
+      if (st === undefined) cb({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
+      else cb(null, st === 1 ? SERVING : encodeHealthCheckResponse(st).subarray(5));
+    },
+  });
   const p = await new Promise<number>((ok, fail) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, n) => (e ? fail(e) : ok(n))));
   return { port: p, close: () => server.forceShutdown() };
 }

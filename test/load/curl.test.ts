@@ -65,7 +65,7 @@ describe('meshlet curl', () => {
     expect(nofollow.code).toBe(1);
     expect(nofollow.err).toMatch(/^HTTP\/1\.1 301 /);
   });
-  it('meshlet load -curl fetches once; unknown curl flags exit 2; -h2 exits 2 (Protocols)', async () => {
+  it('meshlet load -curl fetches once; unknown curl flags exit 2; -h2 exits 2 (not in curl mode)', async () => {
     const [lc, bad, h2] = await Promise.all([
       run(['load', '-curl', `http://127.0.0.1:${ok.port}/`]),
       run(['curl', '-c', '2', `http://127.0.0.1:${ok.port}/`]),
@@ -76,6 +76,6 @@ describe('meshlet curl', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('flag provided but not defined: -c');
     expect(h2.code).toBe(2);
-    expect(h2.err).toContain('arrives with the Protocols work');
+    expect(h2.err).toContain('-h2: not supported in curl mode');
   });
 });

@@ -6,6 +6,7 @@ import { decodeHealthCheckResponse, encodeHealthCheckRequest, h2Transport } from
 import { startHealthServer } from '../../bench/peers/grpc-health.ts';
 import { echo, proxyFor, serviceYaml, startUpstream, type Upstream } from '../helpers.ts';
 import type { RunningProxy } from '../../proxy/main.ts';
+import { run } from './lib.ts';
 
 let health: Awaited<ReturnType<typeof startHealthServer>>;
 let up: Upstream;
@@ -58,5 +59,21 @@ describe('h2 load transport', () => {
     const dead = h2Transport({ url: 'http://127.0.0.1:9/', timeoutMs: 2000 });
     expect((await dead.call()).status).toBe(-1);
     await dead.close();
+  });
+
+  it('meshlet load -h2 (h2c through meshlet) and -grpc (health checks, direct and through meshlet) report Code lines', async () => {
+    const [h2, grpc, grpcMesh, notServing] = await Promise.all([
+      run(['load', '-h2', '-qps', '0', '-n', '20', '-c', '2', '-H', 'Host: web', `http://127.0.0.1:${p.ports.outbound}/`]),
+      run(['load', '-grpc', '-qps', '0', '-n', '10', '-c', '1', `http://127.0.0.1:${health.port}`]),
+      run(['load', '-grpc', '-qps', '0', '-n', '10', '-c', '2', '-H', 'Host: health', `http://127.0.0.1:${p.ports.outbound}`]),
+      run(['load', '-grpc', '-healthservice', 'no-such-service', '-allow-initial-errors', '-qps', '0', '-n', '5', '-c', '1', `http://127.0.0.1:${health.port}`]),
+    ]);
+    expect(h2.code, h2.err).toBe(0);
+    expect(h2.err).toMatch(/Code 200 : 20 \(100\.0 %\)/);
+    expect(h2.err).toMatch(/Sockets used: 2 /);
+    expect(grpc.err).toMatch(/Code 200 : 10 \(100\.0 %\)/);
+    expect(grpcMesh.err).toMatch(/Code 200 : 10 \(100\.0 %\)/);
+    // An unknown service is NOT_FOUND (grpc-status 5) from the standard health service: 505.
+    expect(notServing.err).toMatch(/Code 505 : 5 \(100\.0 %\)/);
   });
 });

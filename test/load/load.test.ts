@@ -68,7 +68,7 @@ describe('the text report, line for line (fortio-golden.txt)', () => {
 });
 
 describe('exit codes (fortio)', () => {
-  it('unknown flag → 2 with Go\'s message; bad value → 2; no URL, flags after the URL, -p 100 → 1; -h2 → 2 "arrives with Protocols"', async () => {
+  it('unknown flag → 2 with Go\'s message; bad value → 2; no URL, flags after the URL, -p 100 → 1; gRPC extras (-ping, -grpc-compression) → 2', async () => {
     const u = `http://127.0.0.1:${ok.port}/`;
     const [bogus, badC, noUrl, after, p100, h2, grpc] = await Promise.all([
       run(['load', '-bogus', '1', u]),
@@ -76,8 +76,8 @@ describe('exit codes (fortio)', () => {
       run(['load']),
       run(['load', u, '-c', '2', '-n', '4']),
       run(['load', '-p', '100', '-n', '1', u]),
-      run(['load', '-h2', u]),
-      run(['load', '-grpc', u]),
+      run(['load', '-ping', u]),
+      run(['load', '-grpc-compression', u]),
     ]);
     expect([bogus.code, badC.code, noUrl.code, after.code, p100.code, h2.code, grpc.code]).toEqual([2, 2, 1, 1, 1, 2, 2]);
     expect(bogus.err).toMatch(/^flag provided but not defined: -bogus$/m);
@@ -85,13 +85,14 @@ describe('exit codes (fortio)', () => {
     expect(noUrl.err).toContain('Error: fortio load/curl needs a URL or destination');
     expect(after.err).toContain('flags go before the url');
     expect(after.err).not.toContain('All done'); // nothing ran
-    expect(h2.err).toContain('-h2: not supported yet: arrives with the Protocols work');
-    expect(grpc.err).toContain('-grpc: not supported yet: arrives with the Protocols work');
+    expect(h2.err).toContain('-ping: not supported: meshlet load -grpc does grpc.health.v1 health checks only');
+    expect(grpc.err).toContain('-grpc-compression: not supported');
   });
-  it('--help lists every flag, the Protocols ones marked', async () => {
+  it('--help lists every flag, the differences marked', async () => {
     const r = await run(['load', '--help']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/-h2\n\s+\tAttempt to use HTTP\/2\.0.*not supported yet: arrives with the Protocols work/);
+    expect(r.out).toMatch(/-h2\n\s+\tAttempt to use HTTP\/2\.0.*h2c with prior knowledge/);
+    expect(r.out).toMatch(/-ping\n\s+\t.*not supported: meshlet load -grpc does grpc.health.v1 health checks only/);
     for (const f of ['-abort-on int', '-access-log-file string', '-t duration', '-qps float', '-keepalive\n']) expect(r.out).toContain(f);
   });
   it('any run exits 0 whatever the codes: all 503, connection refused; -qps -1 means max', async () => {

@@ -11,6 +11,7 @@
 // Certificates for the TLS arms are made per run with openssl (ECDSA P-256, TLS 1.3, both sides
 // verify: the same mutual-TLS work an Istio/Linkerd hop does).
 import { spawnSync } from 'node:child_process';
+import { get as httpGet } from 'node:http';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +99,61 @@ function meshletPair(name: string, about: string, root: () => string | null, ext
           { ready: (l) => meshletReadyPorts(l)?.outbound ?? null, env });
         return pair(outbound, inbound, outbound.port);
       } catch (e) { await inbound.stop(); throw e; }
+    },
+  };
+}
+
+/**
+ * Two meshlet sidecars following a `meshlet control` with its CA, as in a mesh: the inbound one
+ * registers itself for the service, the outbound one learns the endpoint from the control server.
+ * With `mtls`, both have identities (--service-account: certificates from the CA), so the hop is
+ * mutual TLS 1.3 with the server's SPIFFE identity verified; without, the same topology in
+ * plaintext.
+ */
+function meshletControlPair(name: string, about: string, mtls: boolean, root: () => string | null = () => ROOT): HopArm {
+  return {
+    name, about,
+    skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
+    async start(upstream, dir) {
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+      const bin = join(root()!, 'bin/meshlet.js');
+      const cfg = join(dir, `${name}-control`);
+      mkdirSync(cfg, { recursive: true });
+      writeFileSync(join(cfg, 'services.yaml'), `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: upstream, namespace: bench }
+spec:
+  hosts: [${HOST}]
+  ports: [{ number: 80, name: http }]
+`);
+      const ctlReady = (l: string) => { if (!l.includes('"meshlet control ready"')) return null; try { return (JSON.parse(l) as { ports: { discovery: number } }).ports.discovery; } catch { return null; } };
+      const ctl = await startProc(`${name}-control`, NODE, [bin, 'control', '--config-dir', cfg, '--ca-dir', join(dir, `${name}-ca`), '--port', '0', '--api-port', '0', '--log-level', 'warn'], { ready: ctlReady, env });
+      const url = `http://127.0.0.1:${ctl.port}`;
+      const common = ['--control', url, '--namespace', 'bench', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn', '--access-log', 'off'];
+      const id = (sa: string) => (mtls ? ['--service-account', sa] : []);
+      const started: Proc[] = [ctl];
+      try {
+        const inbound = await startProc(`${name}-in`, NODE, [bin, 'proxy', ...common, '--node-id', 'in', '--service', HOST, '--app-port', String(upstream), ...id('upstream')],
+          { ready: (l) => meshletReadyPorts(l)?.inbound ?? null, env });
+        started.push(inbound);
+        const outbound = await startProc(`${name}-out`, NODE, [bin, 'proxy', ...common, '--node-id', 'out', ...id('client')],
+          { ready: (l) => meshletReadyPorts(l)?.outbound ?? null, env });
+        started.push(outbound);
+        // Ready once the outbound side routes to the registered endpoint.
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          // node:http, not fetch: fetch does not let a caller set Host.
+          const ok = await new Promise<boolean>((resolve) => {
+            const r = httpGet({ host: '127.0.0.1', port: outbound.port, path: '/', headers: { host: HOST }, agent: false, timeout: 2000 }, (res) => { res.resume(); resolve(res.statusCode === 200); });
+            r.on('error', () => resolve(false));
+            r.on('timeout', () => { r.destroy(); resolve(false); });
+          });
+          if (ok) break;
+          if (Date.now() > deadline) throw new Error(`${name}: the outbound sidecar never reached the upstream`);
+          await sleep(100);
+        }
+        return { port: outbound.port, procs: [outbound, inbound], stop: async () => { for (const p of started.reverse()) await p.stop(); } };
+      } catch (e) { for (const p of started.reverse()) await p.stop(); throw e; }
     },
   };
 }
@@ -200,6 +256,8 @@ export function hopArms(): HopArm[] {
     { name: 'direct', about: 'no proxy', skip: () => null, start: async (u) => ({ port: u, procs: [], stop: async () => {} }) },
     meshletPair('meshlet-pair', 'two meshlet sidecars, plaintext between them', () => ROOT),
     meshletPair('meshlet-pair-before', 'two meshlet sidecars from $MESHLET_BEFORE, plaintext', () => process.env.MESHLET_BEFORE ?? null),
+    meshletControlPair('meshlet-mesh', 'two meshlet sidecars following a control server (registration), plaintext', false),
+    meshletControlPair('meshlet-mesh-mtls', 'the same with workload identities: mutual TLS 1.3 between the sidecars (SPIFFE SAN verified)', true),
     haproxyPair(false),
     haproxyPair(true),
     nginxPair(),

@@ -27,7 +27,9 @@ function cpuUs(pid: number): number {
 }
 
 async function load(port: number, host: string, seconds: number) {
-  const r = await runLoad({ url: `http://127.0.0.1:${port}/get`, connections: CONNECTIONS, qps: QPS, calls: 0, durationMs: seconds * 1000, headers: [['Host', host]], payload: null, timeoutMs: 5000, allowInitialErrors: false });
+  const r = await runLoad({ url: `http://127.0.0.1:${port}/get`, connections: CONNECTIONS, qps: QPS, calls: 0, durationMs: seconds * 1000, headers: [['Host', host]], payload: null, timeoutMs: 5000, allowInitialErrors: false,
+    // calls spread evenly over the connections (fortio -uniform), not fortio's lock-step bursts
+    uniform: true });
   const j = toFortioJson(r, [50, 99]);
   const p = (q: number) => 1000 * j.DurationHistogram.Percentiles!.find((x) => x.Percentile === q)!.Value;
   let errors = 0;

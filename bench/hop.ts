@@ -80,13 +80,17 @@ const meshletReadyPorts = (line: string): { outbound: number; inbound: number; a
 };
 
 /** Two meshlet sidecars: the outbound one's ServiceEntry points at the inbound one's listener. */
+/** A meshlet checkout's entry point, and the environment its processes get (no OTEL_*: no exporter in a bench). */
+function meshletRun(root: string): { bin: string; env: NodeJS.ProcessEnv } {
+  return { bin: join(root, 'bin/meshlet.js'), env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_'))) };
+}
+
 function meshletPair(name: string, about: string, root: () => string | null, extra: { out?: string[]; in?: string[] } = {}): HopArm {
   return {
     name, about,
     skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
     async start(upstream, dir) {
-      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-      const bin = join(root()!, 'bin/meshlet.js');
+      const { bin, env } = meshletRun(root()!);
       const common = ['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn', '--access-log', 'off'];
       const inYaml = join(dir, `${name}-in.yaml`);
       writeFileSync(inYaml, seYaml(upstream));
@@ -110,13 +114,12 @@ function meshletPair(name: string, about: string, root: () => string | null, ext
  * mutual TLS 1.3 with the server's SPIFFE identity verified; without, the same topology in
  * plaintext.
  */
-function meshletControlPair(name: string, about: string, mtls: boolean, root: () => string | null = () => ROOT): HopArm {
+function meshletControlPair(name: string, about: string, mtls: boolean): HopArm {
   return {
     name, about,
-    skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
+    skip: () => null,
     async start(upstream, dir) {
-      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-      const bin = join(root()!, 'bin/meshlet.js');
+      const { bin, env } = meshletRun(ROOT);
       const cfg = join(dir, `${name}-control`);
       mkdirSync(cfg, { recursive: true });
       writeFileSync(join(cfg, 'services.yaml'), `apiVersion: networking.istio.io/v1

@@ -272,11 +272,14 @@ export interface HopResult {
   rps?: number; cpuUsPerReq?: number; closedErrors?: number;
   lat?: Latency; fixedCpuUsPerReq?: number; vcpuPer1000?: number;
   rssSteadyMb?: number[]; rssIdleMb?: number[]; idleCorePct?: number;
+  /** The private part (RssAnon) of each proxy's RSS, steady and idle. */
+  anonSteadyMb?: number[]; anonIdleMb?: number[];
   added?: { p50: number; p90: number; p99: number; p999: number };
 }
 
 const cpuOf = (h: Hop) => h.procs.reduce((s, p) => s + treeCpuMicros(p.pid), 0);
 const rssOf = (h: Hop) => h.procs.map((p) => treeMemKb(p.pid, 'VmRSS') / 1024);
+const anonOf = (h: Hop) => h.procs.map((p) => treeMemKb(p.pid, 'RssAnon') / 1024);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function measure(arm: HopArm, round: number, upstream: number, dir: string, certs: Certs | null, plan: HopPlan): Promise<HopResult> {
@@ -295,12 +298,14 @@ async function measure(arm: HopArm, round: number, upstream: number, dir: string
       // vCPU per 1 000 rps: core-seconds per second at the fixed rate, scaled to 1 000 rps.
       r.vcpuPer1000 = ((c2 - c1) / 1e6 / plan.fixedS) * (1000 / plan.qps);
       r.rssSteadyMb = rssOf(h);
+      r.anonSteadyMb = anonOf(h);
       // Idle: let connections time out of their busy state, then count CPU over a quiet window.
       await sleep(1000);
       const i0 = cpuOf(h);
       await sleep(plan.idleS * 1000);
       r.idleCorePct = ((cpuOf(h) - i0) / (plan.idleS * 1e6)) * 100;
       r.rssIdleMb = rssOf(h);
+      r.anonIdleMb = anonOf(h);
     }
     return r;
   } finally {
@@ -352,14 +357,15 @@ export function hopTable(results: HopResult[], plan: HopPlan, tool: string): str
   const lines = [
     `node ${process.version} · ${cpus().length} cores · closed loop: ${tool}, 1 KB bodies · fixed rate: ${plan.qps} rps open loop · CPU and RSS: both proxies of the hop`,
     '',
-    '| arm | round | rps | CPU µs/req (closed) | CPU µs/req @fixed | vCPU /1000 rps | +p50 ms | +p90 ms | +p99 ms | +p99.9 ms | RSS out/in MB steady | RSS out/in MB idle | idle % core | errors |',
+    '| arm | round | rps | CPU µs/req (closed) | CPU µs/req @fixed | vCPU /1000 rps | +p50 ms | +p90 ms | +p99 ms | +p99.9 ms | RSS out/in MB steady (private) | RSS out/in MB idle (private) | idle % core | errors |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     if (r.skipped || r.failed) { lines.push(`| ${r.arm} | ${r.round} | ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed!.replaceAll('|', '/')}`} |||||||||||`); continue; }
-    const rss = (a?: number[]) => (a && a.length ? a.map((x) => x.toFixed(0)).join(' / ') : '–');
+    const mb = (a?: number[]) => (a && a.length ? a.map((x) => x.toFixed(0)).join(' / ') : '–');
+    const rss = (a?: number[], anon?: number[]) => (a && a.length ? `${mb(a)}${anon && anon.length ? ` (${mb(anon)})` : ''}` : '–');
     const errs = (r.closedErrors ?? 0) + (r.lat?.errors ?? 0);
-    lines.push(`| ${r.arm} | ${r.round} | ${f(r.rps)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.fixedCpuUsPerReq, 1)} | ${f(r.vcpuPer1000, 3)} | ${s(r.added?.p50)} | ${s(r.added?.p90)} | ${s(r.added?.p99)} | ${s(r.added?.p999)} | ${rss(r.rssSteadyMb)} | ${rss(r.rssIdleMb)} | ${f(r.idleCorePct, 2)} | ${errs} |`);
+    lines.push(`| ${r.arm} | ${r.round} | ${f(r.rps)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.fixedCpuUsPerReq, 1)} | ${f(r.vcpuPer1000, 3)} | ${s(r.added?.p50)} | ${s(r.added?.p90)} | ${s(r.added?.p99)} | ${s(r.added?.p999)} | ${rss(r.rssSteadyMb, r.anonSteadyMb)} | ${rss(r.rssIdleMb, r.anonIdleMb)} | ${f(r.idleCorePct, 2)} | ${errs} |`);
   }
   return lines.join('\n');
 }

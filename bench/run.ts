@@ -49,8 +49,14 @@ export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => voi
         tool = t.tool;
         const cpu1 = p.pid ? treeCpuMicros(p.pid) : 0;
         const lat = await fixedRate(p.port, plan.qps, plan.fixedS);
+        const cpu2 = p.pid ? treeCpuMicros(p.pid) : 0;
         const r: ArmResult = { arm: arm.name, about: arm.about, rps: t.rps, closedErrors: t.errors, lat };
-        if (p.pid) r.cpuUsPerReq = (cpu1 - cpu0) / t.requests;
+        if (p.pid) {
+          r.cpuUsPerReq = (cpu1 - cpu0) / t.requests;
+          r.fixedCpuUsPerReq = (cpu2 - cpu1) / Math.max(1, lat.calls);
+          r.rssSteadyMb = treeMemKb(p.pid, 'VmRSS') / 1024;
+          r.anonSteadyMb = treeMemKb(p.pid, 'RssAnon') / 1024;
+        }
         if (plan.big > 0) r.rps64k = (await closedLoop(p.port, plan.big, '/64k')).rps;
         if (p.pid) r.peakRssMb = treeMemKb(p.pid, 'VmHWM') / 1024;
         if (plan.idle > 0 && p.pid) {

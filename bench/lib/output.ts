@@ -9,6 +9,11 @@ export interface ArmResult {
   rps?: number;
   ratio?: number;
   cpuUsPerReq?: number;
+  /** Proxy CPU µs per request over the fixed-rate window (nothing batches at a fixed rate). */
+  fixedCpuUsPerReq?: number;
+  /** VmRSS and its private part (RssAnon) at the end of the fixed-rate window. */
+  rssSteadyMb?: number;
+  anonSteadyMb?: number;
   closedErrors?: number;
   lat?: { p50: number; p90: number; p99: number; p999: number; errors: number; behind: number };
   added?: { p50: number; p99: number; p999: number };
@@ -26,14 +31,14 @@ export function table(results: ArmResult[], meta: Meta): string {
   const lines = [
     `node ${meta.node} · ${meta.cores} cores · closed loop: ${meta.tool || 'n/a'}, 1 KB bodies · fixed rate: ${meta.qps} rps open loop (meshlet load), ${meta.fixedConnections} connections`,
     '',
-    '| arm | rps | × direct | proxy CPU µs/req | p50 ms | p90 ms | p99 ms | p99.9 ms | +p50 | +p99 | +p99.9 | 64 KB rps | peak RSS MB | RSS @1000 conns MB | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| arm | rps | × direct | proxy CPU µs/req | CPU µs/req @fixed | p50 ms | p90 ms | p99 ms | p99.9 ms | +p50 | +p99 | +p99.9 | 64 KB rps | RSS MB @fixed (private) | peak RSS MB | RSS @1000 conns MB | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
-    if (r.skipped || r.failed) { lines.push(`| ${r.arm} | ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed!.replaceAll('|', '/')}`} ||||||||||||||`); continue; }
+    if (r.skipped || r.failed) { lines.push(`| ${r.arm} | ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.failed!.replaceAll('|', '/')}`} ||||||||||||||||`); continue; }
     // Errors under load make a fast rps meaningless: count them in the row (non-2xx/3xx and socket errors).
     const errs = (r.closedErrors ?? 0) + (r.lat?.errors ?? 0);
-    lines.push(`| ${r.arm} | ${f(r.rps)} | ${f(r.ratio, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.lat?.p50, 2)} | ${f(r.lat?.p90, 2)} | ${f(r.lat?.p99, 2)} | ${f(r.lat?.p999, 2)} | ${signed(r.added?.p50)} | ${signed(r.added?.p99)} | ${signed(r.added?.p999)} | ${f(r.rps64k)} | ${f(r.peakRssMb)} | ${f(r.rssIdle1000Mb)} | ${errs} |`);
+    lines.push(`| ${r.arm} | ${f(r.rps)} | ${f(r.ratio, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.fixedCpuUsPerReq, 1)} | ${f(r.lat?.p50, 2)} | ${f(r.lat?.p90, 2)} | ${f(r.lat?.p99, 2)} | ${f(r.lat?.p999, 2)} | ${signed(r.added?.p50)} | ${signed(r.added?.p99)} | ${signed(r.added?.p999)} | ${f(r.rps64k)} | ${r.rssSteadyMb === undefined ? '–' : `${f(r.rssSteadyMb)} (${f(r.anonSteadyMb)})`} | ${f(r.peakRssMb)} | ${f(r.rssIdle1000Mb)} | ${errs} |`);
   }
   return lines.join('\n');
 }

@@ -29,13 +29,17 @@ function children(pid: number): number[] {
   try { return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { return []; }
 }
 
-export function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+/**
+ * `RssAnon` is the private part of VmRSS (heap, stacks, buffers); the rest (`RssFile`) is mostly the
+ * executable's pages, shared by every process running the same binary (two sidecars on a node).
+ */
+export function memKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
 
 /** A memory field summed over a process and its descendants (nginx's master + worker). */
-export function treeMemKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+export function treeMemKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   let total = memKb(pid, field);
   for (const c of children(pid)) total += treeMemKb(c, field);
   return total;

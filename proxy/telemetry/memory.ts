@@ -2,7 +2,7 @@
 // moves bytes creates little other garbage, so V8 collects those buffers only once external
 // memory passes its ~64 MB soft limit. Watching external memory and asking for a collection when it
 // piles up keeps a streaming proxy's RSS near its working set.
-import { setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 type GcFn = (opts?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
@@ -32,6 +32,16 @@ export interface MemoryGuardOptions {
 /** ArrayBuffer growth between two checks below which the proxy counts as idle (bytes). */
 const QUIET_GROWTH = 64 * 1024;
 
+/**
+ * ArrayBuffer memory, read cheaply: V8's external memory counts every backing store (plus a
+ * small, steady amount of other native memory, `base`). process.memoryUsage() gives the same
+ * figure but also reads the RSS from /proc on every call: ~10 µs here against ~0.4 µs, and the
+ * guard reads it 50 times a second under load.
+ */
+function bufferBytes(base: number): number {
+  return getHeapStatistics().external_memory - base;
+}
+
 /** Set while a guard runs and has slowed down: the next request brings it back to speed. */
 let wake: (() => void) | null = null;
 
@@ -54,7 +64,9 @@ export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
   const fast = opts.intervalMs ?? 20;
   const slow = Math.max(fast, opts.maxIntervalMs ?? 1000);
   let interval = fast;
-  let last = process.memoryUsage().arrayBuffers;
+  // The non-ArrayBuffer part of external memory, measured once (one process.memoryUsage()).
+  const base = getHeapStatistics().external_memory - process.memoryUsage().arrayBuffers;
+  let last = bufferBytes(base);
   let timer: NodeJS.Timeout;
   let stopped = false;
   const arm = (): void => {
@@ -70,7 +82,7 @@ export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
   };
   const check = (): void => {
     if (stopped) return;
-    const now = process.memoryUsage().arrayBuffers;
+    const now = bufferBytes(base);
     if (now >= threshold) {
       // Backing stores of dead buffers are released by a full collection (a scavenge does not
       // return them); the heap of a proxy is small, so one costs about a millisecond. gc() is
@@ -78,7 +90,7 @@ export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
       const fn = getGc();
       if (fn === null) { wake = null; return; } // not available: stop checking
       fn({ type: 'major' });
-      last = process.memoryUsage().arrayBuffers;
+      last = bufferBytes(base);
       interval = fast;
     } else {
       interval = now - last > QUIET_GROWTH ? fast : Math.min(slow, interval * 2);

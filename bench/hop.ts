@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HOST, scratchDir } from './lib/arms.ts';
 import { closedLoop, fixedRate, type Latency } from './lib/measure.ts';
-import { jsonPort, memKb, startProc, treeCpuMicros, treeMemKb, which, type Proc } from './lib/procs.ts';
+import { jsonPort, memKb, startProc, treeCpuMicros, treeMemKb, warmCompileCache, which, type Proc } from './lib/procs.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const NODE = process.execPath;
@@ -316,6 +316,7 @@ async function measure(arm: HopArm, round: number, upstream: number, dir: string
 export async function benchHop(plan: HopPlan, only: string[] | null, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<HopResult[]> {
   const dir = scratchDir();
   const certs = (() => { try { return makeCerts(dir); } catch (e) { log(`certificates: ${(e as Error).message}`); return null; } })();
+  warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
   const up = await startProc('upstream', NODE, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
   const results: HopResult[] = [];
   try {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { allArms, scratchDir, type Arm } from './lib/arms.ts';
 import { FIXED_CONNECTIONS, closedLoop, compareLoadGens, fixedRate, idleConnections, type LoadGen } from './lib/measure.ts';
-import { jsonPort, startProc, treeCpuMicros, treeMemKb, type Proc } from './lib/procs.ts';
+import { jsonPort, startProc, treeCpuMicros, treeMemKb, warmCompileCache, type Proc } from './lib/procs.ts';
 import { loadGenTable, svg, table, type ArmResult } from './lib/output.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -28,6 +28,7 @@ async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
 
 export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<{ results: ArmResult[]; tool: string }> {
   const dir = scratchDir();
+  warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
   const ups = await startUpstreams();
   const results: ArmResult[] = [];
   let tool = '';

@@ -3,14 +3,34 @@
 // default). Renewed at half its life with a new key; the TLS contexts are swapped atomically, so
 // connections already open keep theirs and new handshakes use the new one: a rotation drops no
 // request. A failed renewal retries with backoff while the current leaf is still valid.
-import { webcrypto, KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
-// @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
+import type { KeyAndCsr } from './csr.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+const CSR_SCRIPT = new URL('./csr.ts', import.meta.url).pathname;
+
+/**
+ * A new key and its CSR, made by a child process of the same Node that exits with the answer: the
+ * CSR library stays out of the sidecar's memory between rotations (proxy/identity/csr.ts). The
+ * private key comes back over the child's stdout pipe, inside the pod; it is never written to
+ * disk or sent anywhere.
+ */
+export function makeCsr(spiffeId: string, timeoutMs = 30_000): Promise<KeyAndCsr> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [CSR_SCRIPT, spiffeId], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, env: process.env });
+    let out = '';
+    let err = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    c.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    c.once('error', (e) => reject(new Error(`CSR: ${e.message}`)));
+    c.once('close', (code, signal) => {
+      if (code !== 0) { reject(new Error(`CSR: ${err.trim() || `exited ${code ?? signal}`}`)); return; }
+      try { resolve(JSON.parse(out) as KeyAndCsr); } catch { reject(new Error('CSR: unreadable answer')); }
+    });
+  });
+}
 
 export interface IssuedCert { certChain: string; rootCert: string }
 /** Where leaves come from: the control server's CA (controlCertSource), or a test's CA. */
@@ -78,16 +98,11 @@ export class Identity {
 
   /** A new key, a CSR, the signed leaf, new contexts; schedules the next renewal. */
   async rotate(): Promise<void> {
-    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: this.spiffeId }])],
-    });
+    const { keyPem, csrPem } = await makeCsr(this.spiffeId);
     const ttl = this.opts.ttlMs ?? 24 * 3600_000;
-    const got = await this.opts.source(csr.toString('pem'), { namespace: this.namespace, serviceAccount: this.serviceAccount, ttlSeconds: Math.ceil(ttl / 1000) });
-    const keyPem = KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+    const got = await this.opts.source(csrPem, { namespace: this.namespace, serviceAccount: this.serviceAccount, ttlSeconds: Math.ceil(ttl / 1000) });
     const leaf = new X509Certificate(got.certChain);
-    if (!leaf.checkPrivateKey(KeyObject.from(keys.privateKey))) throw new Error('the CA answered with a certificate for another key');
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new Error('the CA answered with a certificate for another key');
     const sans = (leaf.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
     if (!sans.includes(this.spiffeId)) throw new Error(`the CA signed ${sans.join(', ') || 'no URI SAN'}, not ${this.spiffeId}`);
     this.cur = {

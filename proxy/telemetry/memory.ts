@@ -21,7 +21,7 @@ function getGc(): GcFn | null {
 }
 
 export interface MemoryGuardOptions {
-  /** Ask for a full collection when ArrayBuffer memory has grown this much since the last one (bytes). */
+  /** Ask for a full collection when ArrayBuffer memory reaches this (bytes; see `limit` for memory that stays live). */
   thresholdBytes?: number;
   /** Check interval while bytes are moving (ms). */
   intervalMs?: number;
@@ -60,7 +60,6 @@ export function noteRequest(): void {
  * idle proxy wakes once a second instead of 50 times (those wake-ups were 1.3 % of a core).
  */
 export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
-  // Growth of ArrayBuffer memory since the last collection that triggers the next one.
   const threshold = opts.thresholdBytes ?? 8 * 1024 * 1024;
   const fast = opts.intervalMs ?? 20;
   const slow = Math.max(fast, opts.maxIntervalMs ?? 1000);
@@ -68,10 +67,12 @@ export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
   // The non-ArrayBuffer part of external memory, measured once (one process.memoryUsage()).
   const base = getHeapStatistics().external_memory - process.memoryUsage().arrayBuffers;
   let last = bufferBytes(base);
-  // What the last collection could not free (live buffers, or native memory V8 counts as external
-  // that is not a buffer): growth is measured from here, so memory that stays live never makes
-  // the guard collect on every check. It follows the level down as memory is released.
-  let floor = 0;
+  // The level that triggers a collection: `threshold`, unless the last collection left half of
+  // that or more alive (buffers held for retries, or native memory V8 counts as external): then
+  // `threshold` above what it left, so memory that stays live never makes the guard collect on
+  // every check. Back to `threshold` as that memory is released. (Measuring from whatever the
+  // last collection left, always, would let buffers in flight at that moment raise the bound.)
+  let limit = threshold;
   let timer: NodeJS.Timeout;
   let stopped = false;
   const arm = (): void => {
@@ -88,15 +89,16 @@ export function startMemoryGuard(opts: MemoryGuardOptions = {}): () => void {
   const check = (): void => {
     if (stopped) return;
     const now = bufferBytes(base);
-    if (now < floor) floor = now;
-    if (now - floor >= threshold) {
+    if (limit > threshold && now + threshold < limit) limit = Math.max(threshold, now + threshold);
+    if (now >= limit) {
       // Backing stores of dead buffers are released by a full collection (a scavenge does not
       // return them); the heap of a proxy is small, so one costs about a millisecond. gc() is
       // fetched at the first need: exposing it (a new vm context) costs an idle process CPU.
       const fn = getGc();
       if (fn === null) { wake = null; return; } // not available: stop checking
       fn({ type: 'major' });
-      last = floor = bufferBytes(base);
+      last = bufferBytes(base);
+      limit = last >= threshold / 2 ? last + threshold : threshold;
       interval = fast;
     } else {
       interval = now - last > QUIET_GROWTH ? fast : Math.min(slow, interval * 2);

@@ -3,7 +3,6 @@
 // ASN.1 schema stack would hold ~16 MB of RSS for work done once per rotation (every 12 h by
 // default). A worker thread does not give that memory back (the sidecar measured 11 MB more
 // private RSS with one, not less); a process exit does.
-import module from 'node:module';
 import { webcrypto, KeyObject } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata API.
@@ -26,7 +25,6 @@ export async function keyAndCsr(spiffeId: string): Promise<KeyAndCsr> {
 
 // As a process (`node csr.ts <spiffe-id>`): one JSON answer on stdout, then exit.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  try { module.enableCompileCache?.(); } catch { /* no cache: only slower */ }
   keyAndCsr(process.argv[2] ?? '').then(
     (r) => { process.stdout.write(JSON.stringify(r)); },
     (e: unknown) => { process.stderr.write(e instanceof Error ? e.message : String(e)); process.exitCode = 1; },

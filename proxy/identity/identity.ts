@@ -6,6 +6,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { spawn } from 'node:child_process';
+import { getCompileCacheDir } from 'node:module';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { KeyAndCsr } from './csr.ts';
 
@@ -19,7 +21,11 @@ const CSR_SCRIPT = new URL('./csr.ts', import.meta.url).pathname;
  */
 export function makeCsr(spiffeId: string, timeoutMs = 30_000): Promise<KeyAndCsr> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [CSR_SCRIPT, spiffeId], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, env: process.env });
+    // The child uses this process's compile cache from its first module (the variable is read at
+    // start-up; the cache's own directory is the versioned one below the directory given).
+    const cache = getCompileCacheDir();
+    const env = cache !== undefined && process.env.NODE_COMPILE_CACHE === undefined ? { ...process.env, NODE_COMPILE_CACHE: dirname(cache) } : process.env;
+    const c = spawn(process.execPath, [CSR_SCRIPT, spiffeId], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, env });
     let out = '';
     let err = '';
     c.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });

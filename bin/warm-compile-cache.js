@@ -30,7 +30,12 @@ const walk = (dir) => {
     else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) files.push(p);
   }
 };
-for (const d of ['cli', 'proxy', 'control']) walk(join(root, d));
+try {
+  for (const d of ['cli', 'proxy', 'control']) walk(join(root, d));
+} catch (e) {
+  console.error(`${root} is not a meshlet checkout: ${e instanceof Error ? e.message : e}`);
+  process.exit(1);
+}
 
 // Importing compiles a module and its imports; none of these modules does work at import time.
 let failed = 0;

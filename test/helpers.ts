@@ -174,13 +174,13 @@ export interface SpawnedProxy {
 }
 
 /**
- * `meshlet proxy ARGS` as its own process (OTEL_* variables of the test runner left out); resolves
- * at its ready line or its exit, whichever comes first within `ms`.
+ * `meshlet proxy ARGS` as its own process (OTEL_* variables of the test runner left out, `extraEnv`
+ * added); resolves at its ready line or its exit, whichever comes first within `ms`.
  */
-export async function spawnProxy(args: string[], ms = 15_000): Promise<SpawnedProxy> {
+export async function spawnProxy(args: string[], ms = 15_000, extraEnv: Record<string, string> = {}): Promise<SpawnedProxy> {
   const { spawn } = await import('node:child_process');
   const bin = new URL('../bin/meshlet.js', import.meta.url).pathname;
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_'))), ...extraEnv };
   const child = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (c) => { out += c; });

@@ -1,14 +1,17 @@
 // bin/meshlet.js re-executes `meshlet proxy` in place with a 1 MB young generation
 // (--max-semi-space-size=1, docs/operations.md), unless the user chose a size (command line or
 // NODE_OPTIONS) or turned the re-exec off. The running process's own command line shows which.
-import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { serviceYaml, spawnProxy, writeConfig, type SpawnedProxy } from '../helpers.ts';
 
 const running: SpawnedProxy[] = [];
 afterEach(async () => { for (const p of running.splice(0)) await p.stop(); });
 
-const ARGS = (): string[] => ['--config', writeConfig(serviceYaml('young.test', [1])), '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn'];
+const CONFIG = writeConfig(serviceYaml('young.test', [1]));
+afterAll(() => rmSync(dirname(CONFIG), { recursive: true, force: true }));
+const ARGS = (): string[] => ['--config', CONFIG, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'warn'];
 
 /** The argv of the ready proxy process (after any re-exec: same pid). */
 async function argvOf(env: Record<string, string>): Promise<string[]> {

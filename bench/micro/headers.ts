@@ -7,25 +7,7 @@
 import { parseRequestHead, parseResponseHead } from '../../proxy/engine/http1.ts';
 import { downstreamResponseHeaders, ENVOY_CONTROL, getRaw, isHopByHop, upstreamRequestHeaders } from '../../proxy/listener/headers.ts';
 import { contentTypeOf } from '../../proxy/grpc.ts';
-
-/** ns per call of fn over ~`ms`, after a warm-up of the same length. */
-function nsPerOp(fn: () => unknown, ms = 400): number {
-  const run = (budgetMs: number) => {
-    let n = 0;
-    let batch = 1;
-    const t0 = process.hrtime.bigint();
-    let el = 0;
-    while (el < budgetMs * 1e6) {
-      for (let i = 0; i < batch; i++) fn();
-      n += batch;
-      el = Number(process.hrtime.bigint() - t0);
-      if (batch < 65536) batch *= 2;
-    }
-    return el / n;
-  };
-  run(ms);
-  return run(ms);
-}
+import { nsPerOp } from './timing.ts';
 
 // A browser-ish request through a mesh (what a Bookinfo productpage call carries), and a small
 // wrk-like one (what the bench's closed loop sends: Host only).

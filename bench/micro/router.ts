@@ -2,31 +2,18 @@
 // on the realistic config, and on a config of regex matchers (RE2: literal/prefix fast paths, a
 // required-prefix prefilter, the full engine, and the ReDoS pattern of issue 13), in ops/s.
 // Run alone: `node bench/micro/router.ts`. Uses only compile/Runtime/matchRoute, so the same file
-// also measures an older build (copy it into a checkout of that build).
+// also measures an older build (copy it and timing.ts into a checkout of that build).
 import { fileURLToPath } from 'node:url';
 import { compile } from '../../proxy/config/compile.ts';
 import { parseResourceText } from '../../proxy/config/resources.ts';
 import { Runtime } from '../../proxy/runtime.ts';
 import { matchRoute, pickDestination, type RequestView } from '../../proxy/filters/route/table.ts';
 import { realisticYaml } from '../lib/arms.ts';
+import { nsPerOp } from './timing.ts';
 
 /** ops/s of fn, measured for ~`ms` after a warm-up of the same length (at least one call each). */
 function measure(name: string, fn: () => unknown, ms = 400): string {
-  const run = (budgetMs: number) => {
-    let n = 0;
-    let batch = 1;
-    const t0 = process.hrtime.bigint();
-    let el = 0;
-    while (el < budgetMs * 1e6) {
-      for (let i = 0; i < batch; i++) fn();
-      n += batch;
-      el = Number(process.hrtime.bigint() - t0);
-      if (batch < 65536) batch *= 2;
-    }
-    return el / n;
-  };
-  run(ms);
-  const ns = run(ms);
+  const ns = nsPerOp(fn, ms);
   const ops = ns < 1e6 ? `${(1e9 / ns / 1e6).toFixed(2).padStart(8)} M ops/s` : `${(1e9 / ns).toFixed(3).padStart(8)}   ops/s`;
   const per = ns < 1e6 ? `${ns.toFixed(0).padStart(9)} ns/op` : `${(ns / 1e6).toFixed(0).padStart(9)} ms/op`;
   return `${name.padEnd(52)} ${ops}  ${per}`;

@@ -20,7 +20,8 @@ export const PLANS: Record<string, Plan> = {
   smoke: { closedS: 0.3, fixedS: 0.3, big: 0, idle: 50, warmS: 0.1, qps: 200, loadgen: null },
 };
 
-async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
+/** The two upstreams every single-proxy arm sends to (bench/upstream.ts, port 0). */
+export async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
   const up = (n: string) => startProc(n, process.execPath, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
   const a = await up('upstream-a');
   try { return { a, b: await up('upstream-b') }; } catch (e) { await a.stop(); throw e; }

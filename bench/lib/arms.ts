@@ -76,7 +76,8 @@ function meshletPorts(line: string): { outbound: number; admin: number } | null 
 }
 const meshletReady = (line: string) => meshletPorts(line)?.outbound ?? null;
 
-export function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = [], root = (): string | null => ROOT): Arm {
+/** A meshlet sidecar arm: `extra` are proxy flags, `nodeFlags` go to node before bin/meshlet.js (e.g. V8 flags). */
+export function meshlet(name: string, about: string, yaml: (a: number, b: number) => string, extra: string[] = [], root = (): string | null => ROOT, nodeFlags: string[] = []): Arm {
   return {
     name, about, skip: () => (root() === null ? 'set MESHLET_BEFORE=<checkout of an earlier meshlet> to compare against it in the same run' : null),
     async start(u, dir) {
@@ -84,7 +85,7 @@ export function meshlet(name: string, about: string, yaml: (a: number, b: number
       writeFileSync(file, yaml(u.a, u.b));
       // A tracing endpoint inherited from the environment would turn tracing on in every arm.
       const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-      const p = await startProc(name, NODE, [join(root()!, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0',
+      const p = await startProc(name, NODE, [...nodeFlags, join(root()!, 'bin/meshlet.js'), 'proxy', '--config', file, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0',
         '--log-level', 'warn', '--access-log', 'off', ...extra], { ready: meshletReady, env });
       try {
         // The contract: admin /ready answers 200 once the proxy serves.

@@ -8,7 +8,14 @@
 // Matching happens on the wire bytes read as UTF-8, as Envoy's RE2 does: the engine hands us
 // header values and paths as latin1 strings (one char per byte), so a value with a byte >= 0x80
 // is matched as its bytes, never as the latin1 characters.
-import { RE2JS } from 're2js';
+import { createRequire } from 'node:module';
+import type { RE2JS } from 're2js';
+
+// re2js is loaded at the first regular expression a config or an admin query compiles: most
+// sidecars have none, and a loaded library's source and code stay on every proxy's heap (idle:
+// ~1 MB of RSS, docs/performance.md). Its CommonJS build loads synchronously, as compile needs.
+let engine: typeof RE2JS | null = null;
+const re2 = (): typeof RE2JS => (engine ??= (createRequire(import.meta.url)('re2js') as { RE2JS: typeof RE2JS }).RE2JS);
 
 /**
  * Envoy refuses a regex whose RE2 program is larger than `re2.max_program_size.error_level`;
@@ -23,7 +30,7 @@ export class RegexError extends Error {}
 export function compileRe2(pattern: string): RE2JS {
   let re: RE2JS;
   try {
-    re = RE2JS.compile(pattern);
+    re = re2().compile(pattern);
   } catch (e) {
     throw new RegexError((e as Error).message);
   }

@@ -2,11 +2,11 @@
 // opened, and one `H2Exchange` per request (a stream), which is the UpstreamConnection the router
 // drives exactly as an HTTP/1.1 ClientConnection: dispatch, pause/resume (the stream's flow
 // control), abort (RST_STREAM CANCEL: only this stream goes, the session stays).
-import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type SecureClientSessionOptions } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, SecureClientSessionOptions } from 'node:http2';
 import type { Socket } from 'node:net';
 import { UpstreamError, type RequestOptions, type ResponseHandler, type UpstreamConnection } from './client.ts';
 import type { BodySink, ServerRequest } from './server.ts';
-import { fromHeaderObject, toHeaderObject } from './h2-server.ts';
+import { fromHeaderObject, H2_ERROR, http2, toHeaderObject } from './h2-server.ts';
 
 /** Envoy's default for upstream HTTP/2 max_concurrent_streams (also bounded by the peer's SETTINGS). */
 export const H2_DEFAULT_MAX_STREAMS = 2147483647;
@@ -40,7 +40,7 @@ export class H2Connection {
   constructor(authority: string, createConnection: () => Socket, localMax: number, ev: H2ConnectionEvents) {
     this.authority = authority;
     this.localMax = localMax;
-    this.session = h2connect(`http://${authority}`, {
+    this.session = http2().connect(`http://${authority}`, {
       createConnection,
       settings: { enablePush: false },
       maxSessionInvalidFrames: 1000,
@@ -158,7 +158,7 @@ export class H2Exchange implements UpstreamConnection, BodySink {
     this.detachSource();
     this.closed = true;
     const st = this.stream;
-    if (st !== null && !st.destroyed) st.close(constants.NGHTTP2_CANCEL);
+    if (st !== null && !st.destroyed) st.close(H2_ERROR.CANCEL);
   }
 
   // --- request body (BodySink) ---
@@ -213,9 +213,9 @@ export class H2Exchange implements UpstreamConnection, BodySink {
     const st = this.stream!;
     const code = st.rstCode;
     // REFUSED_STREAM: the server took nothing of it (Envoy's refused-stream); anything else a reset.
-    const refused = code === constants.NGHTTP2_REFUSED_STREAM;
+    const refused = code === H2_ERROR.REFUSED_STREAM;
     const err = new UpstreamError(refused ? 'remote refused stream reset' : this.conn.closed ? 'upstream session closed' : `remote reset (HTTP/2 error ${code})`,
-      refused ? 'REFUSED_STREAM' : 'ECONNRESET', code === constants.NGHTTP2_PROTOCOL_ERROR);
+      refused ? 'REFUSED_STREAM' : 'ECONNRESET', code === H2_ERROR.PROTOCOL_ERROR);
     h.onResponseError(this, err);
   }
 

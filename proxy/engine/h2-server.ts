@@ -20,7 +20,7 @@
 //   - header lists: `maxHeaderBytes` (Envoy max_request_headers_kb, 60 KiB) and 100 headers
 //     (max_headers_count) are sent as SETTINGS_MAX_HEADER_LIST_SIZE and enforced; over -> reset.
 //   - max_concurrent_streams: Envoy's default 2147483647 (SETTINGS_MAX_CONCURRENT_STREAMS).
-import { createServer as createH2Server, constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { Http2Server, ServerHttp2Session, ServerHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HttpServer, ServerRequest, ServerResponse, type ReadSource } from './server.ts';
@@ -49,7 +49,16 @@ export interface H2Stats {
 /** Connection-specific fields RFC 9113 section 8.2.2 forbids in HTTP/2 (node:http2 throws on them). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
 
-const NO_ERROR = constants.NGHTTP2_NO_ERROR;
+/**
+ * node:http2, loaded at the first HTTP/2 connection rather than with the proxy: most sidecars
+ * never see one, and the module with its TLS dependency is ~4 MB of private memory per process
+ * (docs/performance.md). getBuiltinModule is synchronous and returns the same module every time.
+ */
+export const http2 = (): typeof import('node:http2') => process.getBuiltinModule('node:http2');
+
+/** RFC 9113 section 7 error codes (the values of node:http2's NGHTTP2_* constants), usable before the module loads. */
+export const H2_ERROR = { NO_ERROR: 0, PROTOCOL_ERROR: 1, INTERNAL_ERROR: 2, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11 } as const;
+const NO_ERROR = H2_ERROR.NO_ERROR;
 
 /** Flat [name, value, ...] trailers -> a header object for node:http2 (repeated names -> arrays). */
 export function toHeaderObject(flat: string[], into: Record<string, string | string[] | number>): Record<string, string | string[] | number> {
@@ -174,7 +183,7 @@ export class H2Response<S = unknown> extends ServerResponse<S> {
     if (this.destroyed) return;
     this.destroyed = true;
     // The client sees the stream reset (never a truncated body as complete); the session goes on.
-    if (!this.h2.destroyed) this.h2.close(constants.NGHTTP2_INTERNAL_ERROR);
+    if (!this.h2.destroyed) this.h2.close(H2_ERROR.INTERNAL_ERROR);
   }
 }
 
@@ -185,7 +194,7 @@ function dispatchLater<S>(hooks: HttpServer<S>['hooks'], req: ServerRequest, res
 
 function sendTrailers(s: ServerHttp2Stream, flat: string[]): void {
   if (s.destroyed) return;
-  try { s.sendTrailers(toHeaderObject(flat, {})); } catch { s.close(constants.NGHTTP2_INTERNAL_ERROR); }
+  try { s.sendTrailers(toHeaderObject(flat, {})); } catch { s.close(H2_ERROR.INTERNAL_ERROR); }
 }
 
 /** Per-session state: Envoy's premature-reset accounting. */
@@ -199,11 +208,12 @@ class H2Session {
 
 export class H2Server<S = unknown> {
   readonly http1: HttpServer<S>;
-  readonly server: Http2Server;
+  private h2server: Http2Server | null = null;
   readonly stats: H2Stats;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly prematureTotal: number;
   private readonly prematureMs: number;
+  private readonly maxStreams: number;
   private closing = false;
 
   /** Serves HTTP/2 next to `http1`: same hooks, same limits. */
@@ -212,10 +222,17 @@ export class H2Server<S = unknown> {
     this.stats = stats ?? { downstream_cx_http2_total: 0, downstream_cx_http2_active: 0, downstream_rq_too_many_premature_resets: 0 };
     this.prematureTotal = opts.prematureResetTotal ?? 500;
     this.prematureMs = opts.prematureResetMinLifetimeMs ?? 1000;
-    const o = http1.opts;
-    this.server = createH2Server({
+    this.maxStreams = opts.maxConcurrentStreams ?? 2147483647;
+  }
+
+  /** The node:http2 server, made (and the module loaded) at the first HTTP/2 connection. */
+  get server(): Http2Server { return this.h2server ??= this.makeServer(); }
+
+  private makeServer(): Http2Server {
+    const o = this.http1.opts;
+    const server = http2().createServer({
       settings: {
-        maxConcurrentStreams: opts.maxConcurrentStreams ?? 2147483647,
+        maxConcurrentStreams: this.maxStreams,
         maxHeaderListSize: o.maxHeaderBytes,
         enablePush: false,
       },
@@ -225,8 +242,9 @@ export class H2Server<S = unknown> {
       maxSessionRejectedStreams: 100,
       streamResetBurst: 1000,
       streamResetRate: 33,
-    } as Parameters<typeof createH2Server>[0]);
-    this.server.on('session', (sess: ServerHttp2Session) => this.onSession(sess));
+    } as Parameters<typeof import('node:http2').createServer>[0]);
+    server.on('session', (sess: ServerHttp2Session) => this.onSession(sess));
+    return server;
   }
 
   /** h2c with prior knowledge on the HTTP/1.1 listener: connections opening with the preface come here. */
@@ -366,7 +384,7 @@ export class H2Server<S = unknown> {
     if (!over || st.session.destroyed) return;
     this.stats.downstream_rq_too_many_premature_resets++;
     // GOAWAY then close: the abusive connection alone goes.
-    st.session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    st.session.goaway(H2_ERROR.ENHANCE_YOUR_CALM);
     st.session.destroy();
   }
 

@@ -4,12 +4,19 @@
 // connections already open keep theirs and new handshakes use the new one: a rotation drops no
 // request. A failed renewal retries with backoff while the current leaf is still valid.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { spawn } from 'node:child_process';
 import { getCompileCacheDir } from 'node:module';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { KeyAndCsr } from './csr.ts';
+
+/**
+ * node:tls, loaded when a workload certificate or a TLS upstream is first used: a plaintext
+ * sidecar never needs it, and the module costs every process ~3.7 MB of private memory
+ * (docs/performance.md). Synchronous, the same module every time.
+ */
+export const tls = (): typeof import('node:tls') => process.getBuiltinModule('node:tls');
 
 const CSR_SCRIPT = new URL('./csr.ts', import.meta.url).pathname;
 
@@ -116,8 +123,8 @@ export class Identity {
       notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo), sans,
     };
     const ctx = { key: keyPem, cert: got.certChain, ca: got.rootCert, minVersion: 'TLSv1.3' as const };
-    this.server = createSecureContext(ctx);
-    this.client = createSecureContext(ctx);
+    this.server = tls().createSecureContext(ctx);
+    this.client = tls().createSecureContext(ctx);
     this.stats.rotations++;
     for (const f of this.listeners) f();
     this.schedule(this.renewDelay());

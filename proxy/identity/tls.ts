@@ -2,13 +2,13 @@
 // detection) and the outbound side (origination to endpoints with a sidecar, server identity
 // verified against the destination's service account, Istio's subjectAltNames).
 import { connect as netConnect, type Socket } from 'node:net';
-import { createServer as createTlsServer, connect as tlsConnect, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { ConnPeer } from '../engine/server.ts';
 import type { Connector } from '../upstream/pool.ts';
 import type { ClusterSpec, EndpointSpec, Snapshot } from '../config/schema.ts';
-import type { Identity } from './identity.ts';
+import { tls as nodeTls, type Identity } from './identity.ts';
 import { selects, ROOT_NAMESPACE, type AuthzPolicyEntry } from '../filters/authz/policy.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
@@ -49,14 +49,14 @@ export interface InboundTlsStats {
  * plaintext, refused under STRICT. DISABLE serves plaintext only (TLS bytes then fail as HTTP).
  */
 export function inboundAccept(identity: () => Identity | null, mode: () => MtlsMode, stats: InboundTlsStats) {
-  let server: ReturnType<typeof createTlsServer> | null = null;
+  let server: ReturnType<typeof import('node:tls').createServer> | null = null;
   let serverFor: Identity | null = null;
   const ready = new WeakMap<Socket, (s: Socket, peer: ConnPeer | null) => void>();
   const tlsServer = (id: Identity) => {
     if (server !== null && serverFor === id) return server;
     serverFor = id;
     const cur = id.current;
-    server = createTlsServer({
+    server = nodeTls().createServer({
       key: cur.keyPem, cert: cur.chainPem, ca: cur.rootPem, requestCert: true, rejectUnauthorized: true,
       minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'], handshakeTimeout: 10_000,
     }, (t) => {
@@ -135,9 +135,9 @@ export function outboundConnector(identity: () => Identity | null, cluster: Clus
     : mode === 'ISTIO_MUTUAL' && ep.serviceAccount
       ? [`spiffe://${identity()?.trustDomain ?? 'cluster.local'}/ns/${ep.namespace ?? 'default'}/sa/${ep.serviceAccount}`]
       : null;
-  let userCtx: ReturnType<typeof createSecureContext> | null = null;
+  let userCtx: ReturnType<typeof import('node:tls').createSecureContext> | null = null;
   if (mode === 'SIMPLE' || mode === 'MUTUAL') {
-    userCtx = createSecureContext({
+    userCtx = nodeTls().createSecureContext({
       ...(tls?.caCertificates ? { ca: readFileSync(tls.caCertificates) } : {}),
       ...(mode === 'MUTUAL' && tls?.clientCertificate ? { cert: readFileSync(tls.clientCertificate) } : {}),
       ...(mode === 'MUTUAL' && tls?.privateKey ? { key: readFileSync(tls.privateKey) } : {}),
@@ -153,7 +153,7 @@ export function outboundConnector(identity: () => Identity | null, cluster: Clus
       process.nextTick(() => s.destroy(new Error('no workload certificate for ISTIO_MUTUAL')));
       return { socket: s, ready: 'secureConnect' };
     }
-    const sock = tlsConnect({
+    const sock = nodeTls().connect({
       host, port, servername: sni, ALPNProtocols: ['http/1.1'], session: sessions,
       secureContext: mode === 'ISTIO_MUTUAL' ? id!.clientContext() : userCtx!,
       minVersion: mode === 'ISTIO_MUTUAL' ? 'TLSv1.3' : 'TLSv1.2',

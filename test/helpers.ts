@@ -208,3 +208,16 @@ export async function startProxyProcess(args: string[]): Promise<ProxyProcess> {
   if (p.line === null) throw new Error(`proxy exited ${p.code}: ${p.output()}`);
   return { child: p.child, ports: p.line.ports as ProxyProcess['ports'], line: p.line, output: p.output, stop: p.stop };
 }
+
+/** `node ARGS` as a child process (stdin closed), SIGKILLed after `killAfterMs`: its exit code and output. */
+export async function runNode(args: string[], o: { env?: NodeJS.ProcessEnv; killAfterMs?: number } = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+    let out = '', err = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => c.kill('SIGKILL'), o.killAfterMs ?? 60_000);
+    c.on('exit', (code) => { clearTimeout(t); resolve({ code, out, err }); });
+  });
+}

@@ -1,11 +1,11 @@
 // bench/ab.ts, the paired A/B: its statistics on known inputs, its refusals, and one smoke run end
 // to end (two real sidecar processes per pair). No speed assertions: CI machines are noisy.
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAbArgs, signTestP, summarize, type AbPair, type AbRun } from '../../bench/ab.ts';
+import { runNode } from '../helpers.ts';
 
 const AB = new URL('../../bench/ab.ts', import.meta.url).pathname;
 const ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
@@ -80,18 +80,12 @@ describe('bench/ab options', () => {
 
 describe('bench/ab --smoke', () => {
   it('runs two pairs of real sidecars in alternating order and prints the table and the summary', async () => {
-    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [AB, '--smoke', '--b-node', '--max-semi-space-size=2'], { stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'MESHLET_BEFORE')) });
-      let stdout = '', stderr = '';
-      c.stdout.on('data', (d) => { stdout += d; });
-      c.stderr.on('data', (d) => { stderr += d; });
-      const t = setTimeout(() => c.kill('SIGKILL'), 80_000);
-      c.on('exit', (status) => { clearTimeout(t); resolve({ status, stdout, stderr }); });
-    });
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('B: ');
-    expect(r.stdout).toContain('with node --max-semi-space-size=2');
-    const rows = r.stdout.split('\n').filter((l) => /^\| \d+ \|/.test(l));
+    const r = await runNode([AB, '--smoke', '--b-node', '--max-semi-space-size=2'],
+      { env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'MESHLET_BEFORE')), killAfterMs: 80_000 });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('B: ');
+    expect(r.out).toContain('with node --max-semi-space-size=2');
+    const rows = r.out.split('\n').filter((l) => /^\| \d+ \|/.test(l));
     expect(rows.map((l) => l.split('|')[2].trim())).toEqual(['AB', 'BA']);
     for (const row of rows) {
       const cells = row.split('|').map((c) => c.trim());
@@ -100,6 +94,6 @@ describe('bench/ab --smoke', () => {
       expect(Number(cells[6]), row).toBeGreaterThan(0); // A rps
       expect(cells[10], row).toBe('0'); // errors
     }
-    expect(r.stdout).toMatch(/B\/A median \d+\.\d{3} \(mean A [\d.]+, mean B [\d.]+ µs\/req\); B cheaper in [0-2] of 2 pairs, sign test p = [\d.]+/);
+    expect(r.out).toMatch(/B\/A median \d+\.\d{3} \(mean A [\d.]+, mean B [\d.]+ µs\/req\); B cheaper in [0-2] of 2 pairs, sign test p = [\d.]+/);
   }, 90_000);
 });

@@ -1,10 +1,10 @@
 // The harness cannot rot: `npm run bench -- --smoke` runs end to end, and each peer proxy really
 // proxies. No speed assertions anywhere: CI machines are shared and noisy.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { startUpstream, type Upstream } from '../helpers.ts';
+import { runNode, startUpstream, type Upstream } from '../helpers.ts';
 import { startProc, jsonPort } from '../../bench/lib/procs.ts';
 import { allArms, type Arm } from '../../bench/lib/arms.ts';
 import { PLANS, benchArms } from '../../bench/run.ts';
@@ -14,15 +14,9 @@ const PEERS = new URL('../../bench/peers/', import.meta.url).pathname;
 
 describe('bench harness', () => {
   it('--smoke prints the table with a row for every arm (measured, skipped or failed with a reason) and writes JSON and SVG', async () => {
-    // Async spawn: a synchronous one would block vitest's worker for the whole run.
-    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [RUN, '--smoke'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '', stderr = '';
-      c.stdout.on('data', (d) => { stdout += d; });
-      c.stderr.on('data', (d) => { stderr += d; });
-      const t = setTimeout(() => c.kill('SIGKILL'), 100_000);
-      c.on('exit', (status) => { clearTimeout(t); resolve({ status, stdout, stderr }); });
-    });
+    // Async: a synchronous spawn would block vitest's worker for the whole run.
+    const res = await runNode([RUN, '--smoke'], { killAfterMs: 100_000 });
+    const r = { status: res.code, stdout: res.out, stderr: res.err };
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^node v\d+\.\d+\.\d+ · \d+ cores · closed loop: .+ · fixed rate: \d+ rps open loop \(meshlet load\)/m);
     const rows = r.stdout.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| arm'));

@@ -2,24 +2,17 @@
 // loads meshlet's modules from the compile cache and never loads Node's TypeScript stripper,
 // whose memory a cold sidecar would otherwise keep (docs/operations.md).
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runNode } from '../helpers.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const dirs: string[] = [];
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 function run(args: string[], cache: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, args, { env: { ...process.env, NODE_COMPILE_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    const t = setTimeout(() => c.kill('SIGKILL'), 60_000);
-    c.on('exit', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
+  return runNode(args, { env: { ...process.env, NODE_COMPILE_CACHE: cache } });
 }
 
 /** Whether a fresh process importing the proxy through `cache` loaded the TypeScript stripper (amaro). */

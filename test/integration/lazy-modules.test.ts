@@ -3,13 +3,12 @@
 // re2js with the first regular expression. Checked in real processes: a plaintext proxy at its
 // ready line, then after it served an h2c request; and a fresh process compiling a regex.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { connect, constants } from 'node:http2';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { H2_ERROR } from '../../proxy/engine/h2-server.ts';
-import { echo, serviceYaml, spawnProxy, startUpstream, writeConfig, type SpawnedProxy, type Upstream } from '../helpers.ts';
+import { echo, runNode, serviceYaml, spawnProxy, startUpstream, writeConfig, type SpawnedProxy, type Upstream } from '../helpers.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-lazy-'));
@@ -84,14 +83,7 @@ const { compileRe2 } = await import(${JSON.stringify(join(ROOT, 'proxy/config/re
 const before = has();
 const re = compileRe2('^/api/v[0-9]+$');
 console.log(JSON.stringify({ before, after: has(), matches: re.matches('/api/v2'), misses: re.matches('/api/vx') }));`;
-    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-      const c = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '', err = '';
-      c.stdout.on('data', (d) => { out += d; });
-      c.stderr.on('data', (d) => { err += d; });
-      const t = setTimeout(() => c.kill('SIGKILL'), 60_000);
-      c.on('exit', (status) => { clearTimeout(t); resolve({ code: status, out, err }); });
-    });
+    const r = await runNode(['--input-type=module', '-e', code]);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out.trim())).toEqual({ before: false, after: true, matches: true, misses: false });
   }, 60_000);

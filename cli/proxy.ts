@@ -229,7 +229,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   if (f.control) {
     try {
       const bind = f.bind as string;
-      // Loaded only with --control (it brings node:http).
+      // Loaded only with --control.
       control = (await import('../proxy/xds/client.ts')).startControlClient(proxy, {
         url: f.control as string, nodeId: (f['node-id'] as string | undefined) ?? `${hostname()}-${process.pid}`,
         service: f.service as string | undefined, labels: parseLabels(f.labels as string | undefined), log: proxy.log,

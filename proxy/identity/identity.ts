@@ -10,6 +10,7 @@ import { getCompileCacheDir } from 'node:module';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { KeyAndCsr } from './csr.ts';
+import { ControlChannel } from '../xds/http.ts';
 
 /**
  * node:tls, loaded when a workload certificate or a TLS upstream is first used: a plaintext
@@ -159,16 +160,22 @@ export class Identity {
 
 /** Leaves from the control server's CA: POST /v1/certificates with the bootstrap token. */
 export function controlCertSource(controlUrl: string, tokenOf: string | (() => string) | undefined): CertSource {
+  const base = new URL(controlUrl);
+  if (base.protocol !== 'http:') throw new Error(`--control ${controlUrl}: only http:// URLs are supported`);
+  const path = `${base.pathname.replace(/\/$/, '')}/v1/certificates`;
   return async (csr, who) => {
     const token = typeof tokenOf === 'function' ? tokenOf() : tokenOf;
-    const r = await fetch(`${controlUrl.replace(/\/$/, '')}/v1/certificates`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ csr, ...who }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const body = await r.json().catch(() => ({})) as { certChain?: string; rootCert?: string; error?: string };
-    if (r.status !== 200 || !body.certChain || !body.rootCert) throw new Error(`the CA refused the CSR: ${r.status} ${body.error ?? ''}`.trim());
-    return { certChain: body.certChain, rootCert: body.rootCert };
+    // A connection per CSR (one every few hours), closed after it.
+    const channel = new ControlChannel(base);
+    try {
+      const r = await channel.request('POST', path, { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        JSON.stringify({ csr, ...who }), 10_000);
+      let body: { certChain?: string; rootCert?: string; error?: string } = {};
+      try { body = JSON.parse(r.body) as typeof body; } catch { /* not JSON: reported below with the status */ }
+      if (r.status !== 200 || !body.certChain || !body.rootCert) throw new Error(`the CA refused the CSR: ${r.status} ${body.error ?? ''}`.trim());
+      return { certChain: body.certChain, rootCert: body.rootCert };
+    } finally {
+      channel.close();
+    }
   };
 }

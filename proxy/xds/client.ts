@@ -5,11 +5,13 @@
 // a NACK carrying the error while the old config stays in force. When the control server goes
 // away the proxy keeps serving its last good snapshot and reconnects with jittered backoff.
 // With `register`, the sidecar's inbound address is registered and kept alive by heartbeats.
-import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../config/schema.ts';
 import type { EdgeReport } from '../telemetry/edges.ts';
 import { snapshotProblems } from './validate-snapshot.ts';
+import { ControlChannel, controlStream, headerValue } from './http.ts';
+
+type Stream = ReturnType<typeof controlStream>;
 
 /**
  * What the control client needs of a proxy, and nothing more: it is defined here, at the xds
@@ -62,9 +64,9 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   };
   auth();
   const node = { id: opts.nodeId, ...(opts.service ? { service: opts.service } : {}), labels: opts.labels };
-  // One socket for ACKs keeps them in order; registrations get their own.
-  const ackAgent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const regAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  // One connection for ACKs keeps them in order; registrations get their own.
+  const ackChannel = new ControlChannel(base);
+  const regChannel = new ControlChannel(base);
   const self = { address: opts.register?.address ?? '127.0.0.1', ports: [proxy.ports.outbound, proxy.ports.admin] };
   const st: Status = {
     url: opts.url, node: opts.nodeId, connected: false, reconnects: 0, version: null, nonce: null, acks: 0, nacks: 0,
@@ -72,32 +74,21 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   };
   let stopped = false;
   let attempt = 0;
-  let req: ClientRequest | null = null;
+  let req: Stream | null = null;
   let reconnectTimer: NodeJS.Timeout | null = null;
   let regTimer: NodeJS.Timeout | null = null;
   let heartbeatMs = 5_000;
   let aliveTimer: NodeJS.Timeout | null = null;
 
-  const post = (path: string, body: unknown, agent: Agent, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> =>
-    new Promise((resolve, reject) => {
-      const text = body === undefined ? '' : JSON.stringify(body);
-      auth();
-      const r = request(new URL(path, base), { method, agent, headers: { ...headers, 'content-length': Buffer.byteLength(text) }, timeout: timeoutMs }, (res) => {
-        let b = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => { b += c; });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-        res.on('error', reject);
-      });
-      r.on('timeout', () => r.destroy(new Error(`${method} ${path}: timed out`)));
-      r.on('error', reject);
-      r.end(text);
-    });
+  const post = (path: string, body: unknown, channel: ControlChannel, method = 'POST', timeoutMs = 5_000): Promise<{ status: number; body: string }> => {
+    auth();
+    return channel.request(method, path, { ...headers }, body === undefined ? '' : JSON.stringify(body), timeoutMs);
+  };
 
   const answer = (nonce: string, error?: string): void => {
     const version = proxy.runtime()?.snapshot.version ?? '';
     const body = { node: { id: opts.nodeId }, version_info: version, response_nonce: nonce, ...(error ? { error_detail: { message: error } } : {}) };
-    post('/v1/ack', body, ackAgent).then((r) => {
+    post('/v1/ack', body, ackChannel).then((r) => {
       if (r.status !== 200) log.warn({ status: r.status, body: r.body.slice(0, 200) }, 'control server refused ACK/NACK');
     }, (e) => log.warn({ err: (e as Error).message }, 'ACK/NACK not delivered; the server resends on reconnect'));
   };
@@ -143,39 +134,20 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
     reconnectTimer = setTimeout(() => { reconnectTimer = null; st.reconnects++; connect(); }, delay);
   };
 
-  const readStream = (r: ClientRequest, res: IncomingMessage): void => {
+  /** The NDJSON body of an open discovery stream `s`: snapshots applied, keepalives noted, heartbeats sent. */
+  const readStream = (s: Stream, raw: string[]): { text(chunk: string): void; end(why: string): void } => {
     let buf = '';
-    let idle: NodeJS.Timeout = setTimeout(() => res.destroy(new Error('no data from control for 35 s')), IDLE_MS);
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      clearTimeout(idle);
-      idle = setTimeout(() => res.destroy(new Error('no data from control for 35 s')), IDLE_MS);
-      buf += chunk;
-      if (buf.length > MAX_LINE_BYTES) { res.destroy(new Error('discovery line over 64 MiB')); return; }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        let m: unknown;
-        try { m = JSON.parse(line); } catch (e) { log.warn({ err: (e as Error).message }, 'unparseable discovery line ignored'); continue; }
-        if (m === null || typeof m !== 'object') continue;
-        st.last_message_at = new Date().toISOString();
-        const type = (m as { type?: unknown }).type;
-        if (type === 'snapshot') { attempt = 0; onSnapshotMessage(m as Record<string, unknown>); }
-        // keepalive and unknown types (newer servers) are ignored by design.
-      }
-    });
+    let idle: NodeJS.Timeout = setTimeout(() => s.destroy(new Error('no data from control for 35 s')), IDLE_MS);
     // The server asks for a heartbeat while the stream is open (x-meshlet-heartbeat-ms): without
     // one it cannot tell this proxy frozen or cut off from a quiet one until TCP gives up.
-    const every = Number(res.headers['x-meshlet-heartbeat-ms']);
+    const every = Number(headerValue(raw, 'x-meshlet-heartbeat-ms'));
     let alive: NodeJS.Timeout | null = null;
     if (Number.isFinite(every) && every >= 50) {
       let inFlight = false; // one beat at a time: a slow server must not queue them up
       const beat = (): void => {
         if (inFlight) return;
         inFlight = true;
-        post('/v1/heartbeat', { node: { id: opts.nodeId } }, ackAgent)
+        post('/v1/heartbeat', { node: { id: opts.nodeId } }, ackChannel)
           .catch((e) => log.debug({ err: (e as Error).message }, 'heartbeat failed'))
           .finally(() => { inFlight = false; });
       };
@@ -185,43 +157,65 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
       if (aliveTimer) clearInterval(aliveTimer);
       aliveTimer = alive;
     }
-    const end = (why: string) => {
-      clearTimeout(idle);
-      if (alive) { clearInterval(alive); if (aliveTimer === alive) aliveTimer = null; alive = null; }
-      if (req === r) scheduleReconnect(why);
+    return {
+      text(chunk: string): void {
+        clearTimeout(idle);
+        idle = setTimeout(() => s.destroy(new Error('no data from control for 35 s')), IDLE_MS);
+        buf += chunk;
+        if (buf.length > MAX_LINE_BYTES) { s.destroy(new Error('discovery line over 64 MiB')); return; }
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          let m: unknown;
+          try { m = JSON.parse(line); } catch (e) { log.warn({ err: (e as Error).message }, 'unparseable discovery line ignored'); continue; }
+          if (m === null || typeof m !== 'object') continue;
+          st.last_message_at = new Date().toISOString();
+          const type = (m as { type?: unknown }).type;
+          if (type === 'snapshot') { attempt = 0; onSnapshotMessage(m as Record<string, unknown>); }
+          // keepalive and unknown types (newer servers) are ignored by design.
+        }
+      },
+      end(why: string): void {
+        clearTimeout(idle);
+        if (alive) { clearInterval(alive); if (aliveTimer === alive) aliveTimer = null; alive = null; }
+        if (req === s) scheduleReconnect(why);
+      },
     };
-    res.on('error', (e) => end(e.message));
-    res.on('close', () => end('stream closed'));
   };
 
   const connect = (): void => {
     if (stopped) return;
     auth();
-    const r = request(new URL('/v1/discovery', base), { method: 'POST', agent: false, headers });
-    req = r;
-    r.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        let b = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => { b += c; });
-        res.on('end', () => { log.error({ status: res.statusCode, body: b.slice(0, 300) }, 'control server refused the discovery stream'); r.destroy(); if (req === r) scheduleReconnect(`status ${res.statusCode}`); });
-        return;
-      }
-      st.connected = true;
-      log.info({ url: opts.url, node: opts.nodeId }, 'control stream open');
-      readStream(r, res);
-      // A restarted control server has forgotten our endpoint: re-register now, not at the next heartbeat.
-      if (opts.register && opts.service) { if (regTimer) clearTimeout(regTimer); void register(); }
-    });
-    r.on('error', (e) => { if (req === r) scheduleReconnect(e.message); });
     const cur = proxy.runtime()?.snapshot;
-    r.end(JSON.stringify({ node, version_info: cur?.version ?? '', hash: cur?.hash ?? '' }));
+    let refused: { status: number; body: string } | null = null;
+    let reader: ReturnType<typeof readStream> | null = null;
+    const s: Stream = controlStream(base, 'POST', '/v1/discovery', { ...headers }, JSON.stringify({ node, version_info: cur?.version ?? '', hash: cur?.hash ?? '' }), {
+      onStart: (status, raw) => {
+        if (status !== 200) { refused = { status, body: '' }; return; }
+        st.connected = true;
+        log.info({ url: opts.url, node: opts.nodeId }, 'control stream open');
+        reader = readStream(s, raw);
+        // A restarted control server has forgotten our endpoint: re-register now, not at the next heartbeat.
+        if (opts.register && opts.service) { if (regTimer) clearTimeout(regTimer); void register(); }
+      },
+      onText: (t) => { if (refused !== null) refused.body += t; else reader?.text(t); },
+      onEnd: (err) => {
+        if (refused !== null) {
+          log.error({ status: refused.status, body: refused.body.slice(0, 300) }, 'control server refused the discovery stream');
+          if (req === s) scheduleReconnect(`status ${refused.status}`);
+        } else if (reader !== null) reader.end(err ? err.message : 'stream closed');
+        else if (req === s) scheduleReconnect(err ? err.message : 'stream closed');
+      },
+    });
+    req = s;
   };
 
   const register = async (): Promise<void> => {
     if (stopped || !opts.register || !opts.service) return;
     try {
-      const r = await post('/v1/register', { node, address: opts.register.address, port: opts.register.port, ...(opts.identity ? { serviceAccount: opts.identity.serviceAccount } : {}) }, regAgent);
+      const r = await post('/v1/register', { node, address: opts.register.address, port: opts.register.port, ...(opts.identity ? { serviceAccount: opts.identity.serviceAccount } : {}) }, regChannel);
       if (r.status !== 200) throw new Error(`status ${r.status}: ${r.body.slice(0, 200)}`);
       const hb = (JSON.parse(r.body) as { heartbeat_ms?: unknown }).heartbeat_ms;
       if (typeof hb === 'number' && hb >= 50) heartbeatMs = hb;
@@ -238,12 +232,12 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
   };
 
   // Per-edge traffic for the mesh view, drained from the proxy and posted every reportMs.
-  const reportAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const reportChannel = new ControlChannel(base);
   const reportMs = opts.reportMs ?? 5_000;
   const reportTimer = setInterval(() => {
     const edges = proxy.edgeReports();
     if (edges.length === 0) return;
-    post('/v1/report', { node: opts.nodeId, service: opts.service ?? opts.nodeId, version: opts.labels.version ?? '', edges }, reportAgent)
+    post('/v1/report', { node: opts.nodeId, service: opts.service ?? opts.nodeId, version: opts.labels.version ?? '', edges }, reportChannel)
       .catch((e) => log.debug({ err: (e as Error).message }, 'edge report failed'));
   }, reportMs);
   reportTimer.unref();
@@ -263,7 +257,7 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
       if (opts.register && opts.service) {
         // Deregister first so callers stop picking this endpoint while the proxy drains.
         try {
-          await post(`/v1/register?node=${encodeURIComponent(opts.nodeId)}`, undefined, regAgent, 'DELETE', 2_000);
+          await post(`/v1/register?node=${encodeURIComponent(opts.nodeId)}`, undefined, regChannel, 'DELETE', 2_000);
           log.info('endpoint deregistered');
         } catch (e) {
           log.warn({ err: (e as Error).message }, 'deregistration failed; the endpoint expires after its TTL');
@@ -271,10 +265,10 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
       }
       const r = req;
       req = null;
-      r?.destroy();
-      ackAgent.destroy();
-      regAgent.destroy();
-      reportAgent.destroy();
+      r?.destroy(new Error('stopped'));
+      ackChannel.close();
+      regChannel.close();
+      reportChannel.close();
     },
   };
 }

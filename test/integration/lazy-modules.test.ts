@@ -1,7 +1,9 @@
 // What a sidecar may never need is loaded at first use, not at start (docs/performance.md):
 // node:http2 at the first HTTP/2 connection, node:tls with the first certificate or TLS upstream,
-// re2js with the first regular expression. Checked in real processes: a plaintext proxy at its
-// ready line, then after it served an h2c request; and a fresh process compiling a regex.
+// re2js with the first regular expression; and node:http and fetch never, since the control
+// client runs on the proxy's own engine. Checked in real processes: a plaintext proxy at its ready
+// line, then after it served an h2c request; an mTLS sidecar following a control server; and a
+// fresh process compiling a regex.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { connect, constants } from 'node:http2';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { H2_ERROR } from '../../proxy/engine/h2-server.ts';
 import { echo, runNode, serviceYaml, spawnProxy, startUpstream, writeConfig, type SpawnedProxy, type Upstream } from '../helpers.ts';
+import { configDir, startMeshlet, type Child } from '../control/lib.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-lazy-'));
@@ -23,7 +26,11 @@ process.on('SIGUSR2', () => process.stderr.write('LOADED ' + JSON.stringify({ bu
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const running: Array<SpawnedProxy | Upstream> = [];
-afterEach(async () => { for (const r of running.splice(0)) await ('stop' in r ? r.stop() : r.close()); });
+const controls: Child[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) await ('stop' in r ? r.stop() : r.close());
+  for (const c of controls.splice(0)) { c.child.kill('SIGKILL'); await new Promise((r) => (c.child.exitCode !== null || c.child.signalCode !== null ? r(null) : c.child.once('exit', r))); }
+});
 
 async function loaded(p: SpawnedProxy): Promise<{ builtins: string[]; urls: string[] }> {
   const before = p.output().length;
@@ -71,6 +78,34 @@ describe('lazy modules', () => {
     expect(JSON.parse(r.body).name).toBe('app');
     const after = await loaded(p);
     expect(after.builtins).toContain('http2');
+  }, 40_000);
+
+  it('an mTLS sidecar following a control server loads neither node:http nor fetch', async () => {
+    const up = await startUpstream(echo('app'));
+    running.push(up);
+    const cfg = configDir({ 'mesh.yaml': `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: app, namespace: lazy }
+spec:
+  hosts: [app.lazy]
+  ports: [{ number: 80, name: http }]
+` });
+    const control = await startMeshlet(['control', '--config-dir', cfg, '--ca-dir', join(dir, 'ca'), '--port', '0', '--api-port', '0', '--log-level', 'warn'], 'meshlet control ready');
+    controls.push(control);
+    const p = await spawnProxy(['--control', `http://127.0.0.1:${control.ports.discovery}`, '--namespace', 'lazy', '--node-id', 'lazy-1', '--service', 'app.lazy',
+      '--service-account', 'app', '--app-port', String(up.port), '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--log-level', 'info'],
+    15_000, { NODE_OPTIONS: `--import ${PRELOAD}` });
+    running.push(p);
+    expect(p.line, p.output()).not.toBeNull();
+    // The certificate came from the control CA before the ready line; wait for the discovery stream and the registration.
+    const deadline = Date.now() + 10_000;
+    while (!(p.output().includes('control stream open') && p.output().includes('endpoint registered')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(p.output()).toContain('control stream open');
+    expect(p.output()).toContain('endpoint registered');
+    const mods = await loaded(p);
+    expect(mods.builtins).toContain('tls'); // it has an identity
+    expect(mods.builtins.filter((m) => /^(http|_http_client|_http_agent|internal\/deps\/undici\/undici)$/.test(m))).toEqual([]);
+    rmSync(cfg, { recursive: true, force: true });
   }, 40_000);
 
   it('re2js is loaded by the first regex compiled, not by loading the proxy', async () => {

@@ -65,6 +65,8 @@ export class ControlChannel {
   private conn: ClientConnection | null = null;
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Fails the request in flight (set while one is). */
+  private inFlight: ((e: Error) => void) | null = null;
 
   constructor(base: URL) { this.base = base; }
 
@@ -80,6 +82,7 @@ export class ControlChannel {
     this.closed = true;
     this.conn?.abort();
     this.conn = null;
+    this.inFlight?.(new Error('the control client is stopped'));
   }
 
   private connection(): Promise<ClientConnection> {
@@ -91,6 +94,8 @@ export class ControlChannel {
       sock.once('error', onError);
       sock.once('connect', () => {
         sock.off('error', onError);
+        // Closed while connecting: the connection would outlive the channel.
+        if (this.closed) { sock.destroy(); reject(new Error('the control client is stopped')); return; }
         const conn = new ClientConnection(sock, this.base.host);
         this.conn = conn;
         resolve(conn);
@@ -109,6 +114,7 @@ export class ControlChannel {
         reject(new Error(`${method} ${path}: timed out`));
       }, timeoutMs);
       const fail = (e: Error): void => { clearTimeout(timer); if (!over) { over = true; reject(e); } };
+      this.inFlight = fail;
       this.connection().then((c) => {
         if (over) { c.socket.unref(); return; } // timed out while connecting: the connection stays for the next request
         conn = c;
@@ -125,6 +131,7 @@ export class ControlChannel {
             c.socket.unref();
             if (over) return;
             over = true;
+            this.inFlight = null;
             resolve({ status, headers: raw, body: Buffer.concat(chunks).toString('utf8') });
           },
           onResponseError: (_c, e) => fail(e),

@@ -40,6 +40,25 @@ describe('ControlChannel', () => {
     await expect(ch.request('POST', '/v1/ack', {}, '{}', 1000)).rejects.toThrow(/stopped/);
   });
 
+  it('close() fails the request in flight at once and leaves no connection open, however far it got', async () => {
+    const held: import('node:net').Socket[] = [];
+    const base = await listen(createNetServer((c) => { held.push(c); c.resume(); /* never answers */ }));
+    // Closed before the request starts, while it connects, and once it is sent.
+    for (const wait of [null, () => new Promise((r) => setImmediate(r)), () => new Promise((r) => setTimeout(r, 50))]) {
+      const ch = new ControlChannel(base);
+      const p = ch.request('POST', '/v1/ack', {}, '{}', 5000);
+      if (wait) await wait();
+      const t0 = Date.now();
+      ch.close();
+      await expect(p).rejects.toThrow(/stopped/);
+      expect(Date.now() - t0).toBeLessThan(1000);
+    }
+    const until = Date.now() + 2000;
+    while (held.some((c) => !c.destroyed) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(held.length).toBeGreaterThanOrEqual(1); // the last one was sent
+    expect(held.filter((c) => !c.destroyed)).toEqual([]);
+  });
+
   it('opens a new connection when the server closed the idle one', async () => {
     let connections = 0;
     const s = createServer((_req, res) => { res.setHeader('connection', 'close'); res.end('bye'); });

@@ -8,12 +8,6 @@ import { ClientConnection, type ResponseHandler } from '../engine/client.ts';
 
 export interface ControlResponse { status: number; headers: string[]; body: string }
 
-/** The first value of a header in a flat [name, value, ...] list (ASCII case-insensitive). */
-export function headerValue(raw: string[], lower: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === lower) return raw[i + 1];
-  return undefined;
-}
-
 const flat = (h: Record<string, string>): string[] => Object.entries(h).flat();
 
 function dial(base: URL): Socket {

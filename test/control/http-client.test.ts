@@ -4,7 +4,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { ControlChannel, controlStream, headerValue } from '../../proxy/xds/http.ts';
+import { ControlChannel, controlStream } from '../../proxy/xds/http.ts';
+import { getRaw } from '../../proxy/listener/headers.ts';
 import { deadPort } from '../helpers.ts';
 
 const servers: Array<Server | NetServer> = [];
@@ -35,7 +36,7 @@ describe('ControlChannel', () => {
     expect(rs.map((r) => [r.status, r.body])).toEqual([[200, 'ok {"i":1}'], [200, 'ok {"i":2}'], [200, 'ok {"i":3}']]);
     expect(seen).toEqual(['POST /v1/ack?i=1 {"i":1}', 'POST /v1/ack?i=2 {"i":2}', 'POST /v1/ack?i=3 {"i":3}']);
     expect(connections).toBe(1);
-    expect(headerValue(rs[0].headers, 'content-length')).toBe('10');
+    expect(getRaw(rs[0].headers, 'content-length')).toBe('10');
     ch.close();
     await expect(ch.request('POST', '/v1/ack', {}, '{}', 1000)).rejects.toThrow(/stopped/);
   });
@@ -105,7 +106,7 @@ describe('controlStream', () => {
     const got = await new Promise<{ status: number; hb: string | undefined; text: string; err: Error | null }>((resolve) => {
       let status = 0, hb: string | undefined, text = '';
       controlStream(base, 'POST', '/v1/discovery', { 'content-type': 'application/json' }, '{"node":{}}', {
-        onStart: (st, raw) => { status = st; hb = headerValue(raw, 'x-meshlet-heartbeat-ms'); },
+        onStart: (st, raw) => { status = st; hb = getRaw(raw, 'x-meshlet-heartbeat-ms'); },
         onText: (t) => { text += t; },
         onEnd: (err) => resolve({ status, hb, text, err }),
       });

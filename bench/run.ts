@@ -5,9 +5,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { allArms, scratchDir, type Arm } from './lib/arms.ts';
+import { allArms, PEER_FILES, scratchDir, type Arm } from './lib/arms.ts';
 import { FIXED_CONNECTIONS, closedLoop, compareLoadGens, fixedRate, idleConnections, type LoadGen } from './lib/measure.ts';
-import { jsonPort, startProc, treeCpuMicros, treeMemKb, warmCompileCache, type Proc } from './lib/procs.ts';
+import { jsonPort, startProc, treeCpuMicros, treeMemKb, warmCompileCache, warmPeers, type Proc } from './lib/procs.ts';
 import { loadGenTable, svg, table, type ArmResult } from './lib/output.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -30,6 +30,7 @@ export async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
 export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<{ results: ArmResult[]; tool: string }> {
   const dir = scratchDir();
   warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
+  warmPeers(PEER_FILES, log);
   const ups = await startUpstreams();
   const results: ArmResult[] = [];
   let tool = '';
@@ -156,11 +157,13 @@ async function main(): Promise<void> {
 }
 
 async function runHop(mode: string, only: string[] | null): Promise<void> {
-  const { HOP_PLANS, benchHop, hopTable } = await import('./hop.ts');
+  const { HOP_PLANS, benchHop, hopRatios, hopTable } = await import('./hop.ts');
   const { which } = await import('./lib/procs.ts');
   const plan = HOP_PLANS[mode];
   const results = await benchHop(plan, only);
   console.log(`\nthe mesh hop (client → outbound proxy → inbound proxy → upstream):\n\n${hopTable(results, plan, which('wrk') ? 'wrk -t1 -c50' : 'autocannon -c50')}\n`);
+  const ratios = hopRatios(results);
+  if (ratios) console.log(`ratios within this run:\n\n${ratios}\n`);
   const out = join(ROOT, 'bench/results');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, `hop-${mode}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ plan, results }, null, 2));

@@ -3,11 +3,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jsonPort, startProc, which, type Proc } from './procs.ts';
+import { jsonPort, peerEnv, startProc, which, type Proc } from './procs.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const NODE = process.execPath;
 export const HOST = 'upstream.bench';
+/** A reference peer's entry file (bench/peers). */
+export const peerFile = (file: string): string => join(ROOT, 'bench/peers', file);
+/** The peers an arm list starts, for warming their compile cache first (procs.ts warmPeers). */
+export const PEER_FILES = ['tcp-pipe.ts', 'undici-dispatch.ts', 'reply-from.ts', 'http-proxy.ts'].map(peerFile);
 
 export interface Arm {
   name: string;
@@ -104,7 +108,7 @@ export function meshlet(name: string, about: string, yaml: (a: number, b: number
 function nodePeer(name: string, about: string, file: string): Arm {
   return {
     name, about, skip: () => null,
-    start: (u) => startProc(name, NODE, [join(ROOT, 'bench/peers', file), '--port', '0', '--upstream', `127.0.0.1:${u.a}`], { ready: jsonPort }),
+    start: (u) => startProc(name, NODE, [peerFile(file), '--port', '0', '--upstream', `127.0.0.1:${u.a}`], { ready: jsonPort, env: peerEnv() }),
   };
 }
 

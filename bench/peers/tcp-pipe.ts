@@ -3,15 +3,10 @@
 // request: the floor any Node proxy pays on this machine (its CPU is almost all syscalls).
 import { createServer, connect } from 'node:net';
 import { announce, peerArgs } from './args.ts';
+import { splice } from './pipe.ts';
 
 const { port, upstream } = peerArgs();
 const server = createServer({ noDelay: true }, (c) => {
-  const u = connect({ host: upstream.host, port: upstream.port, noDelay: true });
-  c.on('data', (d) => { if (!u.write(d)) { c.pause(); u.once('drain', () => c.resume()); } });
-  u.on('data', (d) => { if (!c.write(d)) { u.pause(); c.once('drain', () => u.resume()); } });
-  c.on('error', () => {});
-  u.on('error', () => {});
-  c.on('close', () => u.destroy());
-  u.on('close', () => c.destroy());
+  splice(c, connect({ host: upstream.host, port: upstream.port, noDelay: true }));
 });
 server.listen(port, '127.0.0.1', () => announce(server));

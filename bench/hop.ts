@@ -16,9 +16,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, scratchDir } from './lib/arms.ts';
+import { HOST, peerFile, scratchDir } from './lib/arms.ts';
 import { closedLoop, fixedRate, type Latency } from './lib/measure.ts';
-import { jsonPort, memKb, startProc, treeCpuMicros, treeMemKb, warmCompileCache, which, type Proc } from './lib/procs.ts';
+import { jsonPort, memKb, peerEnv, startProc, treeCpuMicros, treeMemKb, warmCompileCache, warmPeers, which, type Proc } from './lib/procs.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const NODE = process.execPath;
@@ -43,7 +43,7 @@ interface HopArm {
 interface Certs { ca: string; outCert: string; outKey: string; inCert: string; inKey: string; outPem: string; inPem: string }
 
 /** A CA and one leaf per side (SAN inbound.bench / outbound.bench), made with openssl. */
-function makeCerts(dir: string): Certs | null {
+export function makeCerts(dir: string): Certs | null {
   const openssl = which('openssl');
   if (!openssl) return null;
   const d = join(dir, 'certs');
@@ -254,6 +254,33 @@ ${server} }
   };
 }
 
+/**
+ * Two of the Node pipe references in series (bench/peers/tcp-pipe.ts, tls-pipe.ts): bytes copied
+ * with no HTTP, one upstream connection per client connection. What any Node sidecar pair pays
+ * for its sockets (and, with `tls`, for Node's TLS records) before doing any proxy work: the floor
+ * the meshlet pairs are read against.
+ */
+function pipePair(tls: boolean): HopArm {
+  const name = tls ? 'tls-pipe-pair' : 'tcp-pipe-pair';
+  return {
+    name,
+    about: tls ? 'reference: two Node pipes with mutual TLS 1.3 between them, no HTTP (the floor of a Node mTLS hop)' : 'reference: two Node TCP pipes, no HTTP (the floor of a Node sidecar pair)',
+    skip: () => null,
+    async start(upstream, _dir, certs) {
+      if (tls && !certs) throw new Error('openssl is needed for the TLS arms');
+      const start = (side: string, file: string, to: number, more: string[]) =>
+        startProc(`${name}-${side}`, NODE, [peerFile(file), '--port', '0', '--upstream', `127.0.0.1:${to}`, ...more], { ready: jsonPort, env: peerEnv() });
+      const inbound = await start('in', tls ? 'tls-pipe.ts' : 'tcp-pipe.ts', upstream,
+        tls ? ['--tls', 'listen', '--cert', certs!.inCert, '--key', certs!.inKey, '--ca', certs!.ca] : []);
+      try {
+        const outbound = await start('out', tls ? 'tls-pipe.ts' : 'tcp-pipe.ts', inbound.port,
+          tls ? ['--tls', 'connect', '--cert', certs!.outCert, '--key', certs!.outKey, '--ca', certs!.ca, '--servername', 'inbound.bench'] : []);
+        return pair(outbound, inbound, outbound.port);
+      } catch (e) { await inbound.stop(); throw e; }
+    },
+  };
+}
+
 export function hopArms(): HopArm[] {
   return [
     { name: 'direct', about: 'no proxy', skip: () => null, start: async (u) => ({ port: u, procs: [], stop: async () => {} }) },
@@ -261,11 +288,27 @@ export function hopArms(): HopArm[] {
     meshletPair('meshlet-pair-before', 'two meshlet sidecars from $MESHLET_BEFORE, plaintext', () => process.env.MESHLET_BEFORE ?? null),
     meshletControlPair('meshlet-mesh', 'two meshlet sidecars following a control server (registration), plaintext', false),
     meshletControlPair('meshlet-mesh-mtls', 'the same with workload identities: mutual TLS 1.3 between the sidecars (SPIFFE SAN verified)', true),
+    pipePair(false),
+    pipePair(true),
     haproxyPair(false),
     haproxyPair(true),
     nginxPair(),
   ];
 }
+
+/**
+ * The goals of the hop read within one run, per round: each meshlet pair against haproxy's pair
+ * and against the Node pipe pair of the same kind, and that pipe pair against haproxy — where the
+ * last is already above a goal, no Node proxy meets it, whatever it does per request.
+ */
+export const HOP_RATIOS: Array<{ a: string; b: string; goal: string }> = [
+  { a: 'meshlet-mesh-mtls', b: 'haproxy-pair-mtls', goal: '≤ 1.5' },
+  { a: 'meshlet-mesh-mtls', b: 'tls-pipe-pair', goal: '' },
+  { a: 'tls-pipe-pair', b: 'haproxy-pair-mtls', goal: '' },
+  { a: 'meshlet-pair', b: 'haproxy-pair', goal: '' },
+  { a: 'meshlet-pair', b: 'tcp-pipe-pair', goal: '' },
+  { a: 'tcp-pipe-pair', b: 'haproxy-pair', goal: '' },
+];
 
 export interface HopResult {
   arm: string; round: number; about: string; skipped?: string; failed?: string;
@@ -317,6 +360,7 @@ export async function benchHop(plan: HopPlan, only: string[] | null, log: (s: st
   const dir = scratchDir();
   const certs = (() => { try { return makeCerts(dir); } catch (e) { log(`certificates: ${(e as Error).message}`); return null; } })();
   warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
+  warmPeers([peerFile('tcp-pipe.ts'), peerFile('tls-pipe.ts')], log);
   const up = await startProc('upstream', NODE, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
   const results: HopResult[] = [];
   try {
@@ -369,6 +413,24 @@ export function hopTable(results: HopResult[], plan: HopPlan, tool: string): str
     lines.push(`| ${r.arm} | ${r.round} | ${f(r.rps)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.fixedCpuUsPerReq, 1)} | ${f(r.vcpuPer1000, 3)} | ${s(r.added?.p50)} | ${s(r.added?.p90)} | ${s(r.added?.p99)} | ${s(r.added?.p999)} | ${rss(r.rssSteadyMb, r.anonSteadyMb)} | ${rss(r.rssIdleMb, r.anonIdleMb)} | ${f(r.idleCorePct, 2)} | ${errs} |`);
   }
   return lines.join('\n');
+}
+
+
+/** CPU per request of one arm over another's, closed loop and at the fixed rate, for every round both ran in. */
+export function hopRatios(results: HopResult[]): string {
+  const lines = ['| CPU µs/req, A ÷ B | round | closed loop | @fixed rate | goal |', '|---|---:|---:|---:|---|'];
+  const ok = (r: HopResult | undefined) => (r && !r.skipped && !r.failed ? r : undefined);
+  const ratio = (x?: number, y?: number) => (x !== undefined && y ? (x / y).toFixed(2) : '–');
+  const rounds = [...new Set(results.map((r) => r.round))].sort((x, y) => x - y);
+  for (const { a, b, goal } of HOP_RATIOS) {
+    for (const round of rounds) {
+      const ra = ok(results.find((r) => r.arm === a && r.round === round));
+      const rb = ok(results.find((r) => r.arm === b && r.round === round));
+      if (!ra || !rb) continue;
+      lines.push(`| ${a} ÷ ${b} | ${round} | ${ratio(ra.cpuUsPerReq, rb.cpuUsPerReq)} | ${ratio(ra.fixedCpuUsPerReq, rb.fixedCpuUsPerReq)} | ${goal} |`);
+    }
+  }
+  return lines.length > 2 ? lines.join('\n') : '';
 }
 
 export { memKb };

@@ -8,6 +8,8 @@
 //     p50/p90/p99/p99.9 over direct, CPU µs/req at that rate, and vCPU per 1 000 rps (the figure
 //     Istio publishes); RSS of each proxy at the end of it (steady);
 //   - idle: % of one core used by both proxies over a quiet window, and each proxy's RSS.
+// Two Node pipe pairs (no HTTP; plaintext and mutual TLS) run next to the proxies as the floor of
+// any Node sidecar pair, and hopRatios() prints each meshlet pair over haproxy's and over that floor.
 // Certificates for the TLS arms are made per run with openssl (ECDSA P-256, TLS 1.3, both sides
 // verify: the same mutual-TLS work an Istio/Linkerd hop does).
 import { spawnSync } from 'node:child_process';
@@ -414,7 +416,6 @@ export function hopTable(results: HopResult[], plan: HopPlan, tool: string): str
   }
   return lines.join('\n');
 }
-
 
 /** CPU per request of one arm over another's, closed loop and at the fixed rate, for every round both ran in. */
 export function hopRatios(results: HopResult[]): string {

@@ -1,7 +1,7 @@
 // Request/response header hygiene on the raw header arrays Node gives us (no header objects on
 // the forwarding path): hop-by-hop removal per RFC 9110 section 7.6.1, plus headers the proxy owns.
 import type { HeaderOpsSpec } from '../config/schema.ts';
-import { listTokens } from '../engine/http1.ts';
+import { fieldValue, listTokens } from '../engine/http1.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-connection',
   'proxy-authenticate', 'proxy-authorization', 'expect', 'http2-settings']);
@@ -84,10 +84,8 @@ export function downstreamResponseHeaders(raw: string[]): string[] {
   return out;
 }
 
-export function getRaw(raw: string[], lower: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === lower.length && raw[i].toLowerCase() === lower) return raw[i + 1];
-  return undefined;
-}
+/** The first value of header `lower` (engine/http1.ts fieldValue, under the name the listener's callers use). */
+export const getRaw: (raw: readonly string[], lower: string) => string | undefined = fieldValue;
 
 export function removeRaw(raw: string[], lower: string): void {
   for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i].toLowerCase() === lower) raw.splice(i, 2);

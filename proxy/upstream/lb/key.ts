@@ -4,6 +4,7 @@
 // be generated. -1 = the request has no key (Envoy then picks at random).
 import { randomBytes } from 'node:crypto';
 import { hash32, hash32Range } from './hash.ts';
+import { fieldValue } from '../../engine/http1.ts';
 import type { HashSpec } from '../../config/schema.ts';
 
 /** What the key needs from a request (HttpStream has these fields). */
@@ -12,15 +13,6 @@ export interface HashRequest {
   readonly headers: readonly string[];
   readonly path: string;
   readonly req: { readonly remoteAddress: string };
-}
-
-/** The first value of header `lower` (name compared case-insensitively), or undefined. */
-function headerValue(headers: readonly string[], lower: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) {
-    const n = headers[i];
-    if (n.length === lower.length && (n === lower || n.toLowerCase() === lower)) return headers[i + 1];
-  }
-  return undefined;
 }
 
 /** Hash of cookie `name`'s value in any Cookie header (surrounding quotes dropped), or -1. */
@@ -71,7 +63,7 @@ export function queryHash(path: string, name: string): number {
  */
 export function requestHash(spec: HashSpec, r: HashRequest, out: { setCookie: string | null }): number {
   if (spec.header !== undefined) {
-    const v = headerValue(r.headers, spec.header);
+    const v = fieldValue(r.headers, spec.header);
     return v === undefined ? -1 : hash32(v);
   }
   if (spec.cookie !== undefined) {

@@ -10,7 +10,7 @@ import type { Snapshot } from '../config/schema.ts';
 import type { EdgeReport } from '../telemetry/edges.ts';
 import { snapshotProblems } from './validate-snapshot.ts';
 import { ControlChannel, controlStream } from './http.ts';
-import { getRaw } from '../listener/headers.ts';
+import { fieldValue } from '../engine/http1.ts';
 
 type Stream = ReturnType<typeof controlStream>;
 
@@ -141,7 +141,7 @@ export function startControlClient(proxy: ControlledProxy, opts: ControlClientOp
     let idle: NodeJS.Timeout = setTimeout(() => s.destroy(new Error('no data from control for 35 s')), IDLE_MS);
     // The server asks for a heartbeat while the stream is open (x-meshlet-heartbeat-ms): without
     // one it cannot tell this proxy frozen or cut off from a quiet one until TCP gives up.
-    const every = Number(getRaw(raw, 'x-meshlet-heartbeat-ms'));
+    const every = Number(fieldValue(raw, 'x-meshlet-heartbeat-ms'));
     let alive: NodeJS.Timeout | null = null;
     if (Number.isFinite(every) && every >= 50) {
       let inFlight = false; // one beat at a time: a slow server must not queue them up

@@ -40,6 +40,8 @@ interface HopArm {
   about: string;
   skip(): string | null;
   start(upstream: number, dir: string, certs: Certs | null): Promise<Hop>;
+  /** The Node peer files it starts, whose compile cache the run fills first (procs.ts warmPeers). */
+  peers?: string[];
 }
 
 interface Certs { ca: string; outCert: string; outKey: string; inCert: string; inKey: string; outPem: string; inPem: string }
@@ -264,18 +266,20 @@ ${server} }
  */
 function pipePair(tls: boolean): HopArm {
   const name = tls ? 'tls-pipe-pair' : 'tcp-pipe-pair';
+  const file = peerFile(tls ? 'tls-pipe.ts' : 'tcp-pipe.ts');
   return {
     name,
+    peers: [file],
     about: tls ? 'reference: two Node pipes with mutual TLS 1.3 between them, no HTTP (the floor of a Node mTLS hop)' : 'reference: two Node TCP pipes, no HTTP (the floor of a Node sidecar pair)',
     skip: () => null,
     async start(upstream, _dir, certs) {
       if (tls && !certs) throw new Error('openssl is needed for the TLS arms');
-      const start = (side: string, file: string, to: number, more: string[]) =>
-        startProc(`${name}-${side}`, NODE, [peerFile(file), '--port', '0', '--upstream', `127.0.0.1:${to}`, ...more], { ready: jsonPort, env: peerEnv() });
-      const inbound = await start('in', tls ? 'tls-pipe.ts' : 'tcp-pipe.ts', upstream,
+      const start = (side: string, to: number, more: string[]) =>
+        startProc(`${name}-${side}`, NODE, [file, '--port', '0', '--upstream', `127.0.0.1:${to}`, ...more], { ready: jsonPort, env: peerEnv() });
+      const inbound = await start('in', upstream,
         tls ? ['--tls', 'listen', '--cert', certs!.inCert, '--key', certs!.inKey, '--ca', certs!.ca] : []);
       try {
-        const outbound = await start('out', tls ? 'tls-pipe.ts' : 'tcp-pipe.ts', inbound.port,
+        const outbound = await start('out', inbound.port,
           tls ? ['--tls', 'connect', '--cert', certs!.outCert, '--key', certs!.outKey, '--ca', certs!.ca, '--servername', 'inbound.bench'] : []);
         return pair(outbound, inbound, outbound.port);
       } catch (e) { await inbound.stop(); throw e; }
@@ -362,12 +366,12 @@ export async function benchHop(plan: HopPlan, only: string[] | null, log: (s: st
   const dir = scratchDir();
   const certs = (() => { try { return makeCerts(dir); } catch (e) { log(`certificates: ${(e as Error).message}`); return null; } })();
   warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
-  warmPeers([peerFile('tcp-pipe.ts'), peerFile('tls-pipe.ts')], log);
+  const arms = hopArms().filter((a) => only === null || a.name === 'direct' || only.includes(a.name));
+  warmPeers(arms.flatMap((a) => a.peers ?? []), log);
   const up = await startProc('upstream', NODE, [join(ROOT, 'bench/upstream.ts'), '--port', '0'], { ready: jsonPort });
   const results: HopResult[] = [];
   try {
     await fixedRate(up.port, plan.qps, Math.min(1, plan.fixedS)).catch(() => undefined);
-    const arms = hopArms().filter((a) => only === null || a.name === 'direct' || only.includes(a.name));
     let direct: HopResult | null = null;
     for (let round = 1; round <= plan.rounds; round++) {
       for (const arm of arms) {

@@ -5,7 +5,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { allArms, PEER_FILES, scratchDir, type Arm } from './lib/arms.ts';
+import { allArms, scratchDir, type Arm } from './lib/arms.ts';
 import { FIXED_CONNECTIONS, closedLoop, compareLoadGens, fixedRate, idleConnections, type LoadGen } from './lib/measure.ts';
 import { jsonPort, startProc, treeCpuMicros, treeMemKb, warmCompileCache, warmPeers, type Proc } from './lib/procs.ts';
 import { loadGenTable, svg, table, type ArmResult } from './lib/output.ts';
@@ -30,7 +30,7 @@ export async function startUpstreams(): Promise<{ a: Proc; b: Proc }> {
 export async function benchArms(arms: Arm[], plan: Plan, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<{ results: ArmResult[]; tool: string }> {
   const dir = scratchDir();
   warmCompileCache([ROOT, process.env.MESHLET_BEFORE], log);
-  warmPeers(PEER_FILES, log);
+  warmPeers(arms.flatMap((a) => a.peers ?? []), log);
   const ups = await startUpstreams();
   const results: ArmResult[] = [];
   let tool = '';

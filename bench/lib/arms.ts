@@ -10,8 +10,6 @@ const NODE = process.execPath;
 export const HOST = 'upstream.bench';
 /** A reference peer's entry file (bench/peers). */
 export const peerFile = (file: string): string => join(ROOT, 'bench/peers', file);
-/** The peers an arm list starts, for warming their compile cache first (procs.ts warmPeers). */
-export const PEER_FILES = ['tcp-pipe.ts', 'undici-dispatch.ts', 'reply-from.ts', 'http-proxy.ts'].map(peerFile);
 
 export interface Arm {
   name: string;
@@ -19,6 +17,8 @@ export interface Arm {
   /** Why it cannot run here, or null. */
   skip(): string | null;
   start(upstreams: { a: number; b: number }, dir: string): Promise<Proc>;
+  /** The Node peer files it starts, whose compile cache the run fills first (procs.ts warmPeers). */
+  peers?: string[];
 }
 
 export function realisticYaml(a: number, b: number): string {
@@ -107,7 +107,7 @@ export function meshlet(name: string, about: string, yaml: (a: number, b: number
 
 function nodePeer(name: string, about: string, file: string): Arm {
   return {
-    name, about, skip: () => null,
+    name, about, skip: () => null, peers: [peerFile(file)],
     start: (u) => startProc(name, NODE, [peerFile(file), '--port', '0', '--upstream', `127.0.0.1:${u.a}`], { ready: jsonPort, env: peerEnv() }),
   };
 }
